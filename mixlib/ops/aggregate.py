@@ -1,0 +1,324 @@
+"""Local aggregation, the one primitive of the book.
+
+Every local token mixer in the book computes
+
+    y_i = Σ_{j ∈ N(i)} w_ij ⊙ v_j                                           (1)
+
+where N(i) is the k×k window around pixel i (spread out by a dilation d) and w_ij holds one
+weight per group of channels. Mixers differ only in where w comes from: learned and static
+(depthwise conv), generated from the input (dynamic conv), or query-key similarity (attention).
+This module holds the two operations all of them share:
+
+- ``local_similarity(q, k, kernel_size)``: the logits q_i · k_j for every neighbour j of i,
+  the raw material of local attention weights;
+- ``local_aggregate(v, w, kernel_size)``: equation (1) itself.
+
+Shape legend
+    B batch, C channels, H × W the feature map, G weight groups (heads), G divides C and
+    channel c belongs to group c // (C // G). K = k*k neighbour offsets o = (dy, dx) in row-major
+    order from (-r, -r) to (r, r), r = k // 2, each times the dilation d: neighbour j = i + d·o.
+    Weights w have shape (B or 1, G, K, H or 1, W or 1); an axis of size 1 is shared.
+
+Borders: a neighbour outside the image is a zero for aggregation and a -inf logit for
+similarity, so that a softmax gives it no mass. Offsets are those of cross-correlation, like
+``F.conv2d``: w[..., o, i] multiplies v at i + d·o.
+
+Backends (all exact; float64 results agree to 1e-12, gradients too)
+    "reference"  ``F.unfold`` copies every neighbourhood (K times the input): the definition.
+    "lean"       a loop over the K offsets on shifted views of a padded input, with its own
+                 backward, so memory stays O(input + weights). Plain autograd over the same
+                 loop would not be lean: each slice's backward allocates a full-size gradient.
+    "conv"       static weights (H = W = 1) through ``F.conv2d(groups=...)``, i.e. the
+                 library's depthwise-convolution kernels; per-sample static weights fold the
+                 batch into the groups.
+    "auto"       the fastest exact backend for the weights given ("conv" for static weights,
+                 else "lean"; ``python -m mixlib.bench aggregate`` shows why).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+__all__ = [
+    "AGGREGATE_BACKENDS",
+    "SIMILARITY_BACKENDS",
+    "local_aggregate",
+    "local_similarity",
+    "neighbour_offsets",
+    "neighbour_mask",
+]
+
+AGGREGATE_BACKENDS = ("auto", "reference", "lean", "conv")
+SIMILARITY_BACKENDS = ("auto", "reference", "lean")
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometry of the window
+
+
+def neighbour_offsets(kernel_size: int, dilation: int = 1) -> list[tuple[int, int]]:
+    """The K = k*k offsets (dy, dx) of a dilated k×k window, row-major, centre at K // 2."""
+    _check_window(kernel_size, dilation)
+    r = kernel_size // 2
+    return [(dy * dilation, dx * dilation) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+
+
+def neighbour_mask(height: int, width: int, kernel_size: int, dilation: int = 1,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """(K, H, W) bool: True where neighbour i + d·o of pixel i lies inside the image."""
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    masks = []
+    for dy, dx in neighbour_offsets(kernel_size, dilation):
+        row_ok = (rows + dy >= 0) & (rows + dy < height)  # (H,)
+        col_ok = (cols + dx >= 0) & (cols + dx < width)  # (W,)
+        masks.append(row_ok[:, None] & col_ok[None, :])
+    return torch.stack(masks)
+
+
+def _shifted(padded: torch.Tensor, pad: int, dy: int, dx: int, height: int, width: int) -> torch.Tensor:
+    """A view of a map zero-padded by `pad` on each side that holds x[i + (dy, dx)] at i."""
+    return padded[..., pad + dy: pad + dy + height, pad + dx: pad + dx + width]
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks: every message names the argument and the value
+
+
+def _check_window(kernel_size, dilation) -> None:
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+            or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"dilation must be a positive int, got {dilation!r}")
+
+
+def _check_map(name: str, x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(x.shape)}")
+
+
+def _check_backend(backend: str, allowed: tuple[str, ...]) -> None:
+    if backend not in allowed:
+        raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
+
+
+def _check_weights(v: torch.Tensor, w, kernel_size: int) -> None:
+    if not isinstance(w, torch.Tensor) or w.dim() != 5:
+        shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise ValueError(f"w must have shape (B or 1, G, k*k, H or 1, W or 1), got {shape}")
+    B, C, H, W = v.shape
+    Bw, G, K, Hw, Ww = w.shape
+    if K != kernel_size ** 2:
+        raise ValueError(f"w has {K} offsets on dim 2 but kernel_size={kernel_size} needs "
+                         f"{kernel_size ** 2}; w.shape={tuple(w.shape)}")
+    if G < 1 or C % G:
+        raise ValueError(f"w has G={G} groups on dim 1, which must divide the C={C} channels of v; "
+                         f"w.shape={tuple(w.shape)}")
+    for axis, size, full in (("batch", Bw, B), ("height", Hw, H), ("width", Ww, W)):
+        if size not in (1, full):
+            raise ValueError(f"w's {axis} axis must be 1 or {full} to match v of shape "
+                             f"{tuple(v.shape)}, got w.shape={tuple(w.shape)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# "reference": the definition, through unfold
+
+
+def _unfold(x: torch.Tensor, kernel_size: int, dilation: int, groups: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, G, C/G, K, H, W): every neighbourhood copied, zeros outside."""
+    B, C, H, W = x.shape
+    cols = F.unfold(x, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2))
+    # unfold's (B, C·K, H·W) is channel-major: channel c's K offsets are contiguous
+    return rearrange(cols, "b (g c o) (h w) -> b g c o h w", g=groups, o=kernel_size ** 2, h=H)
+
+
+def _reference_aggregate(v, w, kernel_size, dilation):
+    neighbours = _unfold(v, kernel_size, dilation, w.shape[1])  # (B, G, C/G, K, H, W)
+    y = (neighbours * w.unsqueeze(2)).sum(3)  # w: (B, G, 1, K, H, W), sum over offsets
+    return rearrange(y, "b g c h w -> b (g c) h w")
+
+
+def _reference_similarity(q, k, kernel_size, dilation, groups):
+    keys = _unfold(k, kernel_size, dilation, groups)  # (B, G, C/G, K, H, W)
+    queries = rearrange(q, "b (g c) h w -> b g c 1 h w", g=groups)
+    logits = (queries * keys).sum(2)  # (B, G, K, H, W), dot product within each group
+    inside = neighbour_mask(q.shape[2], q.shape[3], kernel_size, dilation, q.device)
+    return logits.masked_fill(~inside, float("-inf"))
+
+
+# ----------------------------------------------------------------------------------------------
+# "lean": a loop over offsets on views, with a hand-written backward
+
+
+class _LeanAggregate(torch.autograd.Function):
+    """y = Σ_o w_o ⊙ shift_o(v); the backward scatters through the same shifted views."""
+
+    @staticmethod
+    def forward(ctx, v, w, kernel_size, dilation):
+        ctx.save_for_backward(v, w)
+        ctx.window = (kernel_size, dilation)
+        B, C, H, W = v.shape
+        G = w.shape[1]
+        pad = dilation * (kernel_size // 2)
+        padded = F.pad(v, (pad, pad, pad, pad)).unflatten(1, (G, C // G))  # (B, G, C/G, H+2p, W+2p)
+        y = v.new_zeros(B, G, C // G, H, W)
+        for o, (dy, dx) in enumerate(neighbour_offsets(kernel_size, dilation)):
+            # w[:, :, o]: (B or 1, G, H or 1, W or 1) -> one weight for all channels of a group
+            y.addcmul_(_shifted(padded, pad, dy, dx, H, W), w[:, :, o].unsqueeze(2))
+        return y.flatten(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        v, w = ctx.saved_tensors
+        kernel_size, dilation = ctx.window
+        B, C, H, W = v.shape
+        G = w.shape[1]
+        pad = dilation * (kernel_size // 2)
+        offsets = neighbour_offsets(kernel_size, dilation)
+        grad_y = grad_y.unflatten(1, (G, C // G))  # (B, G, C/G, H, W)
+        grad_v = grad_w = None
+        if ctx.needs_input_grad[0]:
+            # each output pixel sends its gradient back to the neighbours it read
+            grad_padded = grad_y.new_zeros(B, G, C // G, H + 2 * pad, W + 2 * pad)
+            for o, (dy, dx) in enumerate(offsets):
+                _shifted(grad_padded, pad, dy, dx, H, W).addcmul_(grad_y, w[:, :, o].unsqueeze(2))
+            grad_v = _shifted(grad_padded, pad, 0, 0, H, W).flatten(1, 2)
+        if ctx.needs_input_grad[1]:
+            padded = F.pad(v, (pad, pad, pad, pad)).unflatten(1, (G, C // G))
+            grad_w = torch.empty_like(w)
+            shared_shape = (w.shape[0], G, w.shape[3], w.shape[4])  # broadcast axes sum up
+            for o, (dy, dx) in enumerate(offsets):
+                per_pixel = (grad_y * _shifted(padded, pad, dy, dx, H, W)).sum(2)  # (B, G, H, W)
+                grad_w[:, :, o] = per_pixel.sum_to_size(shared_shape)
+        return grad_v, grad_w, None, None
+
+
+class _LeanSimilarity(torch.autograd.Function):
+    """logits_o = Σ_{c in group} q ⊙ shift_o(k), masked to -inf outside the image."""
+
+    @staticmethod
+    def forward(ctx, q, k, kernel_size, dilation, groups):
+        B, C, H, W = q.shape
+        pad = dilation * (kernel_size // 2)
+        inside = neighbour_mask(H, W, kernel_size, dilation, q.device)  # (K, H, W)
+        ctx.save_for_backward(q, k, inside)
+        ctx.window = (kernel_size, dilation, groups)
+        queries = q.unflatten(1, (groups, C // groups))  # (B, G, C/G, H, W)
+        keys = F.pad(k, (pad, pad, pad, pad)).unflatten(1, (groups, C // groups))
+        logits = q.new_empty(B, groups, kernel_size ** 2, H, W)
+        for o, (dy, dx) in enumerate(neighbour_offsets(kernel_size, dilation)):
+            logits[:, :, o] = (queries * _shifted(keys, pad, dy, dx, H, W)).sum(2)
+        return logits.masked_fill_(~inside, float("-inf"))
+
+    @staticmethod
+    def backward(ctx, grad_logits):
+        q, k, inside = ctx.saved_tensors
+        kernel_size, dilation, groups = ctx.window
+        B, C, H, W = q.shape
+        pad = dilation * (kernel_size // 2)
+        offsets = neighbour_offsets(kernel_size, dilation)
+        grad_logits = grad_logits.masked_fill(~inside, 0.0)  # masked logits do not depend on q, k
+        queries = q.unflatten(1, (groups, C // groups))
+        grad_q = grad_k = None
+        if ctx.needs_input_grad[0]:
+            keys = F.pad(k, (pad, pad, pad, pad)).unflatten(1, (groups, C // groups))
+            grad_q = torch.zeros_like(queries)
+            for o, (dy, dx) in enumerate(offsets):
+                grad_q.addcmul_(_shifted(keys, pad, dy, dx, H, W), grad_logits[:, :, o].unsqueeze(2))
+            grad_q = grad_q.flatten(1, 2)
+        if ctx.needs_input_grad[1]:
+            grad_padded = q.new_zeros(B, groups, C // groups, H + 2 * pad, W + 2 * pad)
+            for o, (dy, dx) in enumerate(offsets):
+                _shifted(grad_padded, pad, dy, dx, H, W).addcmul_(queries, grad_logits[:, :, o].unsqueeze(2))
+            grad_k = _shifted(grad_padded, pad, 0, 0, H, W).flatten(1, 2)
+        return grad_q, grad_k, None, None, None
+
+
+# ----------------------------------------------------------------------------------------------
+# "conv": static weights through the convolution kernels
+
+
+def _conv_aggregate(v, w, kernel_size, dilation):
+    B, C, H, W = v.shape
+    Bw, G = w.shape[:2]
+    if w.shape[3:] != (1, 1):
+        raise ValueError("backend='conv' needs static weights of shape (B or 1, G, k*k, 1, 1), "
+                         f"got w.shape={tuple(w.shape)}")
+    pad = dilation * (kernel_size // 2)
+    # (B or 1, G, K, 1, 1) -> (B or 1, C, K) -> (B·C or C, 1, k, k): a kernel per channel
+    kernels = w.flatten(2).repeat_interleave(C // G, dim=1)
+    kernels = kernels.reshape(Bw * C, 1, kernel_size, kernel_size)
+    if Bw == 1:
+        return F.conv2d(v, kernels, padding=pad, dilation=dilation, groups=C)
+    # per-sample kernels: fold the batch into the channels, one group per (sample, channel)
+    y = F.conv2d(v.reshape(1, B * C, H, W), kernels, padding=pad, dilation=dilation, groups=B * C)
+    return y.view(B, C, H, W)
+
+
+# ----------------------------------------------------------------------------------------------
+# The two public operations
+
+
+def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation: int = 1,
+                    backend: str = "auto") -> torch.Tensor:
+    """y_i = Σ_{j ∈ N(i)} w_ij ⊙ v_j over the dilated k×k window N(i) (equation 1).
+
+    Args:
+        v: values, (B, C, H, W).
+        w: weights, (B or 1, G, k*k, H or 1, W or 1); channel c uses group c // (C // G).
+            w[:, g, o, i] weighs neighbour i + dilation·offset_o (``neighbour_offsets``).
+        kernel_size: k, odd.
+        dilation: d, the spacing between the neighbours.
+        backend: "auto", "reference", "lean" or "conv" (module docstring).
+
+    Returns:
+        y, (B, C, H, W). Out-of-image neighbours count as zeros.
+    """
+    _check_window(kernel_size, dilation)
+    _check_map("v", v)
+    _check_weights(v, w, kernel_size)
+    _check_backend(backend, AGGREGATE_BACKENDS)
+    dtype = torch.promote_types(v.dtype, w.dtype)  # e.g. bf16 values with fp32 softmax weights
+    v, w = v.to(dtype), w.to(dtype)
+    if backend == "auto":
+        backend = "conv" if w.shape[3:] == (1, 1) else "lean"
+    if backend == "reference":
+        return _reference_aggregate(v, w, kernel_size, dilation)
+    if backend == "conv":
+        return _conv_aggregate(v, w, kernel_size, dilation)
+    return _LeanAggregate.apply(v, w, kernel_size, dilation)
+
+
+def local_similarity(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilation: int = 1, *,
+                     groups: int = 1, backend: str = "auto") -> torch.Tensor:
+    """logits[b, g, o, i] = q_i · k_{i + d·o}, the dot product over the channels of group g.
+
+    Args:
+        q: queries, (B, C, H, W); scale them first if the attention is scaled.
+        k: keys, (B, C, H, W).
+        kernel_size: k, odd.
+        dilation: d.
+        groups: G, the number of heads; G divides C.
+        backend: "auto", "reference" or "lean".
+
+    Returns:
+        logits, (B, G, k*k, H, W), -inf where the neighbour is outside the image.
+    """
+    _check_window(kernel_size, dilation)
+    _check_map("q", q)
+    _check_map("k", k)
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or q.shape[1] % groups:
+        raise ValueError(f"groups must be a positive int dividing the C={q.shape[1]} channels, "
+                         f"got {groups!r}")
+    _check_backend(backend, SIMILARITY_BACKENDS)
+    dtype = torch.promote_types(q.dtype, k.dtype)
+    q, k = q.to(dtype), k.to(dtype)
+    if backend == "reference":
+        return _reference_similarity(q, k, kernel_size, dilation, groups)
+    return _LeanSimilarity.apply(q, k, kernel_size, dilation, groups)

@@ -1,0 +1,214 @@
+"""The primitive: every backend is the definition, in values and gradients (float64).
+
+Tolerances: values agree to 1e-12 absolute (sums of at most 49 products of O(1) numbers);
+gradients are checked by torch.autograd.gradcheck against finite differences (eps 1e-6,
+atol 1e-6; fast mode: random projections of the Jacobian), which proves each hand-written
+backward on its own, and lean gradients equal reference gradients to 1e-12.
+"""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mixlib.ops import (
+    AGGREGATE_BACKENDS,
+    local_aggregate,
+    local_similarity,
+    neighbour_mask,
+    neighbour_offsets,
+)
+
+TOL = 1e-12
+B, C, H, W = 2, 4, 5, 7  # odd, non-square map
+
+
+def rand(*shape, grad=False, seed=0):
+    g = torch.Generator().manual_seed(seed + sum(shape))
+    return torch.randn(*shape, dtype=torch.float64, generator=g).requires_grad_(grad)
+
+
+def weight_shapes(groups, k):
+    """Per-pixel, batch-broadcast, space-broadcast, row-broadcast and static weights."""
+    K = k * k
+    return {
+        "per_pixel": (B, groups, K, H, W),
+        "batch_shared": (1, groups, K, H, W),
+        "per_sample_static": (B, groups, K, 1, 1),
+        "row_shared": (1, groups, K, 1, W),
+        "static": (1, groups, K, 1, 1),
+    }
+
+
+def naive_aggregate(v, w, k, d):
+    """Equation (1) with explicit loops over pixels and offsets: the definition itself."""
+    Bv, Cv, Hv, Wv = v.shape
+    G = w.shape[1]
+    wb = w.expand(Bv, G, k * k, Hv, Wv)
+    y = torch.zeros_like(v)
+    for c in range(Cv):
+        g = c // (Cv // G)
+        for o, (dy, dx) in enumerate(neighbour_offsets(k, d)):
+            for i in range(Hv):
+                for j in range(Wv):
+                    if 0 <= i + dy < Hv and 0 <= j + dx < Wv:
+                        y[:, c, i, j] += wb[:, g, o, i, j] * v[:, c, i + dy, j + dx]
+    return y
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_reference_is_the_definition(dilation):
+    v, w = rand(B, C, H, W), rand(B, 2, 9, H, W, seed=1)
+    expected = naive_aggregate(v, w, 3, dilation)
+    assert torch.allclose(local_aggregate(v, w, 3, dilation, backend="reference"), expected,
+                          atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("dilation,groups,k", list(itertools.product([1, 2, 3], [1, 2, 4], [3, 5])))
+def test_backends_agree_in_values(dilation, groups, k):
+    v = rand(B, C, H, W)
+    for name, shape in weight_shapes(groups, k).items():
+        w = rand(*shape, seed=1)
+        expected = local_aggregate(v, w, k, dilation, backend="reference")
+        backends = ["lean", "auto"] + (["conv"] if shape[3:] == (1, 1) else [])
+        for backend in backends:
+            got = local_aggregate(v, w, k, dilation, backend=backend)
+            assert got.shape == v.shape
+            assert torch.allclose(got, expected, atol=TOL, rtol=0), (name, backend)
+
+
+@pytest.mark.parametrize("backend", ["reference", "lean", "conv"])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_backends_gradcheck(backend, dilation):
+    for groups in (1, 2, 4):
+        for name, shape in weight_shapes(groups, 3).items():
+            if backend == "conv" and shape[3:] != (1, 1):
+                continue
+            v, w = rand(B, C, H, W, grad=True), rand(*shape, grad=True, seed=1)
+            assert torch.autograd.gradcheck(
+                lambda v, w: local_aggregate(v, w, 3, dilation, backend=backend), (v, w),
+                eps=1e-6, atol=1e-6, fast_mode=True), (name, groups)
+
+
+def test_lean_gradient_equals_reference_gradient():
+    v = rand(B, C, H, W, grad=True)
+    w = rand(B, 2, 25, H, W, grad=True, seed=1)
+    g = rand(B, C, H, W, seed=2)
+    grads = {}
+    for backend in ("reference", "lean"):
+        grads[backend] = torch.autograd.grad(local_aggregate(v, w, 5, 2, backend=backend), (v, w), g)
+    for a, b in zip(grads["reference"], grads["lean"]):
+        assert torch.allclose(a, b, atol=TOL, rtol=0)
+
+
+def test_static_weights_are_a_depthwise_convolution():
+    """Equivalence: aggregation with per-channel shared weights == F.conv2d(groups=C)."""
+    v = rand(B, C, H, W)
+    kernel = rand(C, 1, 5, 5, seed=3)
+    w = kernel.reshape(1, C, 25, 1, 1)  # one 5×5 kernel per channel, shared by every pixel
+    expected = F.conv2d(v, kernel, padding=4, dilation=2, groups=C)
+    for backend in ("reference", "lean", "conv"):
+        assert torch.allclose(local_aggregate(v, w, 5, 2, backend=backend), expected, atol=TOL, rtol=0)
+
+
+def test_channel_to_group_assignment_is_contiguous():
+    """Channel c uses group c // (C // G): weights of group 1 touch channels 2 and 3 only."""
+    v = rand(B, C, H, W)
+    w = torch.zeros(1, 2, 9, 1, 1, dtype=torch.float64)
+    w[0, 1, 4] = 1.0  # the centre tap of group 1
+    y = local_aggregate(v, w, 3)
+    assert torch.equal(y[:, :2], torch.zeros_like(y[:, :2]))
+    assert torch.equal(y[:, 2:], v[:, 2:])
+
+
+def naive_similarity(q, k, ks, d, groups):
+    Bq, Cq, Hq, Wq = q.shape
+    out = torch.full((Bq, groups, ks * ks, Hq, Wq), float("-inf"), dtype=q.dtype)
+    cg = Cq // groups
+    for g in range(groups):
+        for o, (dy, dx) in enumerate(neighbour_offsets(ks, d)):
+            for i in range(Hq):
+                for j in range(Wq):
+                    if 0 <= i + dy < Hq and 0 <= j + dx < Wq:
+                        out[:, g, o, i, j] = (q[:, g * cg:(g + 1) * cg, i, j]
+                                              * k[:, g * cg:(g + 1) * cg, i + dy, j + dx]).sum(1)
+    return out
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_similarity_backends_are_the_definition(dilation, groups):
+    q, k = rand(B, C, H, W), rand(B, C, H, W, seed=1)
+    expected = naive_similarity(q, k, 3, dilation, groups)
+    for backend in ("reference", "lean", "auto"):
+        got = local_similarity(q, k, 3, dilation, groups=groups, backend=backend)
+        assert torch.equal(got.isinf(), expected.isinf())
+        inside = ~expected.isinf()
+        assert torch.allclose(got[inside], expected[inside], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["reference", "lean"])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_similarity_gradcheck(backend, dilation):
+    for groups in (1, 2, 4):
+        q, k = rand(B, C, H, W, grad=True), rand(B, C, H, W, grad=True, seed=1)
+
+        def finite_logits(q, k):
+            logits = local_similarity(q, k, 3, dilation, groups=groups, backend=backend)
+            return logits.masked_fill(logits.isinf(), 0.0)
+
+        assert torch.autograd.gradcheck(finite_logits, (q, k), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_softmax_of_similarity_then_aggregate_is_local_attention():
+    """Attention over a 3×3 window, written with dense masked softmax, equals the two ops."""
+    q, k, v = rand(1, 4, 4, 6), rand(1, 4, 4, 6, seed=1), rand(1, 4, 4, 6, seed=2)
+    w = local_similarity(q, k, 3, groups=2).softmax(dim=2)
+    y = local_aggregate(v, w, 3)
+    # dense: position p attends to position r iff |Δrow| <= 1 and |Δcol| <= 1
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(6), indexing="ij")
+    rows, cols = rows.flatten(), cols.flatten()
+    near = ((rows[:, None] - rows[None]).abs() <= 1) & ((cols[:, None] - cols[None]).abs() <= 1)
+    qh, kh, vh = (t.reshape(2, 2, 24) for t in (q, k, v))  # (heads, d, N)
+    logits = torch.einsum("hdn,hdm->hnm", qh, kh).masked_fill(~near, float("-inf"))
+    dense = torch.einsum("hnm,hdm->hdn", logits.softmax(-1), vh).reshape(1, 4, 4, 6)
+    assert torch.allclose(y, dense, atol=TOL, rtol=0)
+
+
+def test_neighbour_mask_counts():
+    mask = neighbour_mask(5, 7, 3)
+    assert mask.shape == (9, 5, 7)
+    assert mask[:, 2, 3].all()  # interior pixel sees all 9
+    assert mask[:, 0, 0].sum() == 4  # a corner sees 2×2
+
+
+def test_lean_mixed_dtypes_promote():
+    v = torch.randn(1, 4, 5, 5, dtype=torch.bfloat16)
+    w = torch.randn(1, 2, 9, 5, 5)
+    assert local_aggregate(v, w, 3).dtype == torch.float32
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: local_aggregate(torch.zeros(4, 5, 5), torch.zeros(1, 1, 9, 1, 1), 3), "v must have shape"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 3, 9, 1, 1), 3), "G=3"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 1, 16, 1, 1), 4), "kernel_size"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 1, 8, 1, 1), 3), "8 offsets"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 1, 9, 1), 3), "w must have shape"),
+    (lambda: local_aggregate(torch.zeros(2, 4, 5, 5), torch.zeros(3, 1, 9, 1, 1), 3), "batch axis"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 1, 9, 4, 5), 3), "height axis"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 1, 9, 5, 5), 3, backend="conv"),
+     "static weights"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 1, 9, 1, 1), 3, backend="fast"),
+     "'fast'"),
+    (lambda: local_aggregate(torch.zeros(1, 4, 5, 5), torch.zeros(1, 1, 9, 1, 1), 3, dilation=0),
+     "dilation"),
+    (lambda: local_similarity(torch.zeros(1, 4, 5, 5), torch.zeros(1, 4, 5, 5), 3, groups=3), "groups"),
+    (lambda: local_similarity(torch.zeros(1, 4, 5, 5), torch.zeros(1, 4, 5, 6), 3), "k must have"),
+])
+def test_bad_input_names_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_backends_listed():
+    assert set(AGGREGATE_BACKENDS) == {"auto", "reference", "lean", "conv"}
