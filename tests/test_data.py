@@ -1,0 +1,189 @@
+"""mixlib.data: real archives decode to the sizes and class order their READMEs give; bad
+archives fail loudly and leave nothing behind; augmentation is a true crop and flip."""
+import io
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mixlib import data as mdata
+from mixlib.data import CIFAR10, IMAGENETTE, DataError, load, random_crop_flip
+
+ROOT = mdata.data_root()
+needs_data = pytest.mark.skipif(ROOT is None or not (ROOT / "cifar10-jpg").is_dir(),
+                                reason="no data folder (MIXLIB_DATA or ../shared/data)")
+
+# From the data folders' READMEs: per-class counts and label order.
+README_COUNTS = {
+    ("cifar10", "train"): [5000] * 10,
+    ("cifar10", "test"): [1000] * 10,
+    ("imagenette", "train"): [963, 955, 993, 858, 941, 956, 961, 931, 951, 960],
+    ("imagenette", "test"): [387, 395, 357, 386, 409, 394, 389, 419, 399, 390],
+}
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@needs_data
+@pytest.mark.parametrize("name,split", list(README_COUNTS))
+def test_split_sizes_and_class_order(name, split, shared_cache):
+    d = load(name, split, cache_dir=shared_cache, quick=False)
+    spec = mdata.DATASETS[name]
+    size = spec.image_size
+    assert d.images.shape == (spec.sizes[split], 3, size, size)
+    assert d.images.dtype == torch.uint8 and d.labels.dtype == torch.int64
+    assert d.class_counts() == README_COUNTS[(name, split)]
+    # a real photo, not a blank: pixel values spread over the range
+    assert d.images[:100].float().std() > 30
+
+
+@needs_data
+def test_class_order_is_alphabetical_folders():
+    assert list(CIFAR10.classes) == sorted(CIFAR10.classes)
+    assert CIFAR10.classes[0] == "airplane" and CIFAR10.classes[9] == "truck"
+    assert list(IMAGENETTE.classes) == sorted(IMAGENETTE.classes)
+    assert IMAGENETTE.class_names[0] == "tench" and IMAGENETTE.class_names[9] == "parachute"
+
+
+@needs_data
+def test_labels_follow_the_class_folders(tmp_path):
+    """A CIFAR test image of class 3 ('cat') decodes to the pixels of cifar10/test/cat/0000.jpg."""
+    d = load("cifar10", "test", cache_dir=tmp_path, quick=True)
+    with tarfile.open(ROOT / "cifar10-jpg" / "test.tar.gz") as tar:
+        raw = tar.extractfile("cifar10/test/cat/0000.jpg").read()
+    expected = torch.from_numpy(np.array(Image.open(io.BytesIO(raw)).convert("RGB"))).permute(2, 0, 1)
+    first_cat = int(torch.nonzero(d.labels == 3)[0])
+    assert torch.equal(d.images[first_cat], expected)
+
+
+@needs_data
+def test_cache_is_written_once_and_reused(tmp_path, monkeypatch):
+    first = load("cifar10", "test", cache_dir=tmp_path, quick=True)
+    files = list(tmp_path.glob("*.pt"))
+    assert len(files) == 1
+    monkeypatch.setattr(mdata, "_decode_archive", lambda *a, **k: pytest.fail("decoded twice"))
+    again = load("cifar10", "test", cache_dir=tmp_path, quick=True)
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+
+
+@needs_data
+def test_quick_subset_has_every_class(tmp_path):
+    d = load("imagenette", "train", cache_dir=tmp_path, quick=True)
+    assert 200 <= len(d) <= 1000
+    assert d.class_counts() == [mdata.QUICK_PER_CLASS["train"]] * 10
+
+
+@needs_data
+def test_quick_mode_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXLIB_QUICK", "1")
+    assert len(load("cifar10", "test", cache_dir=tmp_path)) == 10 * mdata.QUICK_PER_CLASS["test"]
+
+
+@needs_data
+def test_corrupt_archive_is_an_error_and_leaves_nothing(tmp_path):
+    folder = tmp_path / "data" / "cifar10-jpg"
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "cifar10-jpg" / "SHA256SUMS", folder)
+    original = (ROOT / "cifar10-jpg" / "test.tar.gz").read_bytes()
+    corrupt = bytearray(original)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (folder / "test.tar.gz").write_bytes(bytes(corrupt))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="corrupt"):
+        load("cifar10", "test", root=tmp_path / "data", cache_dir=cache, quick=True)
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_missing_archive_names_the_path(tmp_path):
+    (tmp_path / "cifar10-jpg").mkdir()
+    with pytest.raises(FileNotFoundError, match="test.tar.gz"):
+        load("cifar10", "test", root=tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_interrupted_decode_leaves_no_cache_file(tmp_path, monkeypatch):
+    """A failure while the tensor file is written leaves neither it nor a temporary file."""
+    images, labels = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64)
+
+    def broken_save(obj, path):
+        open(path, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    target = tmp_path / "x.pt"
+    with pytest.raises(KeyboardInterrupt):
+        mdata._cached(target, CIFAR10, "test", lambda: (images, labels))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_name_and_split():
+    with pytest.raises(DataError, match="'mnist'"):
+        load("mnist")
+    with pytest.raises(DataError, match="'val'"):
+        load("cifar10", "val")
+
+
+def _fake_imagenette(path, per_class=2):
+    """A tiny archive in the layout of fast.ai's imagenette2-160.tgz: non-square JPEGs."""
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as tar:
+        for split in ("train", "val"):
+            for wnid in IMAGENETTE.classes:
+                for i in range(per_class):
+                    array = rng.integers(0, 255, (160, 213, 3), dtype=np.uint8)
+                    buffer = io.BytesIO()
+                    Image.fromarray(array).save(buffer, format="JPEG")
+                    info = tarfile.TarInfo(f"imagenette2-160/{split}/{wnid}/{i:04d}.JPEG")
+                    info.size = buffer.tell()
+                    buffer.seek(0)
+                    tar.addfile(info, buffer)
+
+
+def test_imagenette_download_path_gives_the_same_shapes(tmp_path, monkeypatch):
+    """The download path (here from a local file URL) decodes to (N, 3, 160, 160), same labels."""
+    archive = tmp_path / "imagenette2-160.tgz"
+    _fake_imagenette(archive)
+    monkeypatch.setattr(mdata, "IMAGENETTE_URL", archive.as_uri())
+    monkeypatch.setattr(mdata, "_check_counts", lambda *a: None)  # the fake has 2 per class
+    d = load("imagenette", "test", cache_dir=tmp_path / "cache", download=True, quick=False)
+    assert d.images.shape == (20, 3, 160, 160)
+    assert d.class_counts() == [2] * 10
+    assert (tmp_path / "cache" / "downloads" / "imagenette2-160.tgz").is_file()
+
+
+def test_random_crop_flip_is_a_translation_and_a_flip():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    out = random_crop_flip(x, padding=2, generator=g)
+    assert out.shape == x.shape
+    for n in range(2):
+        windows = [padded[n, :, r:r + 8, c:c + 8] for r in range(5) for c in range(5)]
+        candidates = windows + [w.flip(2) for w in windows]
+        assert any(torch.equal(out[n], w) for w in candidates)
+
+
+def test_random_crop_flip_moves_and_flips_about_half():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 255, (400, 3, 16, 16), dtype=torch.uint8)
+    out = random_crop_flip(x, padding=0, generator=g)
+    assert out.dtype == torch.uint8
+    flipped = sum(torch.equal(out[n], x[n].flip(2)) for n in range(400))
+    assert 150 < flipped < 250
+    moved = random_crop_flip(x, padding=4, flip=False, generator=g)
+    unchanged = sum(torch.equal(moved[n], x[n]) for n in range(400))
+    assert unchanged < 40  # only the (0, 0) shift of 81 keeps the image
+    same_seed = [random_crop_flip(x, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert torch.equal(*same_seed)
+
+
+def test_normalize_standardises():
+    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    y = mdata.normalize(x, CIFAR10)
+    expected = (1 - torch.tensor(CIFAR10.mean)) / torch.tensor(CIFAR10.std)
+    assert torch.allclose(y[0, :, 0, 0], expected)
