@@ -250,7 +250,9 @@ def _conv_aggregate(v, w, kernel_size, dilation):
                          f"got w.shape={tuple(w.shape)}")
     pad = dilation * (kernel_size // 2)
     # (B or 1, G, K, 1, 1) -> (B or 1, C, K) -> (B·C or C, 1, k, k): a kernel per channel
-    kernels = w.flatten(2).repeat_interleave(C // G, dim=1)
+    kernels = w.flatten(2)
+    if G != C:
+        kernels = kernels.repeat_interleave(C // G, dim=1)
     kernels = kernels.reshape(Bw * C, 1, kernel_size, kernel_size)
     if Bw == 1:
         return F.conv2d(v, kernels, padding=pad, dilation=dilation, groups=C)
@@ -282,8 +284,9 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
     _check_map("v", v)
     _check_weights(v, w, kernel_size)
     _check_backend(backend, AGGREGATE_BACKENDS)
-    dtype = torch.promote_types(v.dtype, w.dtype)  # e.g. bf16 values with fp32 softmax weights
-    v, w = v.to(dtype), w.to(dtype)
+    if v.dtype != w.dtype:  # e.g. bf16 values with fp32 softmax weights under autocast
+        dtype = torch.promote_types(v.dtype, w.dtype)
+        v, w = v.to(dtype), w.to(dtype)
     if backend == "auto":
         backend = "conv" if w.shape[3:] == (1, 1) else "lean"
     if backend == "reference":
