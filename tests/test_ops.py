@@ -212,3 +212,106 @@ def test_bad_input_names_the_argument(call, match):
 
 def test_backends_listed():
     assert set(AGGREGATE_BACKENDS) == {"auto", "reference", "lean", "conv"}
+
+
+# ----------------------------------------------------------------------------------------------
+# The clamped border rule of neighbourhood attention
+
+
+def natten_window_start(i, length, k, d):
+    """NATTEN's get_window_start (naive CUDA kernels, v0.17), written out for one index."""
+    r = k // 2
+    if d <= 1:
+        start = max(i - r, 0)
+        if i + r >= length:
+            start += length - i - r - 1
+        return start
+    ni = i - r * d
+    if ni < 0:
+        return i % d
+    if i + r * d >= length:
+        imodd = i % d
+        a = (length // d) * d
+        b = length - a
+        if imodd < b:
+            return length - b + imodd - 2 * r * d
+        return a + imodd - k * d
+    return ni
+
+
+@pytest.mark.parametrize("k,d", [(3, 1), (5, 1), (7, 1), (3, 2), (5, 2), (3, 3), (5, 3)])
+@pytest.mark.parametrize("length", [15, 16, 23])
+def test_clamped_neighbours_follow_natten(k, d, length):
+    from mixlib.ops import clamped_neighbours
+    got = clamped_neighbours(length, k, d)
+    for i in range(length):
+        start = natten_window_start(i, length, k, d)
+        assert got[:, i].tolist() == [start + t * d for t in range(k)], i
+
+
+def naive_clamped_aggregate(v, w, k, d):
+    from mixlib.ops import clamped_neighbours
+    Bv, Cv, Hv, Wv = v.shape
+    G = w.shape[1]
+    wb = w.expand(Bv, G, k * k, Hv, Wv)
+    rows, cols = clamped_neighbours(Hv, k, d), clamped_neighbours(Wv, k, d)
+    y = torch.zeros_like(v)
+    for c in range(Cv):
+        g = c // (Cv // G)
+        for i in range(Hv):
+            for j in range(Wv):
+                for ty in range(k):
+                    for tx in range(k):
+                        y[:, c, i, j] += wb[:, g, ty * k + tx, i, j] * v[:, c, rows[ty, i], cols[tx, j]]
+    return y
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_clamp_border_backends_are_the_definition(d):
+    v = rand(B, C, 7, 9)
+    w = rand(B, 2, 9, 7, 9, seed=1)
+    expected = naive_clamped_aggregate(v, w, 3, d)
+    for backend in ("reference", "lean", "auto"):
+        got = local_aggregate(v, w, 3, d, backend, border="clamp")
+        assert torch.allclose(got, expected, atol=TOL, rtol=0), backend
+    q, key = rand(B, C, 7, 9, seed=2), rand(B, C, 7, 9, seed=3)
+    ref = local_similarity(q, key, 3, d, groups=2, backend="reference", border="clamp")
+    lean = local_similarity(q, key, 3, d, groups=2, backend="lean", border="clamp")
+    assert torch.isfinite(ref).all()  # no neighbour is outside
+    assert torch.allclose(ref, lean, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["reference", "lean"])
+def test_clamp_border_gradcheck(backend):
+    v, w = rand(1, 4, 6, 7, grad=True), rand(1, 2, 9, 6, 7, grad=True, seed=1)
+    assert torch.autograd.gradcheck(
+        lambda v, w: local_aggregate(v, w, 3, 2, backend, border="clamp"), (v, w),
+        eps=1e-6, atol=1e-6, fast_mode=True)
+    q, key = rand(1, 4, 6, 7, grad=True, seed=2), rand(1, 4, 6, 7, grad=True, seed=3)
+    assert torch.autograd.gradcheck(
+        lambda q, key: local_similarity(q, key, 3, 2, groups=2, backend=backend, border="clamp"),
+        (q, key), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_clamp_equals_zeros_in_the_interior():
+    v, w = rand(1, 4, 9, 9), rand(1, 2, 9, 9, 9, seed=1)
+    zeros = local_aggregate(v, w, 3, border="zeros")
+    clamp = local_aggregate(v, w, 3, border="clamp")
+    assert torch.allclose(zeros[..., 1:-1, 1:-1], clamp[..., 1:-1, 1:-1], atol=TOL, rtol=0)
+    assert not torch.allclose(zeros[..., 0, :], clamp[..., 0, :])  # the border differs
+
+
+def test_window_positions_agree_with_offsets_and_clamp():
+    from mixlib.ops import window_positions
+    rows, cols = window_positions(5, 6, 3, 1, "zeros")
+    assert rows[0, 0, 0] == -1 and cols[0, 0, 0] == -1 and rows[8, 4, 5] == 5
+    rows, cols = window_positions(5, 6, 3, 1, "clamp")
+    assert rows.min() >= 0 and rows.max() <= 4 and cols.max() <= 5
+    assert rows[:, 0, 0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_clamp_needs_a_large_enough_map():
+    with pytest.raises(ValueError, match="kernel_size \\* dilation"):
+        local_aggregate(torch.zeros(1, 2, 4, 9), torch.zeros(1, 1, 25, 1, 1), 5, border="clamp")
+    with pytest.raises(ValueError, match="border"):
+        local_aggregate(torch.zeros(1, 2, 4, 9), torch.zeros(1, 1, 9, 1, 1), 3, border="reflect")
