@@ -1,6 +1,6 @@
 """mixlib: the vision token mixers of the book, each written as y_i = Σ_j w_ij ⊙ x_j."""
-from . import ops
+from . import mixers, ops
 from .ops import local_aggregate, local_similarity
 
 __version__ = "0.1.0"
-__all__ = ["ops", "local_aggregate", "local_similarity", "__version__"]
+__all__ = ["mixers", "ops", "local_aggregate", "local_similarity", "__version__"]

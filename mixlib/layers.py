@@ -1,0 +1,87 @@
+"""Small layers the mixers and blocks share. All take and return (B, C, H, W) unless stated."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["LayerNorm2d", "LayerScale", "DropPath", "ConvMlp", "check_map", "check_int",
+           "check_divides"]
+
+
+def check_map(x: torch.Tensor, dim: int, owner: str) -> None:
+    """The mixer contract: x is (B, dim, H, W); anything else is a ValueError naming it."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{owner} expects x of shape (B, C, H, W), got {shape}")
+    if x.shape[1] != dim:
+        raise ValueError(f"{owner} was built with dim={dim} channels, got x with {x.shape[1]} "
+                         f"channels (shape {tuple(x.shape)})")
+
+
+def check_int(name: str, value, *, minimum: int = 1, odd: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (odd and value % 2 == 0):
+        kind = "an odd int" if odd else "an int"
+        raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def check_divides(name: str, value: int, dim_name: str, dim: int) -> None:
+    if dim % value:
+        raise ValueError(f"{name}={value} must divide {dim_name}={dim}")
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of a (B, C, H, W) map (ConvNeXt's
+    "channels_first" LayerNorm); the same numbers as permute -> nn.LayerNorm -> permute."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__(num_channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+
+
+class LayerScale(nn.Module):
+    """x * gamma, one learned scale per channel, initialised small (ConvNeXt, CaiT)."""
+
+    def __init__(self, dim: int, init_value: float = 1e-6):
+        super().__init__()
+        self.gamma = nn.Parameter(init_value * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.view(1, -1, 1, 1)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch for a whole sample with probability p."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop path probability p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class ConvMlp(nn.Module):
+    """1×1 conv -> activation -> 1×1 conv: the channel mixer of a MetaFormer block."""
+
+    def __init__(self, dim: int, hidden: int, *, act_layer=nn.GELU, bias: bool = True):
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1, bias=bias)
+        self.act = act_layer()
+        self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))

@@ -1,0 +1,24 @@
+"""The mixers of the book, one module per family, and their registry.
+
+    from mixlib import mixers
+    mixers.available()                  # the names below
+    m = mixers.build("lka", 64)         # the paper's defaults
+    m = mixers.build("dwconv", 64, kernel_size=5)
+
+Every mixer maps (B, C, H, W) to (B, C, H, W) and holds no norm, residual or drop path: the
+blocks in mixlib.models own those. Local mixers expose ``aggregation_weights(x)`` so that
+``mixer(x) == local_aggregate(x or v, mixer.aggregation_weights(x), k)`` can be checked.
+"""
+from ._registry import MixerInfo, available, build, info, mixer_class, register_mixer
+from .attention import NeighborhoodAttention, RelativeAttention, WindowAttention
+from .conv import DWConv, DynamicDWConv, InhomogeneousDWConv, Pooling
+from .elsa import ELSA
+from .hornet import GlobalFilter, GlobalLocalFilter, GnConv
+from .lka import LargeKernelAttention
+
+__all__ = [
+    "MixerInfo", "available", "build", "info", "mixer_class", "register_mixer",
+    "DWConv", "DynamicDWConv", "InhomogeneousDWConv", "Pooling",
+    "WindowAttention", "NeighborhoodAttention", "RelativeAttention",
+    "LargeKernelAttention", "ELSA", "GnConv", "GlobalFilter", "GlobalLocalFilter",
+]

@@ -1,0 +1,338 @@
+"""Attention mixers: Swin's window attention, neighbourhood attention, CoAtNet's relative
+attention. All three compute weights from queries and keys plus a learned relative position bias,
+
+    w_ij = softmax_{j ∈ N(i)}(q_i · k_j / √d + b_h[rel(i, j)]),    y_i = Σ_{j ∈ N(i)} w_ij v_j,
+
+one weight per head, shared by its d channels. They differ in the neighbourhood N(i):
+
+| mixer                 | N(i)                                             | bias index (rel)   |
+|-----------------------|--------------------------------------------------|--------------------|
+| WindowAttention       | i's M×M window (∩ i's region when shifted)       | query - key (Swin) |
+| NeighborhoodAttention | k×k window around i, shifted inward at borders   | key - query (NAT)  |
+| RelativeAttention     | the whole map                                    | query - key        |
+
+Papers: Swin (Liu et al., ICCV 2021, arXiv 2103.14030); NAT (Hassani et al., CVPR 2023, arXiv
+2204.07143); CoAtNet (Dai et al., NeurIPS 2021, arXiv 2106.04803).
+
+Shape legend: B batch, C = dim, H × W the map, N = H·W, h heads, d = C / h head width,
+M window size, T = M·M tokens per window, nW windows, K = k*k neighbours.
+Channel layout of the qkv projection: (qkv, head, d), as in Swin.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..layers import check_divides, check_int, check_map
+from ..ops import local_aggregate, local_similarity, window_positions
+from ._registry import MixerInfo, register_mixer
+
+__all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
+           "swin_relative_index"]
+
+HEAD_WIDTH = 32  # Swin, NAT and CoAtNet all use 32 channels per head
+
+
+def resolve_heads(dim: int, num_heads: int | None) -> int:
+    """num_heads, or dim // 32 (the papers' head width) when it is None."""
+    if num_heads is None:
+        if dim % HEAD_WIDTH:
+            raise ValueError(f"dim={dim} is not a multiple of the default head width "
+                             f"{HEAD_WIDTH}; pass num_heads")
+        num_heads = dim // HEAD_WIDTH
+    check_int("num_heads", num_heads)
+    check_divides("num_heads", num_heads, "dim", dim)
+    return num_heads
+
+
+def swin_relative_index(height: int, width: int, table_height: int | None = None,
+                        table_width: int | None = None) -> torch.Tensor:
+    """(N, N) long: row of the bias table for query i and key j, indexed by query - key.
+
+    The table has (2·table_height - 1)(2·table_width - 1) rows; a map smaller than the table's
+    uses its central part, so the same offsets always read the same rows.
+    """
+    table_height = table_height or height
+    table_width = table_width or width
+    coords = torch.stack(torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij"))
+    coords = coords.flatten(1)  # (2, N)
+    rel = coords[:, :, None] - coords[:, None, :]  # (2, N, N): query - key
+    return (rel[0] + table_height - 1) * (2 * table_width - 1) + (rel[1] + table_width - 1)
+
+
+def _split_qkv(qkv: torch.Tensor, pattern: str, **axes):
+    """q, k, v from one projection whose channels are laid out (qkv, head, d)."""
+    return rearrange(qkv, pattern, three=3, **axes).unbind(0)
+
+
+@register_mixer("window_attention")
+class WindowAttention(nn.Module):
+    r"""Swin's (shifted) window attention with relative position bias.
+
+    The map is cut into non-overlapping M×M windows and each window attends within itself:
+    $w_{ij} = \mathrm{softmax}_j(q_i \cdot k_j/\sqrt d + B_h[i - j])$ for j in i's window. With
+    ``shift_size`` s > 0 the windows are first moved by (s, s) (a cyclic roll), and a mask keeps
+    pixels that the roll brought together from different image regions apart.
+
+    Any H, W works: the map is padded to a multiple of M and the padded keys are masked. As in
+    Swin, a map no larger than one window gets no shift. The masks use -inf (exact) where Swin
+    adds -100.
+
+    Args:
+        dim: C.
+        num_heads: h (default C // 32, Swin's head width).
+        window_size: M (Swin: 7).
+        shift_size: s, 0 or M // 2 in alternating Swin blocks.
+        qkv_bias: bias in the qkv projection (Swin: True).
+        attn_drop: dropout on the attention weights; proj_drop: on the output.
+    """
+
+    info = MixerInfo(neighbourhood="window partition", sharing="head", weights="query-key",
+                     paper="liu2021swin")
+
+    def __init__(self, dim: int, *, num_heads: int | None = None, window_size: int = 7,
+                 shift_size: int = 0, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.num_heads = resolve_heads(dim, num_heads)
+        self.window_size = check_int("window_size", window_size)
+        self.shift_size = check_int("shift_size", shift_size, minimum=0)
+        if shift_size >= window_size:
+            raise ValueError(f"shift_size={shift_size} must be smaller than window_size={window_size}")
+        M = window_size
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * M - 1) ** 2, self.num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", swin_relative_index(M, M), persistent=False)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def relative_bias(self) -> torch.Tensor:
+        """(h, T, T): B_h[i - j] for every query and key of a window."""
+        T = self.window_size ** 2
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(T, T, self.num_heads).permute(2, 0, 1)  # (T, T, h) -> (h, T, T)
+
+    def window_mask(self, height: int, width: int, device=None) -> torch.Tensor | None:
+        """(nW, T, T) bool, True where query i may attend to key j; None if nothing is masked.
+
+        Two rules: after a shift only pixels of the same image region meet (Swin's 9 regions),
+        and padded pixels are no keys of real queries.
+        """
+        M, shift = self.window_size, self._shift(height, width)
+        Hp, Wp = height + (-height) % M, width + (-width) % M
+        if shift == 0 and (Hp, Wp) == (height, width):
+            return None
+        region = torch.zeros(Hp, Wp, dtype=torch.long, device=device)
+        if shift:
+            label = 0
+            for rows in (slice(0, -M), slice(-M, -shift), slice(-shift, None)):
+                for cols in (slice(0, -M), slice(-M, -shift), slice(-shift, None)):
+                    region[rows, cols] = label
+                    label += 1
+        real = torch.zeros(Hp, Wp, dtype=torch.bool, device=device)
+        real[:height, :width] = True
+        real = torch.roll(real, (-shift, -shift), dims=(0, 1))  # into the shifted frame
+        region, real = (rearrange(t, "(nh m1) (nw m2) -> (nh nw) (m1 m2)", m1=M, m2=M)
+                        for t in (region, real))  # (nW, T)
+        same_region = region[:, :, None] == region[:, None, :]
+        key_ok = real[:, None, :] | ~real[:, :, None]  # padded queries may see anything
+        return same_region & key_ok
+
+    def _shift(self, height: int, width: int) -> int:
+        return self.shift_size if min(height, width) > self.window_size else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        B, C, H, W = x.shape
+        M, shift = self.window_size, self._shift(H, W)
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        x = F.pad(x, (0, 0, 0, (-W) % M, 0, (-H) % M))  # pad bottom and right to multiples of M
+        Hp, Wp = x.shape[1:3]
+        if shift:
+            x = torch.roll(x, (-shift, -shift), dims=(1, 2))
+        windows = rearrange(x, "b (nh m1) (nw m2) c -> b (nh nw) (m1 m2) c", m1=M, m2=M)
+        q, k, v = _split_qkv(self.qkv(windows), "b n t (three h d) -> three b n h t d",
+                            h=self.num_heads)
+        bias = self.relative_bias()  # (h, T, T)
+        mask = self.window_mask(H, W, x.device)
+        if mask is not None:  # (nW, 1, T, T) against (h, T, T) -> (nW, h, T, T)
+            bias = bias.masked_fill(~mask[:, None], float("-inf"))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+                                           dropout_p=self.attn_drop if self.training else 0.0)
+        y = self.proj_drop(self.proj(rearrange(y, "b n h t d -> b n t (h d)")))
+        y = rearrange(y, "b (nh nw) (m1 m2) c -> b (nh m1) (nw m2) c", nh=Hp // M, m1=M)
+        if shift:
+            y = torch.roll(y, (shift, shift), dims=(1, 2))
+        return y[:, :H, :W].permute(0, 3, 1, 2)  # crop, (B, H, W, C) -> (B, C, H, W)
+
+
+@register_mixer("neighborhood_attention")
+class NeighborhoodAttention(nn.Module):
+    r"""Neighbourhood attention (NAT): a k×k sliding window around every pixel.
+
+    $w_{ij} = \mathrm{softmax}_{j \in \mathcal N(i)}(q_i \cdot k_j/\sqrt d + B_h[j - i])$, then
+    $y_i = \sum_j w_{ij} v_j$: ``local_similarity`` + bias, softmax, ``local_aggregate``, with
+    NATTEN's border rule (``border="clamp"``): near the border the window shifts inward, so every
+    pixel attends to exactly k*k pixels. The bias table is (h, 2k-1, 2k-1), indexed by key - query;
+    the interior only uses its central k×k.
+
+    ``implementation``: "aggregate" (the two ops, memory O(N·K)), "dense" (one masked
+    scaled_dot_product_attention over all N pixels, memory O(N²), faster for small maps on
+    the CPU) or "auto" (dense up to 32×32 maps on the CPU). Both give the same numbers.
+
+    Args:
+        dim: C.
+        num_heads: h (default C // 32).
+        kernel_size: k (NAT: 7).
+        dilation: d.
+        qkv_bias: bias in the qkv projection.
+        attn_drop, proj_drop: dropout on the weights and on the output.
+        implementation: "auto", "aggregate" or "dense".
+    """
+
+    info = MixerInfo(neighbourhood="k×k window (clamped)", sharing="head", weights="query-key",
+                     paper="hassani2023nat")
+    DENSE_MAX_PIXELS = 1024
+
+    def __init__(self, dim: int, *, num_heads: int | None = None, kernel_size: int = 7,
+                 dilation: int = 1, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0, implementation: str = "auto"):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.num_heads = resolve_heads(dim, num_heads)
+        self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
+        self.dilation = check_int("dilation", dilation)
+        if implementation not in ("auto", "aggregate", "dense"):
+            raise ValueError(f"implementation must be 'auto', 'aggregate' or 'dense', got {implementation!r}")
+        self.implementation = implementation
+        self.scale = (dim // self.num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.rpb = nn.Parameter(torch.zeros(self.num_heads, 2 * kernel_size - 1, 2 * kernel_size - 1))
+        nn.init.trunc_normal_(self.rpb, std=0.02)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _qkv(self, x: torch.Tensor):
+        qkv = self.qkv(x.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, 3C)
+        return _split_qkv(qkv, "b x y (three c) -> three b c x y")  # 3 × (B, C, H, W)
+
+    def _positions(self, height: int, width: int, device):
+        """Neighbour positions (K, H, W) and their bias table rows and columns."""
+        rows, cols = window_positions(height, width, self.kernel_size, self.dilation, "clamp", device)
+        i = torch.arange(height, device=device)[None, :, None]
+        j = torch.arange(width, device=device)[None, None, :]
+        rel_rows = torch.div(rows - i, self.dilation, rounding_mode="floor") + self.kernel_size - 1
+        rel_cols = torch.div(cols - j, self.dilation, rounding_mode="floor") + self.kernel_size - 1
+        return rows, cols, rel_rows, rel_cols
+
+    def relative_bias(self, height: int, width: int, device=None) -> torch.Tensor:
+        """(h, K, H, W): B_h[j - i] for every pixel and neighbour."""
+        _, _, rel_rows, rel_cols = self._positions(height, width, device or self.rpb.device)
+        return self.rpb[:, rel_rows, rel_cols]
+
+    def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, K, H, W): the attention weights of every pixel over its k×k window."""
+        q, k, _ = self._qkv(x)
+        return self._weights(q, k)
+
+    def _weights(self, q, k):
+        H, W = q.shape[-2:]
+        logits = local_similarity(q * self.scale, k, self.kernel_size, self.dilation,
+                                  groups=self.num_heads, border="clamp")
+        return (logits + self.relative_bias(H, W, q.device)).softmax(dim=2)
+
+    def _use_dense(self, x: torch.Tensor) -> bool:
+        if self.implementation != "auto":
+            return self.implementation == "dense"
+        return x.device.type == "cpu" and x.shape[2] * x.shape[3] <= self.DENSE_MAX_PIXELS
+
+    def dense_bias(self, height: int, width: int, device=None) -> torch.Tensor:
+        """(h, N, N): the bias B_h[j - i] where j is a neighbour of i, -inf elsewhere."""
+        device = device or self.rpb.device
+        rows, cols, rel_rows, rel_cols = self._positions(height, width, device)
+        N, K = height * width, self.kernel_size ** 2
+        keys = (rows * width + cols).view(K, N).T  # (N, K): the key index of each neighbour
+        bias = self.rpb[:, rel_rows, rel_cols].view(self.num_heads, K, N).transpose(1, 2)  # (h, N, K)
+        dense = torch.full((self.num_heads, N, N), float("-inf"), device=device, dtype=bias.dtype)
+        return dense.scatter(2, keys.expand(self.num_heads, N, K), bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        B, C, H, W = x.shape
+        q, k, v = self._qkv(x)
+        if self._use_dense(x):
+            def tokens(t):  # (B, C, H, W) -> (B, h, N, d)
+                return rearrange(t, "b (h d) x y -> b h (x y) d", h=self.num_heads)
+            drop = self.attn_drop.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(tokens(q), tokens(k), tokens(v), dropout_p=drop,
+                                               attn_mask=self.dense_bias(H, W, x.device).to(q.dtype))
+            y = rearrange(y, "b h (x y) d -> b x y (h d)", x=H)
+        else:
+            w = self.attn_drop(self._weights(q, k))
+            y = local_aggregate(v, w, self.kernel_size, self.dilation, border="clamp")
+            y = y.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        return self.proj_drop(self.proj(y)).permute(0, 3, 1, 2)  # back to (B, C, H, W)
+
+
+@register_mixer("relative_attention")
+class RelativeAttention(nn.Module):
+    r"""CoAtNet's global attention with a relative bias added before the softmax.
+
+    $y_i = \sum_j \mathrm{softmax}_j(q_i \cdot k_j/\sqrt d + w_h[i - j])\, v_j$ over all pixels:
+    a convolution-like static term $w_{i-j}$ (one scalar per head and offset) inside the
+    attention's normalisation. The bias table covers maps up to ``size``; smaller maps use its
+    centre, larger ones are an error.
+
+    Args:
+        dim: C.
+        num_heads: h (default C // 32).
+        size: (H, W), the largest map (CoAtNet-0 at 224 px: 14×14 in stage 3, 7×7 in stage 4).
+        qkv_bias: bias in the 1×1 qkv projection.
+        attn_drop, proj_drop: dropout on the weights and on the output.
+    """
+
+    info = MixerInfo(neighbourhood="global", sharing="head", weights="query-key + static",
+                     paper="dai2021coatnet")
+
+    def __init__(self, dim: int, *, num_heads: int | None = None, size=(14, 14),
+                 qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.num_heads = resolve_heads(dim, num_heads)
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if len(size) != 2:
+            raise ValueError(f"size must be an int or (H, W), got {size!r}")
+        self.size = (check_int("size[0]", size[0]), check_int("size[1]", size[1]))
+        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=qkv_bias)
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * self.size[0] - 1) * (2 * self.size[1] - 1), self.num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.attn_drop = attn_drop
+        self.proj = nn.Conv2d(dim, dim, 1)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def relative_bias(self, height: int, width: int) -> torch.Tensor:
+        """(h, N, N): w_h[i - j] for every query i and key j of an H×W map."""
+        if height > self.size[0] or width > self.size[1]:
+            raise ValueError(f"RelativeAttention(size={self.size}) has no bias for offsets of a "
+                             f"{height}×{width} map; build it with size >= ({height}, {width})")
+        index = swin_relative_index(height, width, *self.size).to(self.relative_position_bias_table.device)
+        N = height * width
+        bias = self.relative_position_bias_table[index.view(-1)]  # (N·N, h)
+        return bias.view(N, N, self.num_heads).permute(2, 0, 1)  # (N, N, h) -> (h, N, N)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        B, C, H, W = x.shape
+        q, k, v = _split_qkv(self.qkv(x), "b (three h d) x y -> three b h (x y) d",
+                             h=self.num_heads)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.relative_bias(H, W).to(q.dtype),
+                                           dropout_p=self.attn_drop if self.training else 0.0)
+        y = rearrange(y, "b h (x y) d -> b (h d) x y", x=H)
+        return self.proj_drop(self.proj(y))

@@ -1,0 +1,201 @@
+"""Convolutional mixers: depthwise convolution, its two dynamic forms, and pooling.
+
+All four are y_i = Σ_{j ∈ N(i)} w_ij ⊙ x_j over a k×k window with zero padding; they differ in
+how w is shared and where it comes from:
+
+| mixer                 | w_ij                                        | shared by                  |
+|-----------------------|---------------------------------------------|----------------------------|
+| DWConv                | W_c[j - i], learned                         | every image and position   |
+| DynamicDWConv (D-DW)  | W_{b,c}[j - i] = FC(GAP(x_b)), generated    | every position of an image |
+| InhomogeneousDWConv   | W_{b,g}[i; j - i] = 1×1conv(x)_i, generated | the channels of a group    |
+| Pooling               | 1/|N(i)| - δ_ij, fixed                       | everything                 |
+
+Papers: ConvNeXt (Liu et al., 2022, arXiv 2201.03545); DWNet, D-DW and I-D-DW (Han et al., "On
+the Connection between Local Attention and Dynamic Depth-wise Convolution", ICLR 2022, arXiv
+2106.04263); PoolFormer (Yu et al., "MetaFormer is Actually What You Need for Vision", CVPR 2022,
+arXiv 2111.11418).
+
+Shape legend: B batch, C = dim channels, H × W the map, G weight groups, K = k*k offsets.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..layers import check_divides, check_int, check_map
+from ..ops import local_aggregate, neighbour_mask
+from ._registry import MixerInfo, register_mixer
+
+__all__ = ["DWConv", "DynamicDWConv", "InhomogeneousDWConv", "Pooling"]
+
+
+@register_mixer("dwconv")
+class DWConv(nn.Module):
+    r"""Depthwise convolution: static weights, one k×k kernel per channel, shared over positions.
+
+    $y_{c,i} = \sum_{o} W_c[o]\, x_{c,\, i + d\,o} + b_c$, i.e. the formula with
+    w of shape (1, C, K, 1, 1).
+
+    Args:
+        dim: C, the channels.
+        kernel_size: k (ConvNeXt and DWNet: 7).
+        dilation: d, the spacing of the taps.
+        bias: add a learned b_c.
+    """
+
+    info = MixerInfo(neighbourhood="k×k window", sharing="channel", weights="static",
+                     paper="liu2022convnext")
+
+    def __init__(self, dim: int, *, kernel_size: int = 7, dilation: int = 1, bias: bool = True):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
+        self.dilation = check_int("dilation", dilation)
+        # an nn.Conv2d holds the kernel so that checkpoints of ConvNeXt-style code load 1:1
+        self.conv = nn.Conv2d(dim, dim, kernel_size, padding=dilation * (kernel_size // 2),
+                              dilation=dilation, groups=dim, bias=bias)
+
+    def aggregation_weights(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, C, K, 1, 1): the same kernel for every image and pixel (x is not needed)."""
+        return self.conv.weight.reshape(1, self.dim, self.kernel_size ** 2, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        y = local_aggregate(x, self.aggregation_weights(), self.kernel_size, self.dilation)
+        if self.conv.bias is not None:
+            y = y + self.conv.bias.view(1, -1, 1, 1)
+        return y
+
+
+@register_mixer("ddwconv")
+class DynamicDWConv(nn.Module):
+    r"""Homogeneous dynamic depthwise convolution (D-DW, Han et al. 2022).
+
+    A kernel per image and channel, generated from the pooled image, shared by every position:
+    $W_{b} = \mathrm{FC}_2(\mathrm{act}(\mathrm{norm}(\mathrm{FC}_1(\mathrm{GAP}(x_b)))))$,
+    $y_{b,c,i} = \sum_o W_{b,c}[o]\, x_{b,c,i+o} + b_c$; w has shape (B, C, K, 1, 1). No
+    softmax: the generated kernels are unnormalised, as in the paper.
+
+    Args:
+        dim: C.
+        kernel_size: k (DWNet: 7).
+        reduction: the generator's hidden width is C // reduction (DWNet: 4).
+        norm_layer, act_layer: the generator's normalisation and activation (BN, ReLU).
+    """
+
+    info = MixerInfo(neighbourhood="k×k window", sharing="channel (per image)",
+                     weights="generated", paper="han2022connection")
+
+    def __init__(self, dim: int, *, kernel_size: int = 7, reduction: int = 4,
+                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
+        hidden = dim // check_int("reduction", reduction)
+        if hidden < 1:
+            raise ValueError(f"reduction={reduction} leaves no hidden channel for dim={dim}")
+        self.generator = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(dim, hidden, 1, bias=False),
+            norm_layer(hidden),
+            act_layer(),
+            nn.Conv2d(hidden, dim * kernel_size ** 2, 1),
+        )
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, K, 1, 1): one kernel per image and channel."""
+        B = x.shape[0]
+        return self.generator(x).view(B, self.dim, self.kernel_size ** 2, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        y = local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
+        return y + self.bias.view(1, -1, 1, 1)
+
+
+@register_mixer("idwconv")
+class InhomogeneousDWConv(nn.Module):
+    r"""Inhomogeneous dynamic depthwise convolution (I-D-DW, Han et al. 2022).
+
+    A kernel per pixel, generated from that pixel's features by a 1×1 bottleneck and shared by
+    the C/G channels of a group, like a head of local attention but without query-key products
+    or softmax: $w_{g}[i; o] = \mathrm{Conv}_2(\mathrm{act}(\mathrm{norm}(\mathrm{Conv}_1(x))))_i$,
+    shape (B, G, K, H, W).
+
+    Args:
+        dim: C.
+        kernel_size: k (DWNet: 7).
+        groups: G, the number of weight groups; DWNet uses 32 in every stage (its config's
+            "heads" 3/6/12/24 are channels per group).
+        reduction: the generator's hidden width is C // reduction (DWNet: 4).
+        norm_layer, act_layer: the generator's normalisation and activation (BN, ReLU).
+    """
+
+    info = MixerInfo(neighbourhood="k×k window", sharing="group", weights="generated",
+                     paper="han2022connection")
+
+    def __init__(self, dim: int, *, kernel_size: int = 7, groups: int = 32, reduction: int = 4,
+                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
+        self.groups = check_int("groups", groups)
+        check_divides("groups", groups, "dim", dim)
+        hidden = dim // check_int("reduction", reduction)
+        if hidden < 1:
+            raise ValueError(f"reduction={reduction} leaves no hidden channel for dim={dim}")
+        self.generator = nn.Sequential(
+            nn.Conv2d(dim, hidden, 1),
+            norm_layer(hidden),
+            act_layer(),
+            nn.Conv2d(hidden, groups * kernel_size ** 2, 1),
+        )
+
+    def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, G, K, H, W): a kernel per pixel and group; the generator's channels are
+        group-major, (G, K)."""
+        B, _, H, W = x.shape
+        return self.generator(x).view(B, self.groups, self.kernel_size ** 2, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        return local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
+
+
+@register_mixer("pooling")
+class Pooling(nn.Module):
+    r"""PoolFormer's mixer: the mean of the neighbours inside the image, minus the pixel.
+
+    $y_i = \frac{1}{|\mathcal{N}(i)|}\sum_{j \in \mathcal{N}(i)} x_j - x_i$: fixed weights
+    $w_{ij} = 1/|\mathcal{N}(i)| - \delta_{ij}$, shared by all channels; their rows sum to 0.
+    The forward uses average pooling (the fastest exact path); `aggregation_weights` gives the
+    same layer in the book's form.
+
+    Args:
+        dim: C (only checked: pooling has no weights).
+        pool_size: k (PoolFormer: 3).
+    """
+
+    info = MixerInfo(neighbourhood="k×k window", sharing="all channels", weights="fixed",
+                     paper="yu2022metaformer")
+
+    def __init__(self, dim: int, *, pool_size: int = 3):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.pool_size = check_int("pool_size", pool_size, odd=True)
+
+    def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, 1, K, H, W): 1/|N(i)| on the neighbours inside the image, minus 1 at the centre."""
+        H, W = x.shape[-2:]
+        inside = neighbour_mask(H, W, self.pool_size, device=x.device).to(x.dtype)  # (K, H, W)
+        w = inside / inside.sum(0)
+        w[self.pool_size ** 2 // 2] -= 1.0  # the centre offset
+        return w[None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        mean = F.avg_pool2d(x, self.pool_size, stride=1, padding=self.pool_size // 2,
+                            count_include_pad=False)
+        return mean - x

@@ -1,0 +1,173 @@
+"""High-order and global mixers: HorNet's gnConv, GFNet's global filter, HorNet's
+GlobalLocalFilter.
+
+Papers: HorNet (Rao et al., "HorNet: Efficient High-Order Spatial Interactions with Recursive
+Gated Convolutions", NeurIPS 2022, arXiv 2207.14284); GFNet (Rao et al., "Global Filter
+Networks for Image Classification", NeurIPS 2021, arXiv 2107.00645).
+
+- GlobalFilter: y = irfft2(rfft2(x) ⊙ W). In the book's formula that is a *circular*
+  depthwise convolution over the whole map, y_i = Σ_j k_c[(j - i) mod (H, W)] x_j with
+  k = irfft2(W): static weights, one global kernel per channel.
+- GnConv: p_0 ⊙ DW(q_0), then p_{k+1} = W_k(p_k) ⊙ DW(q_k)...: each order multiplies by one
+  more spatially aggregated gate. Order 1 is a gated depthwise conv, whose weights
+  w_ij = p_i ⊙ K[j - i] depend on the input through the query-side gate p_i.
+- GlobalLocalFilter: half the channels through a 3×3 depthwise conv, half through a global
+  filter; HorNet-GF uses it as gnConv's spatial mixer.
+
+Shape legend: B batch, C = dim, H × W the map, (h, w) = (H, W // 2 + 1) the rfft spectrum.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..layers import LayerNorm2d, check_int, check_map
+from ._registry import MixerInfo, register_mixer
+from .conv import DWConv
+
+__all__ = ["GlobalFilter", "GlobalLocalFilter", "GnConv", "spectral_filter"]
+
+
+def _pair(name: str, size) -> tuple[int, int]:
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if len(size) != 2:
+        raise ValueError(f"{name} must be an int or (H, W), got {size!r}")
+    return check_int(f"{name}[0]", size[0]), check_int(f"{name}[1]", size[1])
+
+
+def spectral_filter(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """irfft2(rfft2(x) ⊙ W) with orthonormal FFTs for x (B, C, H, W), in float32 at least.
+
+    weight: (C, h, w, 2), real and imaginary parts. When the map's spectrum (H, W // 2 + 1)
+    differs from (h, w), the weights are resized bilinearly (align_corners=True), as HorNet
+    does; at the size they were made for, the layer is exactly a circular depthwise conv.
+    """
+    H, W = x.shape[-2:]
+    real_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # no half FFTs
+    spectrum = torch.fft.rfft2(x.to(real_dtype), dim=(2, 3), norm="ortho")  # (B, C, H, W // 2 + 1)
+    if spectrum.shape[-2:] != weight.shape[1:3]:
+        # (C, h, w, 2) -> (2, C, h, w) to resize the two spatial axes, then back
+        weight = F.interpolate(weight.permute(3, 0, 1, 2), size=spectrum.shape[-2:],
+                               mode="bilinear", align_corners=True).permute(1, 2, 3, 0)
+    filtered = spectrum * torch.view_as_complex(weight.to(real_dtype).contiguous())
+    return torch.fft.irfft2(filtered, s=(H, W), dim=(2, 3), norm="ortho").to(x.dtype)
+
+
+@register_mixer("global_filter")
+class GlobalFilter(nn.Module):
+    r"""GFNet's global filter: $y = \mathcal F^{-1}(\mathcal F(x) \odot W)$, per channel.
+
+    Equal to a circular depthwise convolution with kernel ``spatial_kernel()`` over the whole
+    map. GFNet fixes the map size; here other sizes resize the filter (see ``spectral_filter``).
+
+    Args:
+        dim: C.
+        size: (H, W), the map the filter is learned for (GFNet-Ti at 224 px: 14×14, so a
+            14×8 spectrum).
+    """
+
+    info = MixerInfo(neighbourhood="global (circular)", sharing="channel", weights="static",
+                     paper="rao2021gfnet")
+
+    def __init__(self, dim: int, *, size=(14, 14)):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.size = _pair("size", size)
+        h, w = self.size[0], self.size[1] // 2 + 1
+        self.complex_weight = nn.Parameter(torch.randn(dim, h, w, 2) * 0.02)
+
+    def spatial_kernel(self) -> torch.Tensor:
+        """(C, H, W): k = irfft2(W), the circular depthwise kernel the layer applies."""
+        weight = torch.view_as_complex(self.complex_weight.contiguous())
+        return torch.fft.irfft2(weight, s=self.size, dim=(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        return spectral_filter(x, self.complex_weight)
+
+
+class GlobalLocalFilter(nn.Module):
+    """HorNet's spatial mixer for HorNet-GF: half the channels through a 3×3 depthwise conv,
+    half through a global filter, outputs interleaved (dw_0, fft_0, dw_1, fft_1, ...),
+    between two channels-first LayerNorms.
+
+    Args:
+        dim: C, even.
+        size: (H, W), the map the global filter is learned for (HorNet-T-GF: 14×14 in stage 3,
+            7×7 in stage 4).
+    """
+
+    def __init__(self, dim: int, *, size=(14, 14)):
+        super().__init__()
+        self.dim = check_int("dim", dim, minimum=2)
+        if dim % 2:
+            raise ValueError(f"GlobalLocalFilter splits the channels in halves: dim={dim} must be even")
+        self.size = _pair("size", size)
+        half = dim // 2
+        self.pre_norm = LayerNorm2d(dim, eps=1e-6)
+        self.dw = nn.Conv2d(half, half, 3, padding=1, bias=False, groups=half)
+        h, w = self.size[0], self.size[1] // 2 + 1
+        self.complex_weight = nn.Parameter(torch.empty(half, h, w, 2))
+        nn.init.trunc_normal_(self.complex_weight, std=0.02)
+        self.post_norm = LayerNorm2d(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        B, C, H, W = x.shape
+        x = self.pre_norm(x)
+        local, glob = x.chunk(2, dim=1)
+        local = self.dw(local)
+        glob = spectral_filter(glob, self.complex_weight)
+        # (B, C/2, H, W) twice -> (B, C/2, 2, H, W) -> (B, C, H, W): channels interleave
+        x = torch.stack([local, glob], dim=2).reshape(B, C, H, W)
+        return self.post_norm(x)
+
+
+@register_mixer("gnconv")
+class GnConv(nn.Module):
+    r"""HorNet's recursive gated convolution of order n.
+
+    $[p_0, q_0, \dots, q_{n-1}] = \mathrm{proj_{in}}(x)$ with widths
+    $C/2^{n-1}, C/2^{n-1}, \dots, C/2, C$; the q's go through one spatial mixer together and are
+    scaled by s; then $p_1 = p_0 \odot q'_0$, $p_{k+1} = \mathrm{pw}_k(p_k) \odot q'_k$, and
+    $y = \mathrm{proj_{out}}(p_n)$.
+
+    Args:
+        dim: C, divisible by 2^(order-1).
+        order: n (HorNet-T: 2, 3, 4, 5 in its four stages).
+        kernel_size: k of the depthwise spatial mixer (HorNet: 7).
+        scale: s, the factor on the spatial mixer's output (HorNet: 1/3).
+        global_size: None for the depthwise conv, or (H, W) to use a GlobalLocalFilter learned
+            for that map size (HorNet-GF).
+    """
+
+    info = MixerInfo(neighbourhood="k×k window", sharing="channel",
+                     weights="static + recursive gates", paper="rao2022hornet")
+
+    def __init__(self, dim: int, *, order: int = 5, kernel_size: int = 7, scale: float = 1 / 3,
+                 global_size=None):
+        super().__init__()
+        self.dim = check_int("dim", dim)
+        self.order = check_int("order", order)
+        if dim % 2 ** (order - 1):
+            raise ValueError(f"order={order} halves dim={dim} {order - 1} times: dim must be "
+                             f"divisible by {2 ** (order - 1)}")
+        self.dims = [dim // 2 ** i for i in range(order)][::-1]  # smallest first
+        self.scale = scale
+        self.proj_in = nn.Conv2d(dim, 2 * dim, 1)
+        if global_size is None:
+            self.spatial = DWConv(sum(self.dims), kernel_size=kernel_size)
+        else:
+            self.spatial = GlobalLocalFilter(sum(self.dims), size=global_size)
+        self.pws = nn.ModuleList(nn.Conv2d(self.dims[i], self.dims[i + 1], 1) for i in range(order - 1))
+        self.proj_out = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, self.dim, type(self).__name__)
+        p, q = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)), dim=1)
+        gates = torch.split(self.spatial(q) * self.scale, self.dims, dim=1)
+        x = p * gates[0]
+        for pw, gate in zip(self.pws, gates[1:]):
+            x = pw(x) * gate
+        return self.proj_out(x)

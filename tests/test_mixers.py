@@ -1,0 +1,117 @@
+"""The contract every registered mixer keeps (DESIGN.md), driven by the registry itself.
+
+A new mixer that registers itself is tested here without a line added, except a bad
+hyper-parameter to try in BAD_HYPERPARAMETERS (a test fails if one is missing).
+"""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixlib import mixers
+
+DIM = 64
+NAMES = mixers.available()
+# the few mixers whose defaults cannot take a 13×17 map get the size they need
+KWARGS = {"relative_attention": dict(size=(13, 17))}
+BAD_HYPERPARAMETERS = {
+    "dwconv": ("kernel_size", dict(kernel_size=4)),
+    "ddwconv": ("reduction", dict(reduction=0)),
+    "idwconv": ("groups", dict(groups=5)),
+    "pooling": ("pool_size", dict(pool_size=2)),
+    "window_attention": ("shift_size", dict(shift_size=7)),
+    "neighborhood_attention": ("num_heads", dict(num_heads=5)),
+    "relative_attention": ("size", dict(size=(0, 4))),
+    "lka": ("dilation", dict(dilation=1)),
+    "gnconv": ("order", dict(order=8)),
+    "global_filter": ("size", dict(size=(3, 4, 5))),
+    "elsa": ("lam", dict(lam=0.5)),
+}
+
+
+def make(name, **extra):
+    torch.manual_seed(0)
+    return mixers.build(name, DIM, **{**KWARGS.get(name, {}), **extra})
+
+
+def test_the_design_names_are_registered():
+    design = {"dwconv", "ddwconv", "idwconv", "window_attention", "neighborhood_attention",
+              "relative_attention", "lka", "elsa", "gnconv", "global_filter", "pooling"}
+    assert design <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shape_is_kept_on_an_odd_non_square_map(name):
+    x = torch.randn(2, DIM, 13, 17)
+    y = make(name)(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_every_parameter(name):
+    mixer = make(name)
+    x = torch.randn(2, DIM, 13, 17, requires_grad=True)
+    mixer(x).square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for pname, p in mixer.named_parameters():
+        assert p.grad is not None, pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_train_and_eval(name):
+    mixer = make(name)
+    x = torch.randn(2, DIM, 9, 11)
+    mixer.train()
+    assert torch.isfinite(mixer(x)).all()
+    mixer.eval()
+    with torch.no_grad():
+        assert torch.equal(mixer(x), mixer(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_autocast_on_cpu(name):
+    mixer = make(name)
+    x = torch.randn(2, DIM, 13, 17)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mixer(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y.float()).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_channels_and_rank_are_value_errors(name):
+    mixer = make(name)
+    with pytest.raises(ValueError, match=f"dim={DIM}"):
+        mixer(torch.randn(2, DIM // 2, 13, 17))
+    with pytest.raises(ValueError, match=re.escape("(B, C, H, W)")):
+        mixer(torch.randn(DIM, 13, 17))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_hyperparameters_name_the_argument(name):
+    assert name in BAD_HYPERPARAMETERS, f"add a bad hyper-parameter for {name}"
+    argument, kwargs = BAD_HYPERPARAMETERS[name]
+    with pytest.raises(ValueError, match=argument):
+        make(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_misspelt_keyword_is_a_type_error(name):
+    with pytest.raises(TypeError):
+        make(name, kernal_size=3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata_cites_the_bibliography(name):
+    info = mixers.info(name)
+    bib = (Path(__file__).resolve().parents[1] / "book" / "references.bib").read_text()
+    assert info.neighbourhood and info.sharing and info.weights
+    assert f"{{{info.paper}," in bib
+
+
+def test_unknown_name():
+    with pytest.raises(ValueError, match="'conv3x3'"):
+        mixers.build("conv3x3", DIM)
