@@ -295,26 +295,30 @@ class RelativeAttention(nn.Module):
         size: (H, W), the largest map (CoAtNet-0 at 224 px: 14×14 in stage 3, 7×7 in stage 4).
         qkv_bias: bias in the 1×1 qkv projection.
         attn_drop, proj_drop: dropout on the weights and on the output.
+        dim_out: output channels, for the first block of a CoAtNet stage, whose attention
+            widens the map (q, k, v and the output have dim_out channels); default C.
     """
 
     info = MixerInfo(neighbourhood="global", sharing="head", weights="query-key + static",
                      paper="dai2021coatnet")
 
     def __init__(self, dim: int, *, num_heads: int | None = None, size=(14, 14),
-                 qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+                 qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 dim_out: int | None = None):
         super().__init__()
         self.dim = check_int("dim", dim)
-        self.num_heads = resolve_heads(dim, num_heads)
+        self.dim_out = check_int("dim_out", dim_out) if dim_out is not None else dim
+        self.num_heads = resolve_heads(self.dim_out, num_heads)
         size = (size, size) if isinstance(size, int) else tuple(size)
         if len(size) != 2:
             raise ValueError(f"size must be an int or (H, W), got {size!r}")
         self.size = (check_int("size[0]", size[0]), check_int("size[1]", size[1]))
-        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=qkv_bias)
+        self.qkv = nn.Conv2d(dim, 3 * self.dim_out, 1, bias=qkv_bias)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * self.size[0] - 1) * (2 * self.size[1] - 1), self.num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.attn_drop = attn_drop
-        self.proj = nn.Conv2d(dim, dim, 1)
+        self.proj = nn.Conv2d(self.dim_out, self.dim_out, 1)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def relative_bias(self, height: int, width: int) -> torch.Tensor:

@@ -1,0 +1,109 @@
+"""The models: every preset's parameter count, a forward pass of each, and whole-model parity
+with timm's implementation of the same architecture where timm has one."""
+import pytest
+import torch
+
+from mixlib import models
+from mixlib.mixers import RelativeAttention
+
+# Parameter counts of the reference implementations, 1000 classes (mixers.md, section 10)
+REFERENCE_PARAMS = {
+    "swin_t": 28.29e6, "dwnet_t": 24.17e6, "ddwnet_t": 51.13e6, "idwnet_t": 26.24e6,
+    "elsa_swin_t": 29.14e6, "van_b0": 4.11e6, "coatnet_0": 25.04e6, "hornet_t_7x7": 22.41e6,
+    "hornet_t_gf": 22.99e6, "gfnet_ti": 7.51e6, "convnext_t": 28.59e6, "poolformer_s12": 11.92e6,
+}
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
+def test_imagenet_preset_has_the_published_parameter_count(name):
+    params = count(models.build(name, num_classes=1000))
+    assert abs(params / REFERENCE_PARAMS[name] - 1) <= 0.005, f"{name}: {params:,}"
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
+def test_imagenet_preset_runs_and_learns(name):
+    torch.manual_seed(0)
+    model = models.build(name, num_classes=10)
+    x = torch.randn(2, 3, 64, 64)
+    logits = model(x)
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    logits.logsumexp(1).sum().backward()
+    assert model.head.fc.weight.grad is not None
+    assert all(m.shape[0] == 2 for m in model.features(x))
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="'resnet50'"):
+        models.build("resnet50")
+
+
+# ---------------------------------------------------------------------------------------------
+# whole models against timm
+
+timm = pytest.importorskip("timm")
+
+
+def copy_from_timm(ours, theirs):
+    """Copy parameters in registration order (shapes checked); qkv rows of CoAtNet's attention
+    are permuted from timm's (head, qkv, d) layout to mixlib's (qkv, head, d)."""
+    ours_params = list(ours.named_parameters())
+    # timm's ConvNeXt block registers its layer scale first; mixlib's block, last
+    their_params = _in_mixlib_order(list(theirs.named_parameters()))
+    assert len(ours_params) == len(their_params)
+    permutations = {}
+    for name, module in ours.named_modules():
+        if isinstance(module, RelativeAttention):
+            heads, d = module.num_heads, module.dim_out // module.num_heads
+            order = torch.arange(3 * module.dim_out).view(heads, 3, d).permute(1, 0, 2).reshape(-1)
+            permutations[f"{name}.qkv.weight"] = permutations[f"{name}.qkv.bias"] = order
+    with torch.no_grad():
+        for (name, mine), theirs_p in zip(ours_params, their_params):
+            assert mine.numel() == theirs_p.numel(), (name, mine.shape, theirs_p.shape)
+            value = theirs_p.reshape(mine.shape)
+            if name in permutations:
+                value = value[permutations[name]]
+            mine.copy_(value)
+
+
+def _in_mixlib_order(named):
+    """timm's parameters, reordered where its modules register them differently: ConvNeXt's
+    '<block>.gamma' comes first in timm and last in mixlib; CoAtNet's 'rel_pos' table sits in a
+    submodule after qkv in timm and is a direct parameter of the mixer, listed first, in mixlib."""
+    names = [n for n, _ in named]
+    order = list(range(len(names)))
+    for i, name in enumerate(names):
+        if name.endswith(".gamma"):
+            block = name[: -len("gamma")]
+            last = max(j for j, other in enumerate(names) if other.startswith(block))
+            order.remove(i)
+            order.insert(order.index(last) + 1, i)
+        elif name.endswith("rel_pos.relative_position_bias_table"):
+            qkv = names.index(name.replace("rel_pos.relative_position_bias_table", "qkv.weight"))
+            order.remove(i)
+            order.insert(order.index(qkv), i)
+    return [named[i][1] for i in order]
+
+
+@pytest.mark.parametrize("ours_name,timm_name,size,compare", [
+    ("convnext_t", "convnext_tiny", 64, "logits"),
+    # timm's PoolFormer normalises after pooling (LayerNorm); the paper's code normalises the
+    # map before it (GroupNorm), as mixlib does: the same parameters, different heads
+    ("poolformer_s12", "poolformer_s12", 64, "features"),
+    ("coatnet_0", "coatnet_0_224", 224, "logits"),
+    ("swin_t", "swin_tiny_patch4_window7_224", 224, "logits"),
+])
+def test_whole_model_matches_timm(ours_name, timm_name, size, compare):
+    torch.manual_seed(0)
+    theirs = timm.create_model(timm_name, pretrained=False).double().eval()
+    ours = models.build(ours_name).double().eval()
+    copy_from_timm(ours, theirs)
+    x = torch.randn(1, 3, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        if compare == "logits":
+            assert torch.allclose(ours(x), theirs(x), atol=1e-9, rtol=0)
+        else:
+            assert torch.allclose(ours.features(x)[-1], theirs.forward_features(x), atol=1e-9, rtol=0)
