@@ -107,3 +107,51 @@ def test_whole_model_matches_timm(ours_name, timm_name, size, compare):
             assert torch.allclose(ours(x), theirs(x), atol=1e-9, rtol=0)
         else:
             assert torch.allclose(ours.features(x)[-1], theirs.forward_features(x), atol=1e-9, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the small models of the book
+
+from mixlib.models import small  # noqa: E402
+
+SMALL = [name for name in models.available() if name.endswith(("_cifar", "_imagenette"))]
+
+
+def test_every_mixer_has_a_small_cifar_and_imagenette_model():
+    from mixlib import mixers
+    for mixer in mixers.available():
+        assert f"{mixer}_cifar" in SMALL and f"{mixer}_imagenette" in SMALL
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_models_share_one_parameter_budget(name):
+    params = count(models.build(name, num_classes=10))
+    assert abs(params / small.SMALL_BUDGET - 1) <= 0.15, f"{name}: {params:,}"
+
+
+@pytest.mark.parametrize("name", [n for n in SMALL if n.endswith("_cifar")])
+def test_small_cifar_models_train_one_step(name):
+    torch.manual_seed(0)
+    model = models.build(name)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("size", [128, 160])
+def test_small_imagenette_models_take_128_and_160_pixels(size):
+    for name in ("relative_attention_imagenette", "global_filter_imagenette", "window_attention_imagenette"):
+        model = models.build(name, image_size=size).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, size, size)).shape == (1, 10)
+
+
+def test_hybrid_cctt_puts_convolutions_first_and_attention_last():
+    from mixlib.mixers import DWConv, RelativeAttention
+    model = models.build("cctt_cifar")
+    kinds = [type(stage[-1].mixer) for stage in model.stages]
+    assert kinds == [DWConv, DWConv, RelativeAttention, RelativeAttention]

@@ -2,9 +2,11 @@
 
     from mixlib import models
     models.available()                                   # preset names
-    net = models.build("swin_t", num_classes=1000)       # a paper's ImageNet model
+    net = models.build("swin_t")                         # a paper's ImageNet model
+    net = models.build("lka_cifar")                      # the book's small LKA model
 """
 from .backbone import Backbone, ClassifierHead, PositionEmbedding, hierarchy
+from . import small  # noqa: F401  (registers the small presets)
 from .presets import available, build, register_model
 
 __all__ = ["Backbone", "ClassifierHead", "PositionEmbedding", "hierarchy", "available", "build",

@@ -53,11 +53,15 @@ def available() -> list[str]:
     return sorted(_MODELS)
 
 
-def build(name: str, num_classes: int = 1000, **kwargs) -> Backbone:
-    """The preset `name`; keyword arguments (drop_path_rate, ...) change its defaults."""
+def build(name: str, num_classes: int | None = None, **kwargs) -> Backbone:
+    """The preset `name`, with its own number of classes (1000 for the ImageNet models, 10 for
+    the small ones) unless `num_classes` says otherwise; keyword arguments (drop_path_rate,
+    ...) change its other defaults."""
     if name not in _MODELS:
         raise ValueError(f"name must be one of {available()}, got {name!r}")
-    return _MODELS[name](num_classes=num_classes, **kwargs)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return _MODELS[name](**kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
