@@ -1,6 +1,7 @@
 """Benchmarks: time and memory of the primitive (and, later, of the models).
 
     python -m mixlib.bench aggregate [--quick] [--repeats 5] [--json out.json]
+    python -m mixlib.bench neighborhood [--quick] [--json out.json]
 
 Every number in a table comes from one run on one machine, so the ratios compare like with like.
 Time is forward + backward, the fastest of ``--repeats`` runs after one warm-up. Memory is the
@@ -159,6 +160,39 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, channels: int = 64
     return rows
 
 
+# ----------------------------------------------------------------------------------------------
+# neighbourhood attention: the two exact implementations, by map size
+
+
+def bench_neighborhood(*, device: torch.device, batch: int = 16, channels: int = 64, heads: int = 4,
+                       kernel_size: int = 7, sizes=(8, 16, 24, 32, 48, 64), repeats: int = 5) -> list[dict]:
+    """Forward + backward of NeighborhoodAttention as k×k aggregation vs one dense masked SDPA."""
+    from .mixers import NeighborhoodAttention
+
+    rows = []
+    for size in sizes:
+        x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
+        measured = {}
+        for implementation in ("aggregate", "dense"):
+            mixer = NeighborhoodAttention(channels, num_heads=heads, kernel_size=kernel_size,
+                                          implementation=implementation).to(device)
+            run = lambda: mixer(x).sum().backward()  # noqa: E731
+            measured[implementation] = (time_ms(run, device, repeats), peak_memory_bytes(run, device))
+        for implementation, (ms, mem) in measured.items():
+            rows.append({"map": f"{size}x{size}x{channels}", "pixels": size * size,
+                         "implementation": implementation, "ms": ms, "peak_mb": mem / 2 ** 20,
+                         "time_vs_aggregate": ms / measured["aggregate"][0]})
+    return rows
+
+
+def format_neighborhood(rows: list[dict]) -> str:
+    lines = ["| map | implementation | fwd+bwd ms | peak MB | time / aggregate |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['map']} | {r['implementation']} | {r['ms']:.1f} | {r['peak_mb']:.1f} "
+                     f"| {r['time_vs_aggregate']:.2f} |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict]) -> str:
     header = ("| map | k | weights | backend | fwd+bwd ms | peak MB | time / ref | mem / ref "
               "| time / F.conv2d |")
@@ -181,9 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     agg.add_argument("--repeats", type=int, default=5)
     agg.add_argument("--quick", action="store_true", help="one small size, for a smoke test")
     agg.add_argument("--json", help="also write the rows and the environment to this file")
+    na = sub.add_parser("neighborhood", help="neighbourhood attention: aggregate vs dense, by map size")
+    na.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    na.add_argument("--repeats", type=int, default=5)
+    na.add_argument("--quick", action="store_true", help="two small sizes, for a smoke test")
+    na.add_argument("--json", help="also write the rows and the environment to this file")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    if args.what == "neighborhood":
+        kwargs = dict(sizes=(8, 12), batch=2, repeats=1) if args.quick else dict(repeats=args.repeats)
+        start = time.perf_counter()
+        rows = bench_neighborhood(device=device, **kwargs)
+        env = environment(device)
+        print(f"NeighborhoodAttention (k=7, 4 heads), forward + backward, {env}")
+        print(format_neighborhood(rows))
+        print(f"({time.perf_counter() - start:.0f} s)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"environment": env, "rows": rows}, f, indent=1)
     if args.what == "aggregate":
         kwargs = dict(sizes=(16,), kernels=(3, 7), batch=4, repeats=1) if args.quick else \
             dict(batch=args.batch, repeats=args.repeats)
