@@ -24,7 +24,7 @@ def test_peak_memory_counts_what_the_op_holds_at_once():
 
 
 def test_aggregate_bench_covers_every_backend(capsys):
-    rows = bench.bench_aggregate(device=torch.device("cpu"), batch=2, sizes=(8,), kernels=(3,),
+    rows = bench.bench_aggregate(device=torch.device("cpu"), batch=2, maps=((8, 64),), kernels=(3,),
                                  repeats=1)
     static = {r["backend"] for r in rows if r["weights"] == "static per-channel"}
     dynamic = {r["backend"] for r in rows if r["weights"].startswith("dynamic")}
@@ -39,3 +39,9 @@ def test_cli_prints_the_table(capsys):
     out = capsys.readouterr().out
     assert "| 16x16x64 | 7 | dynamic G=8 | lean |" in out
     assert "F.conv2d" in out
+
+
+def test_neighborhood_bench_compares_both_implementations():
+    rows = bench.bench_neighborhood(device=torch.device("cpu"), batch=1, sizes=(8,), repeats=1)
+    assert {r["implementation"] for r in rows} == {"aggregate", "dense"}
+    assert all(r["ms"] > 0 for r in rows)

@@ -211,7 +211,7 @@ def test_bad_input_names_the_argument(call, match):
 
 
 def test_backends_listed():
-    assert set(AGGREGATE_BACKENDS) == {"auto", "reference", "lean", "conv"}
+    assert set(AGGREGATE_BACKENDS) == {"auto", "reference", "lean", "conv", "triton"}
 
 
 # ----------------------------------------------------------------------------------------------

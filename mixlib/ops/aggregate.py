@@ -33,10 +33,15 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
     "conv"       static weights (H = W = 1) through ``F.conv2d(groups=...)``, i.e. the
                  library's depthwise-convolution kernels; per-sample static weights fold the
                  batch into the groups.
-    "auto"       the fastest exact backend for the weights given ("conv" for static weights,
-                 else "lean"; ``python -m mixlib.bench aggregate`` shows why).
+    "triton"     fused GPU kernels (``triton_kernels``), forward and backward, that never copy
+                 the neighbourhoods; CUDA tensors, or the CPU under ``TRITON_INTERPRET=1``.
+    "auto"       the fastest exact backend for the weights given: "conv" for static weights,
+                 else "triton" on a GPU and "lean" on the CPU (``python -m mixlib.bench
+                 aggregate`` shows why).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -54,9 +59,9 @@ __all__ = [
     "neighbour_mask",
 ]
 
-AGGREGATE_BACKENDS = ("auto", "reference", "lean", "conv")
+AGGREGATE_BACKENDS = ("auto", "reference", "lean", "conv", "triton")
 BORDERS = ("zeros", "clamp")
-SIMILARITY_BACKENDS = ("auto", "reference", "lean")
+SIMILARITY_BACKENDS = ("auto", "reference", "lean", "triton")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,6 +389,28 @@ def _conv_aggregate(v, w, kernel_size, dilation):
 
 
 # ----------------------------------------------------------------------------------------------
+# "triton": fused kernels, loaded on first use (so that TRITON_INTERPRET can be set before)
+
+
+def _triton_usable(x: torch.Tensor) -> bool:
+    if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _triton_kernels(x: torch.Tensor):
+    if not _triton_usable(x):
+        raise ValueError("backend='triton' needs CUDA tensors and the triton package (or "
+                         f"TRITON_INTERPRET=1 on the CPU); got a tensor on {x.device}")
+    from . import triton_kernels
+    return triton_kernels
+
+
+# ----------------------------------------------------------------------------------------------
 # The two public operations
 
 
@@ -397,7 +424,7 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
             w[:, g, o, i] weighs neighbour i + dilation·offset_o (``neighbour_offsets``).
         kernel_size: k, odd.
         dilation: d, the spacing between the neighbours.
-        backend: "auto", "reference", "lean" or "conv" (module docstring).
+        backend: "auto", "reference", "lean", "conv" or "triton" (module docstring).
         border: "zeros" (out-of-image neighbours are zeros, like a zero-padded convolution) or
             "clamp" (windows shift inward at the border, as in neighbourhood attention).
 
@@ -411,16 +438,21 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
     _check_border(border)
     if border == "clamp" and backend == "conv":
         raise ValueError("backend='conv' has zero padding only; border='clamp' needs "
-                         "backend 'lean', 'reference' or 'auto'")
+                         "backend 'lean', 'reference', 'triton' or 'auto'")
     if v.dtype != w.dtype:  # e.g. bf16 values with fp32 softmax weights under autocast
         dtype = torch.promote_types(v.dtype, w.dtype)
         v, w = v.to(dtype), w.to(dtype)
     if backend == "auto":
-        backend = "conv" if w.shape[3:] == (1, 1) and border == "zeros" else "lean"
+        if w.shape[3:] == (1, 1) and border == "zeros":
+            backend = "conv"
+        else:
+            backend = "triton" if v.is_cuda and _triton_usable(v) else "lean"
     if backend == "reference":
         return _reference_aggregate(v, w, kernel_size, dilation, border)
     if backend == "conv":
         return _conv_aggregate(v, w, kernel_size, dilation)
+    if backend == "triton":
+        return _triton_kernels(v).TritonAggregate.apply(v, w, kernel_size, dilation, border)
     return _LeanAggregate.apply(v, w, kernel_size, dilation, border)
 
 
@@ -434,7 +466,7 @@ def local_similarity(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilatio
         kernel_size: k, odd.
         dilation: d.
         groups: G, the number of heads; G divides C.
-        backend: "auto", "reference" or "lean".
+        backend: "auto", "reference", "lean" or "triton".
         border: "zeros" (out-of-image neighbours get -inf) or "clamp" (windows shift inward).
 
     Returns:
@@ -453,6 +485,10 @@ def local_similarity(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilatio
     if q.dtype != k.dtype:
         dtype = torch.promote_types(q.dtype, k.dtype)
         q, k = q.to(dtype), k.to(dtype)
+    if backend == "auto":
+        backend = "triton" if q.is_cuda and _triton_usable(q) else "lean"
     if backend == "reference":
         return _reference_similarity(q, k, kernel_size, dilation, groups, border)
+    if backend == "triton":
+        return _triton_kernels(q).TritonSimilarity.apply(q, k, kernel_size, dilation, groups, border)
     return _LeanSimilarity.apply(q, k, kernel_size, dilation, groups, border)
