@@ -300,3 +300,20 @@ def test_elsa_filter_is_ghost_mul_times_attention_plus_ghost_add():
     assert close(m.aggregation_weights(x), filters)
     y = local_aggregate(v, filters, 3, backend="reference")
     assert close(m(x), m.post_proj(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_neighborhood_attention_flex_matches_dense(dilation):
+    """flex_attention with NA's block mask and bias (forward; the CPU has no flex backward)."""
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3, dilation=dilation).eval()
+    x = torch.randn(2, 8, 9, 11)
+    with torch.no_grad():
+        m.implementation = "dense"
+        dense = m(x)
+        m.implementation = "flex"
+        try:
+            flex = m(x)
+        except NotImplementedError as error:  # pragma: no cover - depends on the PyTorch build
+            pytest.skip(f"flex_attention is not supported here: {error}")
+    assert torch.allclose(flex, dense, atol=1e-5, rtol=0)  # float32: flex runs in float32

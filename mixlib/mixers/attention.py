@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ..layers import check_divides, check_int, check_map
-from ..ops import local_aggregate, local_similarity, window_positions
+from ..ops import clamped_neighbours, local_aggregate, local_similarity, window_positions
 from ._registry import MixerInfo, register_mixer
 
 __all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
@@ -181,9 +181,12 @@ class NeighborhoodAttention(nn.Module):
     pixel attends to exactly k*k pixels. The bias table is (h, 2k-1, 2k-1), indexed by key - query;
     the interior only uses its central k×k.
 
-    ``implementation``: "aggregate" (the two ops, memory O(N·K)), "dense" (one masked
-    scaled_dot_product_attention over all N pixels, memory O(N²), faster for small maps on
-    the CPU) or "auto" (dense up to 32×32 maps on the CPU). Both give the same numbers.
+    ``implementation``: "aggregate" (the two ops, memory O(N·K); on a GPU they run as fused
+    Triton kernels), "dense" (one masked scaled_dot_product_attention over all N pixels, memory
+    O(N²), faster for small maps on the CPU), "flex" (PyTorch's flex_attention with a block
+    mask built from the same window rule and the bias as a score_mod; where the installed
+    PyTorch supports it on the device, e.g. no CPU backward) or "auto" (dense up to 32×32 maps
+    on the CPU, else aggregate). All give the same numbers.
 
     Args:
         dim: C.
@@ -192,12 +195,13 @@ class NeighborhoodAttention(nn.Module):
         dilation: d.
         qkv_bias: bias in the qkv projection.
         attn_drop, proj_drop: dropout on the weights and on the output.
-        implementation: "auto", "aggregate" or "dense".
+        implementation: "auto", "aggregate", "dense" or "flex".
     """
 
     info = MixerInfo(neighbourhood="k×k window (clamped)", sharing="head", weights="query-key",
                      paper="hassani2023nat")
     DENSE_MAX_PIXELS = 1024
+    IMPLEMENTATIONS = ("auto", "aggregate", "dense", "flex")
 
     def __init__(self, dim: int, *, num_heads: int | None = None, kernel_size: int = 7,
                  dilation: int = 1, qkv_bias: bool = True, attn_drop: float = 0.0,
@@ -207,8 +211,8 @@ class NeighborhoodAttention(nn.Module):
         self.num_heads = resolve_heads(dim, num_heads)
         self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
         self.dilation = check_int("dilation", dilation)
-        if implementation not in ("auto", "aggregate", "dense"):
-            raise ValueError(f"implementation must be 'auto', 'aggregate' or 'dense', got {implementation!r}")
+        if implementation not in self.IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {self.IMPLEMENTATIONS}, got {implementation!r}")
         self.implementation = implementation
         self.scale = (dim // self.num_heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
@@ -247,10 +251,37 @@ class NeighborhoodAttention(nn.Module):
                                   groups=self.num_heads, border="clamp")
         return (logits + self.relative_bias(H, W, q.device)).softmax(dim=2)
 
-    def _use_dense(self, x: torch.Tensor) -> bool:
+    def _implementation(self, x: torch.Tensor) -> str:
         if self.implementation != "auto":
-            return self.implementation == "dense"
-        return x.device.type == "cpu" and x.shape[2] * x.shape[3] <= self.DENSE_MAX_PIXELS
+            return self.implementation
+        small = x.shape[2] * x.shape[3] <= self.DENSE_MAX_PIXELS
+        return "dense" if x.device.type == "cpu" and small else "aggregate"
+
+    def _flex(self, q, k, v, height: int, width: int):
+        """flex_attention over (B, h, N, d) tokens with NA's window as a block mask."""
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        if self.training and self.attn_drop.p > 0:
+            raise ValueError("implementation='flex' has no attention dropout; use 'aggregate'")
+        ks, d, rpb = self.kernel_size, self.dilation, self.rpb
+        row_start = clamped_neighbours(height, ks, d, q.device)[0]  # (H,): each window's first row
+        col_start = clamped_neighbours(width, ks, d, q.device)[0]  # (W,)
+        span = (ks - 1) * d
+
+        def in_window(q_idx, kv_idx):
+            dr = kv_idx // width - row_start[q_idx // width]
+            dc = kv_idx % width - col_start[q_idx % width]
+            return (dr >= 0) & (dr <= span) & (dr % d == 0) & (dc >= 0) & (dc <= span) & (dc % d == 0)
+
+        def score_mod(score, b, h, q_idx, kv_idx):  # + B_h[key - query], inside the window
+            rel_r = ((kv_idx // width - q_idx // width) // d + ks - 1).clamp(0, 2 * ks - 2)
+            rel_c = ((kv_idx % width - q_idx % width) // d + ks - 1).clamp(0, 2 * ks - 2)
+            return score + rpb[h, rel_r, rel_c]
+
+        N = height * width
+        mask = create_block_mask(lambda b, h, qi, ki: in_window(qi, ki), None, None, N, N,
+                                 device=q.device)
+        return flex_attention(q, k, v, score_mod=score_mod, block_mask=mask, scale=self.scale)
 
     def dense_bias(self, height: int, width: int, device=None) -> torch.Tensor:
         """(h, N, N): the bias B_h[j - i] where j is a neighbour of i, -inf elsewhere."""
@@ -266,12 +297,16 @@ class NeighborhoodAttention(nn.Module):
         check_map(x, self.dim, type(self).__name__)
         B, C, H, W = x.shape
         q, k, v = self._qkv(x)
-        if self._use_dense(x):
+        implementation = self._implementation(x)
+        if implementation in ("dense", "flex"):
             def tokens(t):  # (B, C, H, W) -> (B, h, N, d)
                 return rearrange(t, "b (h d) x y -> b h (x y) d", h=self.num_heads)
-            drop = self.attn_drop.p if self.training else 0.0
-            y = F.scaled_dot_product_attention(tokens(q), tokens(k), tokens(v), dropout_p=drop,
-                                               attn_mask=self.dense_bias(H, W, x.device).to(q.dtype))
+            if implementation == "flex":
+                y = self._flex(tokens(q), tokens(k), tokens(v), H, W)
+            else:
+                drop = self.attn_drop.p if self.training else 0.0
+                y = F.scaled_dot_product_attention(tokens(q), tokens(k), tokens(v), dropout_p=drop,
+                                                   attn_mask=self.dense_bias(H, W, x.device).to(q.dtype))
             y = rearrange(y, "b h (x y) d -> b x y (h d)", x=H)
         else:
             w = self.attn_drop(self._weights(q, k))

@@ -1,0 +1,406 @@
+"""Training: one loop for every preset, resumable, with its results written down.
+
+    python -m mixlib.train --model dwconv_cifar --data cifar10 --epochs 10
+    python -m mixlib.train --model dwconv_cifar --data cifar10 --epochs 10 --resume
+    torchrun --nproc-per-node 2 -m mixlib.train --model dwconv_cifar --data cifar10
+
+The recipe (the fast CIFAR recipes' ingredients that suit any mixer): data held as uint8 tensors
+on the device, random crop and flip on whole batches, AdamW with linear warm-up and cosine
+decay, no weight decay on norms and biases, label smoothing, an exponential moving average of
+the weights, flip test-time augmentation, channels_last, and on a GPU bf16 autocast (or
+float16 with a gradient scaler) and optionally torch.compile.
+
+A run writes into ``--out/<run>/``: ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt``
+(written atomically every ``--checkpoint-every`` steps and at the end of every epoch) and, when
+it finishes, ``result.json`` with the model, data, seed, budget, accuracy, wall time,
+hardware, versions and commit. ``--resume`` continues from the checkpoint, mid-epoch
+included, and on the CPU ends with exactly the weights of an uninterrupted run: the data order,
+the augmentation and the dropout draw from generators whose states the checkpoint holds.
+A loss that is not finite stops the run with a message; the last checkpoint is the last good one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import data as mdata
+from . import models
+
+__all__ = ["TrainConfig", "train", "main", "NonFiniteLoss"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the last checkpoint holds the last good state."""
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str = "cifar10"
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    ema: float = 0.999  # 0 turns the moving average off
+    tta: bool = True
+    padding: int = 4  # the largest random shift, in pixels
+    image_size: int | None = None  # Imagenette: 128 or 160 (random crops of that size)
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  # "bf16", "fp16", "off"; auto = bf16 on a GPU that has it, else off
+    compile: bool = False
+    channels_last: bool = True
+    checkpoint_every: int = 100  # steps
+    out: str = "results/runs"
+    run: str | None = None  # the run's folder name; default <model>-<data>-s<seed>-e<epochs>
+    stop_after_steps: int | None = None  # stop (as if killed) after this many steps: tests
+    max_train_images: int | None = None  # use only the first N training images
+    quick: bool | None = None  # MIXLIB_QUICK's subset
+    model_kwargs: dict = field(default_factory=dict)  # e.g. {"width": 16} for a small preset
+
+    def run_name(self) -> str:
+        return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The pieces
+
+
+def _param_groups(model: nn.Module, weight_decay: float):
+    """Weight decay on weight matrices and kernels only: not on norms, biases, tables, scales."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and "bias_table" not in name and "rpb" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to `peak` over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class EMA:
+    """An exponential moving average of a model's parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = _copy_model(model)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))  # short warm-up of the average
+        for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if mine.dtype.is_floating_point:
+                mine.lerp_(theirs, 1 - decay)
+            else:
+                mine.copy_(theirs)
+
+
+def _copy_model(model: nn.Module) -> nn.Module:
+    import copy
+    clone = copy.deepcopy(model)
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "mixlib"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware(device: torch.device) -> dict:
+    from .bench import environment
+    return environment(device)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: mdata.ImageData, *, batch_size: int, device: torch.device,
+             tta: bool, channels_last: bool, image_size: int | None = None) -> float:
+    """Top-1 accuracy; with tta, the logits of the image and its mirror are averaged."""
+    model.eval()
+    correct = 0
+    for images, labels in mdata.iterate_batches(data, batch_size):
+        x = _prepare(images.to(device), data.spec, channels_last, image_size, train=False)
+        logits = model(x)
+        if tta:
+            logits = logits + model(x.flip(3))
+        correct += int((logits.argmax(1) == labels.to(device)).sum())
+    return correct / len(data)
+
+
+def _prepare(images, spec, channels_last, image_size, *, train, generator=None, padding=0):
+    """uint8 batch -> normalised float input: augmented when training, resized if asked."""
+    if train:
+        images = mdata.random_crop_flip(images, padding=padding, generator=generator)
+    x = mdata.normalize(images, spec)
+    if image_size and x.shape[-1] != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
+                          align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
+    """Train `config.model` on `config.data`; returns the result record (also written to disk)."""
+    rank, world = _distributed()
+    device = torch.device(config.device if config.device != "auto" else
+                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    amp = config.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
+    if amp not in ("bf16", "fp16", "off"):
+        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {config.amp!r}")
+    run_dir = Path(config.out) / config.run_name()
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(config.seed)
+    train_data = mdata.load(config.data, "train", quick=config.quick)
+    test_data = mdata.load(config.data, "test", quick=config.quick)
+    if config.max_train_images:
+        train_data = mdata.ImageData(train_data.images[:config.max_train_images],
+                                     train_data.labels[:config.max_train_images], train_data.spec, "train")
+    train_data, test_data = train_data.to(device), test_data.to(device)
+
+    model_kwargs = dict(config.model_kwargs)
+    if config.image_size:
+        model_kwargs["image_size"] = config.image_size
+    model = models.build(config.model, num_classes=len(train_data.spec.classes), **model_kwargs)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = EMA(model, config.ema) if config.ema else None
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr,
+                                  betas=(0.9, 0.999), fused=device.type == "cuda" or None)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    local_batch = config.batch_size // world
+    steps_per_epoch = len(train_data) // config.batch_size  # full batches only
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size={config.batch_size} is larger than the {len(train_data)} "
+                         f"training images")
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+
+    # state that a resume must restore: model, EMA, optimizer, scaler, position, RNGs
+    order_rng = torch.Generator().manual_seed(config.seed)  # the data order (CPU, all ranks)
+    augment_rng = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
+    step, elapsed, history = 0, 0.0, []
+    epoch_order = None
+    epoch_stats = (0, 0, 0.0)  # images seen, correct, summed loss: so far in this epoch
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.model.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        order_rng.set_state(state["order_rng"])
+        augment_rng.set_state(state["augment_rng"].to(augment_rng.device) if device.type == "cuda"
+                              else state["augment_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed, history, epoch_order = (state["step"], state["elapsed"], state["history"],
+                                               state["epoch_order"])
+        epoch_stats = state["epoch_stats"]
+        log(f"resumed {run_dir} at step {step} of {total_steps}")
+    elif resume:
+        log(f"no checkpoint in {run_dir}: starting from scratch")
+
+    seen, correct, loss_sum = epoch_stats
+
+    def checkpoint():
+        if rank != 0:
+            return
+        _atomic_save({"model": model.state_dict(), "ema": ema.model.state_dict() if ema else None,
+                      "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                      "order_rng": order_rng.get_state(), "augment_rng": augment_rng.get_state().cpu(),
+                      "torch_rng": torch.get_rng_state(), "step": step, "elapsed": elapsed,
+                      "history": history, "epoch_order": epoch_order,
+                      "epoch_stats": (seen, correct, loss_sum), "config": asdict(config)},
+                     checkpoint_path)
+
+    train_model = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    metrics_path = run_dir / "metrics.jsonl"
+
+    from tqdm.auto import tqdm
+    while step < total_steps:
+        epoch, index = divmod(step, steps_per_epoch)
+        if index == 0 or epoch_order is None:
+            epoch_order = torch.randperm(len(train_data), generator=order_rng)
+        model.train()
+        started = time.perf_counter()
+        seen, correct, loss_sum = epoch_stats if index else (0, 0, 0.0)
+        epoch_stats = (0, 0, 0.0)
+        bar = tqdm(total=steps_per_epoch, initial=index, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=rank != 0 or not sys.stderr.isatty(), leave=False)
+        while index < steps_per_epoch:
+            batch = epoch_order[index * config.batch_size:(index + 1) * config.batch_size]
+            batch = batch[rank * local_batch:(rank + 1) * local_batch].to(device)  # this rank's share
+            x = _prepare(train_data.images[batch], train_data.spec, config.channels_last,
+                         config.image_size, train=True, generator=augment_rng, padding=config.padding)
+            y = train_data.labels[batch]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, warmup_steps, config.lr)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = train_model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"the loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
+                                    f"the last good state is in {checkpoint_path}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                ema.update(model, step)
+            step += 1
+            index += 1
+            seen += len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.item() * len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            img_s=f"{seen * world / (time.perf_counter() - started):.0f}")
+            if config.stop_after_steps is not None and step >= config.stop_after_steps:
+                elapsed += time.perf_counter() - started
+                checkpoint()
+                bar.close()
+                return {"stopped_at_step": step}
+            if step % config.checkpoint_every == 0 and index < steps_per_epoch:
+                elapsed += time.perf_counter() - started
+                started = time.perf_counter()
+                checkpoint()
+        bar.close()
+        elapsed += time.perf_counter() - started
+        evaluated = ema.model if ema is not None else model
+        test_acc = evaluate(evaluated, test_data, batch_size=512, device=device, tta=config.tta,
+                            channels_last=config.channels_last, image_size=config.image_size)
+        record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
+                  "train_acc": correct / max(seen, 1), "test_acc": test_acc,
+                  "lr": learning_rate(step - 1, total_steps, warmup_steps, config.lr),
+                  "train_time_s": elapsed}
+        history.append(record)
+        if rank == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            log(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.3f}, "
+                f"train acc {record['train_acc']:.3f}, test acc {test_acc:.4f}, {elapsed:.0f} s")
+        epoch_order = None
+        checkpoint()
+
+    params = sum(p.numel() for p in model.parameters())
+    result = {"model": config.model, "dataset": config.data, "seed": config.seed,
+              "epochs": config.epochs, "steps": total_steps, "batch_size": config.batch_size,
+              "test_acc": history[-1]["test_acc"] if history else None,
+              "best_test_acc": max(h["test_acc"] for h in history) if history else None,
+              "train_time_s": elapsed, "params": params, "train_images": len(train_data),
+              "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
+              "world_size": world, "amp": amp, "hardware": hardware(device),
+              "torch": torch.__version__, "python": platform.python_version(),
+              "commit": _commit(), "config": asdict(config), "history": history}
+    if rank == 0:
+        with open(run_dir / "result.json", "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mixlib.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TrainConfig(model="")
+    parser.add_argument("--model", required=True, help=f"a preset: {', '.join(models.available())}")
+    parser.add_argument("--data", default=defaults.data, choices=sorted(mdata.DATASETS))
+    for name in ("epochs", "batch_size", "checkpoint_every", "seed", "image_size",
+                 "stop_after_steps", "max_train_images"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "ema"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    parser.add_argument("--padding", type=int, default=defaults.padding)
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--amp", default=defaults.amp, choices=["auto", "bf16", "fp16", "off"])
+    parser.add_argument("--no-tta", dest="tta", action="store_false")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--out", default=defaults.out)
+    parser.add_argument("--name", dest="run", default=None, help="the run folder's name")
+    parser.add_argument("--width", type=int, default=None, help="the width w of a small preset")
+    parser.add_argument("--resume", action="store_true")
+    args = vars(parser.parse_args(argv))
+    resume = args.pop("resume")
+    width = args.pop("width")
+    args["model_kwargs"] = {"width": width} if width else {}
+    if args["model"] not in models.available():
+        parser.error(f"--model must be one of {models.available()}, got {args['model']!r}")
+    config = TrainConfig(**args)
+    try:
+        result = train(config, resume=resume)
+    except NonFiniteLoss as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if "test_acc" in result:
+        print(json.dumps({k: result[k] for k in ("model", "dataset", "seed", "epochs", "test_acc",
+                                                 "train_time_s")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""mixlib.train: the schedule, the parameter groups, the result record, an exact resume from a
+mid-epoch interruption, the non-finite-loss guard, and two processes under torchrun (gloo)."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixlib import train as mtrain
+from mixlib.data import data_root
+
+needs_data = pytest.mark.skipif(data_root() is None, reason="no data folder")
+
+
+def tiny_config(tmp_path, **overrides):
+    config = dict(model="dwconv_cifar", data="cifar10", epochs=2, batch_size=64, lr=3e-3,
+                  warmup_epochs=0.5, checkpoint_every=4, out=str(tmp_path), quick=True,
+                  model_kwargs={"width": 8}, device="cpu", run="tiny")
+    config.update(overrides)
+    return mtrain.TrainConfig(**config)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    lrs = [mtrain.learning_rate(step, 100, 10, 1.0) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] < 1e-3 and mtrain.learning_rate(100, 100, 10, 1.0) == pytest.approx(0.0)
+    assert mtrain.learning_rate(55, 100, 10, 1.0) == pytest.approx(0.5)  # half way: cos(π/2)
+
+
+def test_no_weight_decay_on_norms_biases_and_bias_tables():
+    from mixlib import models
+    model = models.build("window_attention_cifar", width=16)
+    decay, no_decay = mtrain._param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.dim() >= 2 for p in decay["params"])
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert any(n.endswith("norm1.weight") for n in skipped)
+    assert any(n.endswith("relative_position_bias_table") for n in skipped)
+    assert any(n.endswith("fc1.bias") for n in skipped)
+    assert no_decay["weight_decay"] == 0.0
+
+
+@needs_data
+def test_a_run_writes_metrics_and_its_result(tmp_path):
+    result = mtrain.train(tiny_config(tmp_path, epochs=1), log=lambda *a: None)
+    run = tmp_path / "tiny"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+    saved = json.loads((run / "result.json").read_text())
+    for key in ("model", "dataset", "seed", "epochs", "test_acc", "train_time_s", "hardware",
+                "torch", "commit"):
+        assert key in saved, key
+    assert saved["test_acc"] == result["test_acc"] and 0.0 <= saved["test_acc"] <= 1.0
+    assert saved["quick"] is True and saved["train_time_s"] > 0
+    assert not list(run.glob(".*tmp"))  # checkpoints are written atomically
+
+
+@needs_data
+def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path):
+    # 400 quick images, batch 64: 6 steps an epoch; stop at step 9, in the middle of epoch 2
+    straight = mtrain.train(tiny_config(tmp_path / "a"), log=lambda *a: None)
+    stopped = mtrain.train(tiny_config(tmp_path / "b", stop_after_steps=9), log=lambda *a: None)
+    assert stopped == {"stopped_at_step": 9}
+    resumed = mtrain.train(tiny_config(tmp_path / "b"), resume=True, log=lambda *a: None)
+    a = torch.load(tmp_path / "a" / "tiny" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "tiny" / "checkpoint.pt", weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert resumed["test_acc"] == straight["test_acc"]
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
+        [h["train_loss"] for h in straight["history"]])
+
+
+@needs_data
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = mtrain.F.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    monkeypatch.setattr(mtrain.F, "cross_entropy", poisoned)
+    with pytest.raises(mtrain.NonFiniteLoss, match="step 6"):
+        mtrain.train(tiny_config(tmp_path), log=lambda *a: None)
+    state = torch.load(tmp_path / "tiny" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 6  # the end of epoch 1, before the bad step
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+@needs_data
+def test_cli_runs_and_reports(tmp_path, capsys):
+    code = mtrain.main(["--model", "dwconv_cifar", "--width", "8", "--epochs", "1",
+                        "--batch-size", "64", "--out", str(tmp_path), "--name", "cli",
+                        "--device", "cpu"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
+
+
+@needs_data
+def test_two_processes_with_torchrun_and_gloo(tmp_path):
+    env = {**os.environ, "MIXLIB_QUICK": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", "29517", "-m", "mixlib.train", "--model", "dwconv_cifar",
+               "--width", "8", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path),
+               "--name", "ddp", "--device", "cpu"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert result["world_size"] == 2 and math.isfinite(result["test_acc"])
