@@ -2,6 +2,7 @@
 
     python -m mixlib.bench aggregate [--quick] [--repeats 5] [--json out.json]
     python -m mixlib.bench neighborhood [--quick] [--json out.json]
+    python -m mixlib.bench models [--which small|imagenet|all] [--vs-timm] [--json out.json]
 
 Every number in a table comes from one run on one machine, so the ratios compare like with like.
 Time is forward + backward, the fastest of ``--repeats`` runs after one warm-up, the
@@ -223,6 +224,112 @@ def format_neighborhood(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------------------------
+# models: params, FLOPs, throughput, memory
+
+TIMM_TWINS = {"convnext_t": "convnext_tiny", "swin_t": "swin_tiny_patch4_window7_224",
+              "poolformer_s12": "poolformer_s12", "coatnet_0": "coatnet_0_224"}
+
+
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Forward FLOPs (2 per multiply-add) of one batch, split by where they were counted.
+
+    "counter": torch.utils.flop_counter (matrix products, convolutions; attention counted
+    through the math SDPA backend, which the counter sees on the CPU); "aggregate": mixlib's
+    local_aggregate / local_similarity outside convolutions; "fft": the global filters'
+    FFTs by formula, 2.5·N·log2(N) per real transform of N pixels and 6 per complex product.
+    """
+    import math
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .mixers.hornet import GlobalFilter, GlobalLocalFilter
+    from .ops import count_aggregation_flops
+
+    fft = [0]
+
+    def fft_hook(module, inputs, output):
+        B, C, H, W = inputs[0].shape
+        channels = C if isinstance(module, GlobalFilter) else C // 2
+        n = H * W
+        fft[0] += int(B * channels * (2 * 2.5 * n * math.log2(max(n, 2)) + 6 * H * (W // 2 + 1)))
+
+    hooks = [m.register_forward_hook(fft_hook) for m in model.modules()
+             if isinstance(m, (GlobalFilter, GlobalLocalFilter))]
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, \
+                count_aggregation_flops() as aggregate:
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    parts = {"counter": counter.get_total_flops(), "aggregate": aggregate.total, "fft": fft[0]}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def bench_model(model: torch.nn.Module, *, image_size: int, batch: int, device: torch.device,
+                repeats: int = 3) -> dict:
+    """Params, forward GFLOPs per image, inference and training images/s, training peak MB."""
+    model = model.to(device).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, image_size, image_size, device=device).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+    model.eval()
+    flops = forward_flops(model, x[:1])
+    with torch.no_grad():
+        infer_ms = time_ms(lambda: model(x), device, repeats)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        loss = F.cross_entropy(model(x), y % model.head.fc.out_features)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    train_ms = time_ms(step, device, repeats)
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "gflops_forward": flops["total"] / 1e9, "gflops_train": 3 * flops["total"] / 1e9,
+            "gflops_by_formula": (flops["aggregate"] + flops["fft"]) / 1e9,
+            "infer_img_s": batch / infer_ms * 1e3, "train_img_s": batch / train_ms * 1e3,
+            "train_peak_mb": peak_memory_bytes(step, device) / 2 ** 20}
+
+
+def bench_models(names: list[str], *, device: torch.device, batch: int, repeats: int,
+                 vs_timm: bool = False) -> list[dict]:
+    from . import models
+
+    rows = []
+    for name in names:
+        small = name.endswith(("_cifar", "_imagenette"))
+        image_size = 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
+        torch.manual_seed(0)
+        row = {"model": name, "image_size": image_size,
+               **bench_model(models.build(name), image_size=image_size, batch=batch, device=device,
+                             repeats=repeats)}
+        if vs_timm and name in TIMM_TWINS and not small:
+            import timm
+
+            twin = bench_model(timm.create_model(TIMM_TWINS[name]), image_size=image_size,
+                               batch=batch, device=device, repeats=repeats)
+            row["timm_train_img_s"] = twin["train_img_s"]
+            row["train_speed_vs_timm"] = row["train_img_s"] / twin["train_img_s"]
+        rows.append(row)
+    return rows
+
+
+def format_models(rows: list[dict]) -> str:
+    lines = ["| model | image | params (M) | fwd GFLOPs | train GFLOPs | by formula | infer img/s "
+             "| train img/s | train peak MB | vs timm |", "|" + "---|" * 10]
+    for r in rows:
+        vs = f"{r['train_speed_vs_timm']:.2f}" if "train_speed_vs_timm" in r else ""
+        lines.append(f"| {r['model']} | {r['image_size']} | {r['params'] / 1e6:.2f} "
+                     f"| {r['gflops_forward']:.3f} | {r['gflops_train']:.3f} | {r['gflops_by_formula']:.3f} "
+                     f"| {r['infer_img_s']:.0f} | {r['train_img_s']:.1f} | {r['train_peak_mb']:.0f} | {vs} |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict]) -> str:
     header = ("| map | k | weights | backend | fwd+bwd ms | peak MB | time / ref | mem / ref "
               "| time / F.conv2d |")
@@ -250,9 +357,35 @@ def main(argv: list[str] | None = None) -> int:
     na.add_argument("--repeats", type=int, default=5)
     na.add_argument("--quick", action="store_true", help="two small sizes, for a smoke test")
     na.add_argument("--json", help="also write the rows and the environment to this file")
+    mod = sub.add_parser("models", help="params, FLOPs, throughput and memory of the presets")
+    mod.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    mod.add_argument("--which", default="small", choices=["small", "imagenet", "all"],
+                     help="the small CIFAR/Imagenette presets, the papers' models, or both")
+    mod.add_argument("--models", nargs="*", help="these presets instead")
+    mod.add_argument("--batch", type=int, default=None, help="default 64 (small), 8 (imagenet)")
+    mod.add_argument("--repeats", type=int, default=3)
+    mod.add_argument("--vs-timm", action="store_true", help="timm's same models beside them")
+    mod.add_argument("--json", help="also write the rows and the environment to this file")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    if args.what == "models":
+        from . import models as mmodels
+
+        names = args.models or [n for n in mmodels.available()
+                                if (n.endswith(("_cifar", "_imagenette")) and args.which != "imagenet")
+                                or (not n.endswith(("_cifar", "_imagenette")) and args.which != "small")]
+        batch = args.batch or (64 if args.which == "small" else 8)
+        start = time.perf_counter()
+        rows = bench_models(names, device=device, batch=batch, repeats=args.repeats,
+                            vs_timm=args.vs_timm)
+        env = environment(device)
+        print(f"models, batch {batch}, training = forward + backward + AdamW step, {env}")
+        print(format_models(rows))
+        print(f"({time.perf_counter() - start:.0f} s)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"environment": env, "batch": batch, "rows": rows}, f, indent=1)
     if args.what == "neighborhood":
         kwargs = dict(sizes=(8, 12), batch=2, repeats=1) if args.quick else dict(repeats=args.repeats)
         start = time.perf_counter()

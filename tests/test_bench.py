@@ -1,4 +1,5 @@
 """mixlib.bench measures what it says: an op's own peak memory, and a table for every backend."""
+import pytest
 import torch
 
 from mixlib import bench
@@ -45,3 +46,26 @@ def test_neighborhood_bench_compares_both_implementations():
     rows = bench.bench_neighborhood(device=torch.device("cpu"), batch=1, sizes=(8,), repeats=1)
     assert {r["implementation"] for r in rows} == {"aggregate", "dense"}
     assert all(r["ms"] > 0 for r in rows)
+
+
+def test_forward_flops_count_what_the_counter_misses():
+    from mixlib import mixers
+    # a depthwise conv is a convolution: the counter sees it, nothing by formula
+    conv = bench.forward_flops(mixers.build("dwconv", 8, kernel_size=3), torch.randn(1, 8, 6, 6))
+    assert conv["counter"] == 2 * 8 * 36 * 9 and conv["aggregate"] == 0
+    # I-D-DW's aggregation is elementwise: 2 FLOPs per channel, pixel and offset, by formula
+    idw = mixers.build("idwconv", 8, kernel_size=3, groups=2, reduction=4).eval()
+    flops = bench.forward_flops(idw, torch.randn(1, 8, 6, 6))
+    assert flops["aggregate"] == 2 * 8 * 36 * 9
+    generator = 2 * 36 * (8 * 2 + 2 * 18)  # the two 1×1 convs: 8 -> 2 -> 18 channels
+    assert flops["counter"] == generator
+    gf = bench.forward_flops(mixers.build("global_filter", 4, size=(8, 8)), torch.randn(1, 4, 8, 8))
+    assert gf["counter"] == 0 and gf["fft"] > 0
+
+
+def test_model_bench_row():
+    from mixlib import models
+    row = bench.bench_model(models.build("dwconv_cifar", width=8), image_size=32, batch=4,
+                            device=torch.device("cpu"), repeats=1)
+    assert row["gflops_train"] == pytest.approx(3 * row["gflops_forward"])
+    assert row["train_img_s"] > 0 and row["infer_img_s"] > 0 and row["train_peak_mb"] > 0

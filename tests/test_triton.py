@@ -1,19 +1,16 @@
 """The fused Triton kernels against the reference backend, values and gradients.
 
-On a machine without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set
-here before the kernels are loaded), so CI proves them on the CPU; with a GPU the same tests
-run natively. Tolerances: float64 to 1e-12 (float64 accumulation); float32 to 1e-5; float16
+On a machine without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set in
+conftest.py before anything imports triton), so CI proves them on the CPU; with a GPU the same
+tests run natively. Tolerances: float64 to 1e-12 (float64 accumulation); float32 to 1e-5; float16
 and bfloat16 against a float64 reference of the same rounded inputs, to 1e-2 relative to the
 output's scale (the kernels accumulate in float32 and round once when they store).
 """
-import os
 
 import pytest
 import torch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-if DEVICE == "cpu":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton")
 
 from mixlib.ops import local_aggregate, local_similarity  # noqa: E402
