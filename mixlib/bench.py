@@ -29,7 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from .ops import local_aggregate  # noqa: E402
 
-__all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "environment", "bench_aggregate", "main"]
+__all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "mixer_complexity", "forward_flops", "environment", "bench_aggregate", "main"]
 
 
 def _sync(device: torch.device) -> None:
@@ -267,6 +267,20 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
     parts = {"counter": counter.get_total_flops(), "aggregate": aggregate.total, "fft": fft[0]}
     parts["total"] = sum(parts.values())
     return parts
+
+
+def mixer_complexity(mixer: torch.nn.Module, *, size: int = 32, batch: int = 8,
+                     device: torch.device | str = "cpu") -> dict:
+    """One row of a chapter's complexity table: a mixer's parameters, forward GFLOPs per
+    image and the peak memory (MB) of a forward + backward on a batch of size×size maps."""
+    device = torch.device(device)
+    mixer = mixer.to(device)
+    x = torch.randn(batch, mixer.dim, size, size, device=device, requires_grad=True)
+    flops = forward_flops(mixer.eval(), x[:1].detach())
+    mixer.train()
+    peak = peak_memory_bytes(lambda: mixer(x).sum().backward(), device)
+    return {"params": sum(p.numel() for p in mixer.parameters()),
+            "gflops": flops["total"] / 1e9, "peak_mb": peak / 2 ** 20}
 
 
 def bench_model(model: torch.nn.Module, *, image_size: int, batch: int, device: torch.device,

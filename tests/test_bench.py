@@ -69,3 +69,11 @@ def test_model_bench_row():
                             device=torch.device("cpu"), repeats=1)
     assert row["gflops_train"] == pytest.approx(3 * row["gflops_forward"])
     assert row["train_img_s"] > 0 and row["infer_img_s"] > 0 and row["train_peak_mb"] > 0
+
+
+def test_mixer_complexity_row():
+    from mixlib import mixers
+    row = bench.mixer_complexity(mixers.build("dwconv", 16, kernel_size=3), size=8, batch=2)
+    assert row["params"] == 16 * 9 + 16
+    assert row["gflops"] == pytest.approx(2 * 16 * 64 * 9 / 1e9)
+    assert row["peak_mb"] > 0
