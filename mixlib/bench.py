@@ -257,6 +257,13 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
 
     hooks = [m.register_forward_hook(fft_hook) for m in model.modules()
              if isinstance(m, (GlobalFilter, GlobalLocalFilter))]
+    # neighbourhood attention is counted as what it computes, k×k windows, whichever
+    # implementation ("dense" on small CPU maps) would run
+    from .mixers import NeighborhoodAttention
+    switched = [m for m in model.modules() if isinstance(m, NeighborhoodAttention)
+                and m.implementation == "auto"]
+    for m in switched:
+        m.implementation = "aggregate"
     try:
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, \
                 count_aggregation_flops() as aggregate:
@@ -264,6 +271,8 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
     finally:
         for hook in hooks:
             hook.remove()
+        for m in switched:
+            m.implementation = "auto"
     parts = {"counter": counter.get_total_flops(), "aggregate": aggregate.total, "fft": fft[0]}
     parts["total"] = sum(parts.values())
     return parts

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["LayerNorm2d", "LayerScale", "DropPath", "ConvMlp", "check_map", "check_int",
-           "check_divides"]
+           "check_divides", "pair"]
 
 
 def check_map(x: torch.Tensor, dim: int, owner: str) -> None:
@@ -24,6 +24,14 @@ def check_int(name: str, value, *, minimum: int = 1, odd: bool = False) -> int:
         kind = "an odd int" if odd else "an int"
         raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
     return value
+
+
+def pair(name: str, size) -> tuple[int, int]:
+    """An int or an (H, W) pair of positive ints, as (H, W); else a ValueError naming it."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if len(size) != 2:
+        raise ValueError(f"{name} must be an int or (H, W), got {size!r}")
+    return check_int(f"{name}[0]", size[0]), check_int(f"{name}[1]", size[1])
 
 
 def check_divides(name: str, value: int, dim_name: str, dim: int) -> None:

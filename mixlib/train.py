@@ -41,6 +41,10 @@ from . import models
 
 __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss"]
 
+# what a resumed run must share with the run that wrote the checkpoint
+RESUME_MUST_MATCH = ("model", "data", "epochs", "batch_size", "seed", "max_train_images", "quick",
+                     "model_kwargs", "image_size")
+
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the last checkpoint holds the last good state."""
@@ -72,6 +76,16 @@ class TrainConfig:
     max_train_images: int | None = None  # use only the first N training images
     quick: bool | None = None  # MIXLIB_QUICK's subset
     model_kwargs: dict = field(default_factory=dict)  # e.g. {"width": 16} for a small preset
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1) (0 turns it off), got {self.ema!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
 
     def run_name(self) -> str:
         return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}"
@@ -147,13 +161,14 @@ def hardware(device: torch.device) -> dict:
     return environment(device)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group under torchrun."""
+def _distributed(cuda: bool) -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun (NCCL for CUDA
+    tensors, gloo for CPU ones)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo")
     return dist.get_rank(), world
 
 
@@ -189,9 +204,9 @@ def _prepare(images, spec, channels_last, image_size, *, train, generator=None, 
 
 def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     """Train `config.model` on `config.data`; returns the result record (also written to disk)."""
-    rank, world = _distributed()
     device = torch.device(config.device if config.device != "auto" else
                           ("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, world = _distributed(device.type == "cuda")
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -200,6 +215,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
     if amp not in ("bf16", "fp16", "off"):
         raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {config.amp!r}")
+    commit = _commit()  # the code this run starts with (files edited during a run do not count)
     run_dir = Path(config.out) / config.run_name()
     checkpoint_path = run_dir / "checkpoint.pt"
     if rank == 0:
@@ -224,6 +240,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr,
                                   betas=(0.9, 0.999), fused=device.type == "cuda" or None)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {world} processes")
     local_batch = config.batch_size // world
     steps_per_epoch = len(train_data) // config.batch_size  # full batches only
     if steps_per_epoch == 0:
@@ -239,16 +257,21 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     epoch_order = None
     epoch_stats = (0, 0, 0.0)  # images seen, correct, summed loss: so far in this epoch
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states stay on the CPU
+        for key in RESUME_MUST_MATCH:
+            if state["config"][key] != getattr(config, key):
+                raise ValueError(f"--resume with {key}={getattr(config, key)!r}, but the checkpoint in "
+                                 f"{run_dir} was made with {key}={state['config'][key]!r}")
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.model.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         order_rng.set_state(state["order_rng"])
-        augment_rng.set_state(state["augment_rng"].to(augment_rng.device) if device.type == "cuda"
-                              else state["augment_rng"])
+        augment_rng.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout and drop path on the GPU
         step, elapsed, history, epoch_order = (state["step"], state["elapsed"], state["history"],
                                                state["epoch_order"])
         epoch_stats = state["epoch_stats"]
@@ -264,7 +287,9 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         _atomic_save({"model": model.state_dict(), "ema": ema.model.state_dict() if ema else None,
                       "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                       "order_rng": order_rng.get_state(), "augment_rng": augment_rng.get_state().cpu(),
-                      "torch_rng": torch.get_rng_state(), "step": step, "elapsed": elapsed,
+                      "torch_rng": torch.get_rng_state(),
+                      "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                      "step": step, "elapsed": elapsed,
                       "history": history, "epoch_order": epoch_order,
                       "epoch_stats": (seen, correct, loss_sum), "config": asdict(config)},
                      checkpoint_path)
@@ -305,6 +330,11 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                                     f"the last good state is in {checkpoint_path}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if not scaler.is_enabled():  # fp16's scaler skips steps with inf gradients itself
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+                if not torch.isfinite(grad_norm):
+                    raise NonFiniteLoss(f"the gradient norm is {grad_norm.item()} at step {step} "
+                                        f"(epoch {epoch + 1}); the last good state is in {checkpoint_path}")
             scaler.step(optimizer)
             scaler.update()
             if ema is not None:
@@ -317,11 +347,14 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                             img_s=f"{seen * world / (time.perf_counter() - started):.0f}")
-            if config.stop_after_steps is not None and step >= config.stop_after_steps:
+            stop = config.stop_after_steps is not None and step >= config.stop_after_steps
+            if stop and index < steps_per_epoch:  # mid-epoch: checkpoint and leave
                 elapsed += time.perf_counter() - started
                 checkpoint()
                 bar.close()
                 return {"stopped_at_step": step}
+            if stop:
+                break  # at an epoch's end: evaluate and checkpoint first
             if step % config.checkpoint_every == 0 and index < steps_per_epoch:
                 elapsed += time.perf_counter() - started
                 started = time.perf_counter()
@@ -336,13 +369,15 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                   "lr": learning_rate(step - 1, total_steps, warmup_steps, config.lr),
                   "train_time_s": elapsed}
         history.append(record)
-        if rank == 0:
+        epoch_order = None
+        checkpoint()
+        if rank == 0:  # after the checkpoint: a kill in between cannot write the line twice
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             log(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.3f}, "
                 f"train acc {record['train_acc']:.3f}, test acc {test_acc:.4f}, {elapsed:.0f} s")
-        epoch_order = None
-        checkpoint()
+        if config.stop_after_steps is not None and step >= config.stop_after_steps and step < total_steps:
+            return {"stopped_at_step": step}
 
     params = sum(p.numel() for p in model.parameters())
     result = {"model": config.model, "dataset": config.data, "seed": config.seed,
@@ -353,7 +388,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
               "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
               "world_size": world, "amp": amp, "hardware": hardware(device),
               "torch": torch.__version__, "python": platform.python_version(),
-              "commit": _commit(), "config": asdict(config), "history": history}
+              "commit": commit, "config": asdict(config), "history": history}
     if rank == 0:
         with open(run_dir / "result.json", "w") as f:
             json.dump(result, f, indent=1)

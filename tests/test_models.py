@@ -142,8 +142,8 @@ def test_small_cifar_models_train_one_step(name):
     assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("size", [128, 160])
-def test_small_imagenette_models_take_128_and_160_pixels(size):
+@pytest.mark.parametrize("size", [112, 128, 160])
+def test_small_imagenette_models_take_112_128_and_160_pixels(size):
     for name in ("relative_attention_imagenette", "global_filter_imagenette", "window_attention_imagenette"):
         model = models.build(name, image_size=size).eval()
         with torch.no_grad():
@@ -155,3 +155,9 @@ def test_hybrid_cctt_puts_convolutions_first_and_attention_last():
     model = models.build("cctt_cifar")
     kinds = [type(stage[-1].mixer) for stage in model.stages]
     assert kinds == [DWConv, DWConv, RelativeAttention, RelativeAttention]
+
+
+def test_small_window_attention_shifts_every_other_block():
+    model = models.build("window_attention_cifar")
+    shifts = [block.mixer.shift_size for block in model.stages[0] if hasattr(block, "mixer")]
+    assert shifts[0] == 0 and shifts[1] > 0

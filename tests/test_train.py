@@ -115,3 +115,26 @@ def test_two_processes_with_torchrun_and_gloo(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert result["world_size"] == 2 and math.isfinite(result["test_acc"])
+
+
+@needs_data
+def test_stopping_at_an_epoch_end_keeps_its_evaluation(tmp_path):
+    stopped = mtrain.train(tiny_config(tmp_path, stop_after_steps=6), log=lambda *a: None)
+    assert stopped == {"stopped_at_step": 6}
+    lines = (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+    resumed = mtrain.train(tiny_config(tmp_path), resume=True, log=lambda *a: None)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+
+
+@needs_data
+def test_resume_refuses_a_different_budget(tmp_path):
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=3), log=lambda *a: None)
+    with pytest.raises(ValueError, match="batch_size=32"):
+        mtrain.train(tiny_config(tmp_path, batch_size=32), resume=True, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("checkpoint_every", 0), ("ema", 1.0), ("lr", 0.0)])
+def test_bad_config_names_the_field(tmp_path, field, value):
+    with pytest.raises(ValueError, match=field):
+        tiny_config(tmp_path, **{field: value})

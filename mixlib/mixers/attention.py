@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..layers import check_divides, check_int, check_map
+from ..layers import check_divides, check_int, check_map, pair
 from ..ops import clamped_neighbours, local_aggregate, local_similarity, window_positions
 from ._registry import MixerInfo, register_mixer
 
@@ -156,15 +156,18 @@ class WindowAttention(nn.Module):
         if shift:
             x = torch.roll(x, (-shift, -shift), dims=(1, 2))
         windows = rearrange(x, "b (nh m1) (nw m2) c -> b (nh nw) (m1 m2) c", m1=M, m2=M)
-        q, k, v = _split_qkv(self.qkv(windows), "b n t (three h d) -> three b n h t d",
+        # the fused SDPA kernels take 4-D inputs: batch and windows merge into one axis
+        q, k, v = _split_qkv(self.qkv(windows), "b n t (three h d) -> three (b n) h t d",
                             h=self.num_heads)
         bias = self.relative_bias()  # (h, T, T)
         mask = self.window_mask(H, W, x.device)
-        if mask is not None:  # (nW, 1, T, T) against (h, T, T) -> (nW, h, T, T)
+        if mask is not None:  # (nW, 1, T, T) against (h, T, T) -> (nW, h, T, T), then per image
             bias = bias.masked_fill(~mask[:, None], float("-inf"))
+            bias = bias.expand(B, *bias.shape).flatten(0, 1)  # (B·nW, h, T, T)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
                                            dropout_p=self.attn_drop if self.training else 0.0)
-        y = self.proj_drop(self.proj(rearrange(y, "b n h t d -> b n t (h d)")))
+        y = rearrange(y, "(b n) h t d -> b n t (h d)", b=B)
+        y = self.proj_drop(self.proj(y))
         y = rearrange(y, "b (nh nw) (m1 m2) c -> b (nh m1) (nw m2) c", nh=Hp // M, m1=M)
         if shift:
             y = torch.roll(y, (shift, shift), dims=(1, 2))
@@ -344,10 +347,7 @@ class RelativeAttention(nn.Module):
         self.dim = check_int("dim", dim)
         self.dim_out = check_int("dim_out", dim_out) if dim_out is not None else dim
         self.num_heads = resolve_heads(self.dim_out, num_heads)
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        if len(size) != 2:
-            raise ValueError(f"size must be an int or (H, W), got {size!r}")
-        self.size = (check_int("size[0]", size[0]), check_int("size[1]", size[1]))
+        self.size = pair("size", size)
         self.qkv = nn.Conv2d(dim, 3 * self.dim_out, 1, bias=qkv_bias)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * self.size[0] - 1) * (2 * self.size[1] - 1), self.num_heads))

@@ -6,8 +6,9 @@ Gated Convolutions", NeurIPS 2022, arXiv 2207.14284); GFNet (Rao et al., "Global
 Networks for Image Classification", NeurIPS 2021, arXiv 2107.00645).
 
 - GlobalFilter: y = irfft2(rfft2(x) ⊙ W). In the book's formula that is a *circular*
-  depthwise convolution over the whole map, y_i = Σ_j k_c[(j - i) mod (H, W)] x_j with
-  k = irfft2(W): static weights, one global kernel per channel.
+  depthwise convolution over the whole map, y_i = Σ_j k_c[(i - j) mod (H, W)] x_j with
+  k = irfft2(W) (a convolution, so as a cross-correlation its kernel is k flipped): static
+  weights, one global kernel per channel.
 - GnConv: p_0 ⊙ DW(q_0), then p_{k+1} = W_k(p_k) ⊙ DW(q_k)...: each order multiplies by one
   more spatially aggregated gate. Order 1 is a gated depthwise conv, whose weights
   w_ij = p_i ⊙ K[j - i] depend on the input through the query-side gate p_i.
@@ -22,18 +23,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import LayerNorm2d, check_int, check_map
+from ..layers import LayerNorm2d, check_int, check_map, pair
 from ._registry import MixerInfo, register_mixer
 from .conv import DWConv
 
 __all__ = ["GlobalFilter", "GlobalLocalFilter", "GnConv", "spectral_filter"]
-
-
-def _pair(name: str, size) -> tuple[int, int]:
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if len(size) != 2:
-        raise ValueError(f"{name} must be an int or (H, W), got {size!r}")
-    return check_int(f"{name}[0]", size[0]), check_int(f"{name}[1]", size[1])
 
 
 def spectral_filter(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -73,12 +67,13 @@ class GlobalFilter(nn.Module):
     def __init__(self, dim: int, *, size=(14, 14)):
         super().__init__()
         self.dim = check_int("dim", dim)
-        self.size = _pair("size", size)
+        self.size = pair("size", size)
         h, w = self.size[0], self.size[1] // 2 + 1
         self.complex_weight = nn.Parameter(torch.randn(dim, h, w, 2) * 0.02)
 
     def spatial_kernel(self) -> torch.Tensor:
-        """(C, H, W): k = irfft2(W), the circular depthwise kernel the layer applies."""
+        """(C, H, W): k = irfft2(W), the kernel of the circular convolution the layer applies,
+        y_i = Σ_o k[o] x_{(i - o) mod (H, W)}."""
         weight = torch.view_as_complex(self.complex_weight.contiguous())
         return torch.fft.irfft2(weight, s=self.size, dim=(1, 2))
 
@@ -103,7 +98,7 @@ class GlobalLocalFilter(nn.Module):
         self.dim = check_int("dim", dim, minimum=2)
         if dim % 2:
             raise ValueError(f"GlobalLocalFilter splits the channels in halves: dim={dim} must be even")
-        self.size = _pair("size", size)
+        self.size = pair("size", size)
         half = dim // 2
         self.pre_norm = LayerNorm2d(dim, eps=1e-6)
         self.dw = nn.Conv2d(half, half, 3, padding=1, bias=False, groups=half)

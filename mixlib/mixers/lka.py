@@ -79,7 +79,9 @@ class LargeKernelAttention(nn.Module):
         return self.conv0.kernel_size + (self.conv_spatial.kernel_size - 1) * self.dilation
 
     def composed_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(C, 1, R, R) kernel and (C,) bias of the single depthwise conv that equals the two."""
+        """(C, 1, R, R) kernel and (C,) bias of the single depthwise conv that equals the two:
+        exactly when the input is padded once by the total radius and both convs are valid;
+        with the layers' own padding, only at least the second conv's radius (9 px) inside."""
         first, second = self.conv0.conv, self.conv_spatial.conv
         kernel = compose_depthwise(first.weight, second.weight, self.dilation)
         bias = second.bias + first.bias * second.weight.sum(dim=(1, 2, 3))

@@ -49,14 +49,15 @@ def _largest_odd_at_most(n: int, limit: int) -> int:
     return k if k % 2 else k - 1
 
 
-def mixer_kwargs(name: str, dim: int, stage: int, map_size: int) -> dict:
+def mixer_kwargs(name: str, dim: int, stage: int, map_size: int, index: int = 0) -> dict:
     """The hyper-parameters of mixer `name` in stage `stage` of a small model whose maps there
     are map_size × map_size: heads of about 16 channels (as many as divide dim), windows and
-    filters fitted to the map."""
+    filters fitted to the map; window attention shifts its windows in odd blocks (`index`),
+    as Swin does."""
     heads = next(h for h in range(max(dim // HEAD_WIDTH, 1), 0, -1) if dim % h == 0)
-    if name in ("window_attention",):
+    if name == "window_attention":
         window = min(8, map_size)
-        return dict(num_heads=heads, window_size=window)
+        return dict(num_heads=heads, window_size=window, shift_size=window // 2 if index % 2 else 0)
     if name == "neighborhood_attention":
         return dict(num_heads=heads, kernel_size=_largest_odd_at_most(map_size, 7))
     if name == "relative_attention":
@@ -98,13 +99,15 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
     if stem_stride not in (2, 4):
         raise ValueError(f"stem_stride must be 2 or 4, got {stem_stride}")
     dims = [width * 2 ** s for s in range(len(depths))]
-    maps = [max(image_size // stem_stride // 2 ** s, 1) for s in range(len(depths))]
+    maps = [-(-image_size // stem_stride)]  # stride-2 convs with padding 1 round up
+    for _ in depths[1:]:
+        maps.append(-(-maps[-1] // 2))
     half = dims[0] // 2
     stem = [nn.Conv2d(3, half, 3, 1 if stem_stride == 2 else 2, 1, bias=False), nn.BatchNorm2d(half),
             nn.GELU(), nn.Conv2d(half, dims[0], 3, 2, 1, bias=False), nn.BatchNorm2d(dims[0])]
 
     def block(s, b, _, dim, drop_path):
-        mixer = build_mixer(names[s], dim, **mixer_kwargs(names[s], dim, s, maps[s]))
+        mixer = build_mixer(names[s], dim, **mixer_kwargs(names[s], dim, s, maps[s], b))
         return MetaFormerBlock(dim, mixer, norm_layer=nn.BatchNorm2d, mlp_ratio=mlp_ratio,
                                drop_path=drop_path)
 

@@ -46,7 +46,7 @@ def _aggregate_fwd(v_ptr, w_ptr, y_ptr, C, H, W, G_CH,
                    w_sb, w_sg, w_so, w_sh, w_sw,
                    KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
                    ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    bc = tl.program_id(0)  # one (image, channel)
+    bc = tl.program_id(0).to(tl.int64)  # one (image, channel); int64: offsets pass 2^31
     b = bc // C
     g = (bc % C) // G_CH
     pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
@@ -71,7 +71,7 @@ def _aggregate_bwd(v_ptr, w_ptr, gy_ptr, gv_ptr, gw_ptr, C, H, W, G_CH,
                    NEED_V: tl.constexpr, NEED_W: tl.constexpr, STATIC: tl.constexpr,
                    KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
                    ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    bc = tl.program_id(0)
+    bc = tl.program_id(0).to(tl.int64)
     b = bc // C
     g = (bc % C) // G_CH
     pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
@@ -99,7 +99,7 @@ def _aggregate_bwd(v_ptr, w_ptr, gy_ptr, gv_ptr, gw_ptr, C, H, W, G_CH,
 def _similarity_fwd(q_ptr, k_ptr, out_ptr, C, H, W, G, G_CH,
                     KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
                     ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    bg = tl.program_id(0)  # one (image, group)
+    bg = tl.program_id(0).to(tl.int64)  # one (image, group)
     b, g = bg // G, bg % G
     pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
     inside = pix < H * W
@@ -124,7 +124,7 @@ def _similarity_bwd(q_ptr, k_ptr, gl_ptr, gq_ptr, gk_ptr, C, H, W, G, G_CH,
                     NEED_Q: tl.constexpr, NEED_K: tl.constexpr,
                     KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
                     ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    bc = tl.program_id(0)  # one (image, channel)
+    bc = tl.program_id(0).to(tl.int64)  # one (image, channel); int64: offsets pass 2^31
     b = bc // C
     bg = b * G + (bc % C) // G_CH
     pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
