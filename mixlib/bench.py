@@ -392,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    started = time.perf_counter()
     if args.what == "models":
         from . import models as mmodels
 
@@ -399,39 +400,25 @@ def main(argv: list[str] | None = None) -> int:
                                 if (n.endswith(("_cifar", "_imagenette")) and args.which != "imagenet")
                                 or (not n.endswith(("_cifar", "_imagenette")) and args.which != "small")]
         batch = args.batch or (64 if args.which == "small" else 8)
-        start = time.perf_counter()
         rows = bench_models(names, device=device, batch=batch, repeats=args.repeats,
                             vs_timm=args.vs_timm)
-        env = environment(device)
-        print(f"models, batch {batch}, training = forward + backward + AdamW step, {env}")
-        print(format_models(rows))
-        print(f"({time.perf_counter() - start:.0f} s)")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"environment": env, "batch": batch, "rows": rows}, f, indent=1)
-    if args.what == "neighborhood":
+        title, table = f"models, batch {batch}, training = forward + backward + AdamW step", format_models(rows)
+    elif args.what == "neighborhood":
         kwargs = dict(sizes=(8, 12), batch=2, repeats=1) if args.quick else dict(repeats=args.repeats)
-        start = time.perf_counter()
         rows = bench_neighborhood(device=device, **kwargs)
-        env = environment(device)
-        print(f"NeighborhoodAttention (k=7, 4 heads), forward + backward, {env}")
-        print(format_neighborhood(rows))
-        print(f"({time.perf_counter() - start:.0f} s)")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"environment": env, "rows": rows}, f, indent=1)
-    if args.what == "aggregate":
+        title, table = "NeighborhoodAttention (k=7, 4 heads), forward + backward", format_neighborhood(rows)
+    else:
         kwargs = dict(maps=((16, 64),), kernels=(3, 7), batch=4, repeats=1) if args.quick else \
             dict(batch=args.batch, repeats=args.repeats)
-        start = time.perf_counter()
         rows = bench_aggregate(device=device, **kwargs)
-        env = environment(device)
-        print(f"local_aggregate, forward + backward, batch {kwargs['batch']}, {env}")
-        print(format_table(rows))
-        print(f"({time.perf_counter() - start:.0f} s)")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"environment": env, "rows": rows}, f, indent=1)
+        title, table = f"local_aggregate, forward + backward, batch {kwargs['batch']}", format_table(rows)
+    env = environment(device)
+    print(f"{title}, {env}")
+    print(table)
+    print(f"({time.perf_counter() - started:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "title": title, "rows": rows}, f, indent=1)
     return 0
 
 
