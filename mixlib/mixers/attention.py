@@ -62,6 +62,11 @@ def swin_relative_index(height: int, width: int, table_height: int | None = None
     return (rel[0] + table_height - 1) * (2 * table_width - 1) + (rel[1] + table_width - 1)
 
 
+def lookup_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(h, N, N) bias from a ((2H-1)(2W-1), h) table and an (N, N) index of its rows."""
+    return table[index.reshape(-1)].view(*index.shape, table.shape[1]).permute(2, 0, 1)  # (N, N, h) -> (h, N, N)
+
+
 def _split_qkv(qkv: torch.Tensor, pattern: str, **axes):
     """q, k, v from one projection whose channels are laid out (qkv, head, d)."""
     return rearrange(qkv, pattern, three=3, **axes).unbind(0)
@@ -113,9 +118,7 @@ class WindowAttention(nn.Module):
 
     def relative_bias(self) -> torch.Tensor:
         """(h, T, T): B_h[i - j] for every query and key of a window."""
-        T = self.window_size ** 2
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(T, T, self.num_heads).permute(2, 0, 1)  # (T, T, h) -> (h, T, T)
+        return lookup_bias(self.relative_position_bias_table, self.relative_position_index)
 
     def window_mask(self, height: int, width: int, device=None) -> torch.Tensor | None:
         """(nW, T, T) bool, True where query i may attend to key j; None if nothing is masked.
@@ -362,9 +365,7 @@ class RelativeAttention(nn.Module):
             raise ValueError(f"RelativeAttention(size={self.size}) has no bias for offsets of a "
                              f"{height}×{width} map; build it with size >= ({height}, {width})")
         index = swin_relative_index(height, width, *self.size).to(self.relative_position_bias_table.device)
-        N = height * width
-        bias = self.relative_position_bias_table[index.view(-1)]  # (N·N, h)
-        return bias.view(N, N, self.num_heads).permute(2, 0, 1)  # (N, N, h) -> (h, N, N)
+        return lookup_bias(self.relative_position_bias_table, index)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, type(self).__name__)
