@@ -13,7 +13,8 @@ float16 with a gradient scaler) and optionally torch.compile.
 A run writes into ``--out/<run>/``: ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt``
 (written atomically every ``--checkpoint-every`` steps and at the end of every epoch) and, when
 it finishes, ``result.json`` with the model, data, seed, budget, accuracy, wall time,
-hardware, versions and commit. ``--resume`` continues from the checkpoint, mid-epoch
+hardware, versions and commit, the per-epoch history and the training-loss curve (``step_log``,
+one point every ``--log-every`` steps). ``--resume`` continues from the checkpoint, mid-epoch
 included, and on the CPU ends with exactly the weights of an uninterrupted run: the data order,
 the augmentation and the dropout draw from generators whose states the checkpoint holds.
 A loss that is not finite stops the run with a message; the last checkpoint is the last good one.
@@ -43,7 +44,7 @@ __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss"]
 
 # what a resumed run must share with the run that wrote the checkpoint
 RESUME_MUST_MATCH = ("model", "data", "epochs", "batch_size", "seed", "max_train_images", "quick",
-                     "model_kwargs", "image_size")
+                     "model_kwargs", "image_size", "log_every")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -70,6 +71,7 @@ class TrainConfig:
     compile: bool = False
     channels_last: bool = True
     checkpoint_every: int = 100  # steps
+    log_every: int = 20  # steps between the points of the training-loss curve (``step_log``)
     out: str = "results/runs"
     run: str | None = None  # the run's folder name; default <model>-<data>-s<seed>-e<epochs>
     stop_after_steps: int | None = None  # stop (as if killed) after this many steps: tests
@@ -78,7 +80,7 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)  # e.g. {"width": 16} for a small preset
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -254,6 +256,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     order_rng = torch.Generator().manual_seed(config.seed)  # the data order (CPU, all ranks)
     augment_rng = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
     step, elapsed, history = 0, 0.0, []
+    step_log, window = [], (0, 0.0)  # the loss curve; images and summed loss since its last point
     epoch_order = None
     epoch_stats = (0, 0, 0.0)  # images seen, correct, summed loss: so far in this epoch
     if resume and checkpoint_path.is_file():
@@ -275,6 +278,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         step, elapsed, history, epoch_order = (state["step"], state["elapsed"], state["history"],
                                                state["epoch_order"])
         epoch_stats = state["epoch_stats"]
+        step_log, window = state["step_log"], state["window"]
         log(f"resumed {run_dir} at step {step} of {total_steps}")
     elif resume:
         log(f"no checkpoint in {run_dir}: starting from scratch")
@@ -291,7 +295,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                       "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                       "step": step, "elapsed": elapsed,
                       "history": history, "epoch_order": epoch_order,
-                      "epoch_stats": (seen, correct, loss_sum), "config": asdict(config)},
+                      "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
+                      "window": window, "config": asdict(config)},
                      checkpoint_path)
 
     train_model = model
@@ -344,6 +349,12 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
             seen += len(y)
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += loss.item() * len(y)
+            window = (window[0] + len(y), window[1] + loss.item() * len(y))
+            if step % config.log_every == 0:
+                step_log.append({"step": step, "epoch": step / steps_per_epoch,
+                                 "train_loss": window[1] / window[0],
+                                 "train_time_s": elapsed + time.perf_counter() - started})
+                window = (0, 0.0)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                             img_s=f"{seen * world / (time.perf_counter() - started):.0f}")
@@ -388,7 +399,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
               "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
               "world_size": world, "amp": amp, "hardware": hardware(device),
               "torch": torch.__version__, "python": platform.python_version(),
-              "commit": commit, "config": asdict(config), "history": history}
+              "commit": commit, "config": asdict(config), "history": history, "step_log": step_log}
     if rank == 0:
         with open(run_dir / "result.json", "w") as f:
             json.dump(result, f, indent=1)
@@ -401,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig(model="")
     parser.add_argument("--model", required=True, help=f"a preset: {', '.join(models.available())}")
     parser.add_argument("--data", default=defaults.data, choices=sorted(mdata.DATASETS))
-    for name in ("epochs", "batch_size", "checkpoint_every", "seed", "image_size",
+    for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "seed", "image_size",
                  "stop_after_steps", "max_train_images"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "ema"):

@@ -19,7 +19,7 @@ needs_data = pytest.mark.skipif(data_root() is None, reason="no data folder")
 def tiny_config(tmp_path, **overrides):
     config = dict(model="dwconv_cifar", data="cifar10", epochs=2, batch_size=64, lr=3e-3,
                   warmup_epochs=0.5, checkpoint_every=4, out=str(tmp_path), quick=True,
-                  model_kwargs={"width": 8}, device="cpu", run="tiny")
+                  log_every=4, model_kwargs={"width": 8}, device="cpu", run="tiny")
     config.update(overrides)
     return mtrain.TrainConfig(**config)
 
@@ -74,6 +74,10 @@ def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path):
     assert resumed["test_acc"] == straight["test_acc"]
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
         [h["train_loss"] for h in straight["history"]])
+    # the loss curve too: its window runs across the stop (log_every = 4, stopped at step 9)
+    assert [p["step"] for p in resumed["step_log"]] == [4, 8, 12]
+    assert [p["train_loss"] for p in resumed["step_log"]] == pytest.approx(
+        [p["train_loss"] for p in straight["step_log"]])
 
 
 @needs_data
