@@ -124,6 +124,26 @@ class ImageData:
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=len(self.spec.classes)).tolist()
 
+    def balanced_head(self, n: int) -> "ImageData":
+        """The first `n` images taken class by class in turn, in their stored order.
+
+        The archives are sorted by class, so a plain ``images[:n]`` would hold only the first
+        few classes; this keeps the classes as balanced as `n` allows, the same for every run.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(self):
+            raise ValueError(f"n must be an int in [1, {len(self)}], got {n!r}")
+        labels = self.labels.cpu()
+        # rank of each image within its class (0 for a class's first image, 1 for its second...)
+        order = torch.argsort(labels, stable=True)
+        counts = torch.bincount(labels)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.empty_like(labels)
+        rank[order] = torch.arange(len(labels)) - starts[labels[order]]
+        # take rank 0 of every class, then rank 1, ...; ties in stored order
+        chosen = torch.argsort(rank * len(labels) + torch.arange(len(labels)))[:n]
+        chosen = chosen.sort().values.to(self.labels.device)
+        return ImageData(self.images[chosen], self.labels[chosen], self.spec, self.split)
+
 
 # ----------------------------------------------------------------------------------------------
 # Where things are

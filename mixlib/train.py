@@ -75,7 +75,7 @@ class TrainConfig:
     out: str = "results/runs"
     run: str | None = None  # the run's folder name; default <model>-<data>-s<seed>-e<epochs>
     stop_after_steps: int | None = None  # stop (as if killed) after this many steps: tests
-    max_train_images: int | None = None  # use only the first N training images
+    max_train_images: int | None = None  # use only N training images, balanced over the classes
     quick: bool | None = None  # MIXLIB_QUICK's subset
     model_kwargs: dict = field(default_factory=dict)  # e.g. {"width": 16} for a small preset
 
@@ -227,8 +227,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     train_data = mdata.load(config.data, "train", quick=config.quick)
     test_data = mdata.load(config.data, "test", quick=config.quick)
     if config.max_train_images:
-        train_data = mdata.ImageData(train_data.images[:config.max_train_images],
-                                     train_data.labels[:config.max_train_images], train_data.spec, "train")
+        train_data = train_data.balanced_head(config.max_train_images)
     train_data, test_data = train_data.to(device), test_data.to(device)
 
     model_kwargs = dict(config.model_kwargs)

@@ -187,3 +187,20 @@ def test_normalize_standardises():
     y = mdata.normalize(x, CIFAR10)
     expected = (1 - torch.tensor(CIFAR10.mean)) / torch.tensor(CIFAR10.std)
     assert torch.allclose(y[0, :, 0, 0], expected)
+
+
+def test_balanced_head_takes_every_class_in_turn():
+    spec = mdata.DATASETS["cifar10"]
+    labels = torch.arange(10).repeat_interleave(20)  # sorted by class, as the archives are
+    images = torch.arange(200, dtype=torch.uint8).view(200, 1, 1, 1).expand(200, 3, 2, 2)
+    data = mdata.ImageData(images, labels, spec, "train")
+    head = data.balanced_head(25)
+    assert head.class_counts() == [3] * 5 + [2] * 5
+    # the first images of each class, in stored order
+    assert head.images[:, 0, 0, 0].tolist() == sorted(
+        [20 * c + r for c in range(10) for r in range(2)] + [20 * c + 2 for c in range(5)])
+    assert data.balanced_head(200).labels.tolist() == labels.tolist()
+    with pytest.raises(ValueError, match="n must be"):
+        data.balanced_head(0)
+    with pytest.raises(ValueError, match="n must be"):
+        data.balanced_head(201)
