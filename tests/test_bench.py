@@ -77,3 +77,12 @@ def test_mixer_complexity_row():
     assert row["params"] == 16 * 9 + 16
     assert row["gflops"] == pytest.approx(2 * 16 * 64 * 9 / 1e9)
     assert row["peak_mb"] > 0
+
+
+def test_model_bench_measures_timm_twin_in_turns():
+    rows = bench.bench_models(["poolformer_s12"], device=torch.device("cpu"), batch=1, repeats=1,
+                              vs_timm=True)
+    row = rows[0]
+    assert row["timm_model"] == "poolformer_s12" and row["timm_params"] == row["params"]
+    assert row["timm_train_img_s"] > 0
+    assert 0.05 < row["train_speed_vs_timm"] < 20  # same architecture: same order of speed
