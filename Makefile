@@ -53,8 +53,7 @@ test-book: setup $(MATHJAX)
 
 # Headless Debian chromium opens the built site from a local HTTP server; screenshots land in
 # _build/screenshots. Installs chromium with apt where it is missing.
-test-browser: setup
-	test -f _build/html/index.html || $(MAKE) test-book
+test-browser: setup test-book
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	MIXLIB_BROWSER_TEST=1 $(BIN)/python -m pytest tests/test_site.py
 
