@@ -92,4 +92,9 @@ class ConvMlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        # 1×1 convs computed as matrix products over the channels of each pixel: on the CPU the
+        # convolution takes PyTorch's slow im2col path; a channels_last map permutes for free
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        x = F.linear(x, self.fc1.weight.flatten(1), self.fc1.bias)
+        x = F.linear(self.act(x), self.fc2.weight.flatten(1), self.fc2.bias)
+        return x.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)

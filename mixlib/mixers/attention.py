@@ -67,6 +67,23 @@ def lookup_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table[index.reshape(-1)].view(*index.shape, table.shape[1]).permute(2, 0, 1)  # (N, N, h) -> (h, N, N)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+           dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q kᵀ / √d + bias) v over the last two axes; bias broadcasts, -inf masks.
+
+    On a GPU this is PyTorch's fused attention. On the CPU the explicit products are faster:
+    SDPA's math path there adds a guard against fully masked rows (none of the masks here has
+    one) and extra copies, about 8% of a Swin-T training step.
+    """
+    bias = bias.to(q.dtype)
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+    attn = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias).softmax(-1)
+    if dropout_p:
+        attn = F.dropout(attn, dropout_p)
+    return attn @ v
+
+
 def _split_qkv(qkv: torch.Tensor, pattern: str, **axes):
     """q, k, v from one projection whose channels are laid out (qkv, head, d)."""
     return rearrange(qkv, pattern, three=3, **axes).unbind(0)
@@ -115,6 +132,7 @@ class WindowAttention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self._masks: dict[tuple, torch.Tensor | None] = {}  # window_mask's, by (H, W, device)
 
     def relative_bias(self) -> torch.Tensor:
         """(h, T, T): B_h[i - j] for every query and key of a window."""
@@ -126,6 +144,12 @@ class WindowAttention(nn.Module):
         Two rules: after a shift only pixels of the same image region meet (Swin's 9 regions),
         and padded pixels are no keys of real queries.
         """
+        key = (height, width, str(device))
+        if key not in self._masks:  # a few map sizes per model: computed once each, as Swin does
+            self._masks[key] = self._window_mask(height, width, device)
+        return self._masks[key]
+
+    def _window_mask(self, height: int, width: int, device=None) -> torch.Tensor | None:
         M, shift = self.window_size, self._shift(height, width)
         Hp, Wp = height + (-height) % M, width + (-width) % M
         if shift == 0 and (Hp, Wp) == (height, width):
@@ -167,8 +191,7 @@ class WindowAttention(nn.Module):
         if mask is not None:  # (nW, 1, T, T) against (h, T, T) -> (nW, h, T, T), then per image
             bias = bias.masked_fill(~mask[:, None], float("-inf"))
             bias = bias.expand(B, *bias.shape).flatten(0, 1)  # (B·nW, h, T, T)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
-                                           dropout_p=self.attn_drop if self.training else 0.0)
+        y = attend(q, k, v, bias, self.attn_drop if self.training else 0.0)
         y = rearrange(y, "(b n) h t d -> b n t (h d)", b=B)
         y = self.proj_drop(self.proj(y))
         y = rearrange(y, "b (nh nw) (m1 m2) c -> b (nh m1) (nw m2) c", nh=Hp // M, m1=M)
@@ -188,7 +211,7 @@ class NeighborhoodAttention(nn.Module):
     the interior only uses its central k×k.
 
     ``implementation``: "aggregate" (the two ops, memory O(N·K); on a GPU they run as fused
-    Triton kernels), "dense" (one masked scaled_dot_product_attention over all N pixels, memory
+    Triton kernels), "dense" (one masked attention over all N pixels, `attend`, memory
     O(N²), faster for small maps on the CPU), "flex" (PyTorch's flex_attention with a block
     mask built from the same window rule and the bias as a score_mod; where the installed
     PyTorch supports it on the device, e.g. no CPU backward) or "auto" (dense up to 32×32 maps
@@ -311,8 +334,7 @@ class NeighborhoodAttention(nn.Module):
                 y = self._flex(tokens(q), tokens(k), tokens(v), H, W)
             else:
                 drop = self.attn_drop.p if self.training else 0.0
-                y = F.scaled_dot_product_attention(tokens(q), tokens(k), tokens(v), dropout_p=drop,
-                                                   attn_mask=self.dense_bias(H, W, x.device).to(q.dtype))
+                y = attend(tokens(q), tokens(k), tokens(v), self.dense_bias(H, W, x.device), drop)
             y = rearrange(y, "b h (x y) d -> b x y (h d)", x=H)
         else:
             w = self.attn_drop(self._weights(q, k))
@@ -372,7 +394,6 @@ class RelativeAttention(nn.Module):
         B, C, H, W = x.shape
         q, k, v = _split_qkv(self.qkv(x), "b (three h d) x y -> three b h (x y) d",
                              h=self.num_heads)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.relative_bias(H, W).to(q.dtype),
-                                           dropout_p=self.attn_drop if self.training else 0.0)
+        y = attend(q, k, v, self.relative_bias(H, W), self.attn_drop if self.training else 0.0)
         y = rearrange(y, "b h (x y) d -> b (h d) x y", x=H)
         return self.proj_drop(self.proj(y))
