@@ -307,7 +307,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     metrics_path = run_dir / "metrics.jsonl"
 
-    from tqdm import tqdm  # (tqdm.auto warns in notebooks without ipywidgets; the bar shows on a terminal only)
+    from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
     while step < total_steps:
         epoch, index = divmod(step, steps_per_epoch)
         if index == 0 or epoch_order is None:
