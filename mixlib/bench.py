@@ -18,8 +18,10 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the CPU profiler is chatty on stderr
@@ -29,7 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from .ops import local_aggregate  # noqa: E402
 
-__all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "mixer_complexity", "forward_flops", "environment", "bench_aggregate", "main"]
+__all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "mixer_complexity", "forward_flops", "environment", "code_commit", "bench_aggregate", "main"]
 
 
 def _sync(device: torch.device) -> None:
@@ -114,6 +116,20 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
         held += size
         peak = max(peak, held)
     return peak
+
+
+def code_commit() -> str:
+    """The git commit of the checkout mixlib runs from, "-dirty" if mixlib/ has edits, or
+    "unknown" outside a checkout: the results files record it."""
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "mixlib"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def environment(device: torch.device) -> dict:
@@ -409,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     started = time.perf_counter()
+    commit = code_commit()  # the code the numbers were measured with, read before they are
     if args.what == "models":
         from . import models as mmodels
 
@@ -434,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "title": title, "rows": rows}, f, indent=1)
+            json.dump({"environment": env, "commit": commit, "title": title, "rows": rows}, f, indent=1)
     return 0
 
 

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 
 from . import data as mdata
 from . import models
+from .bench import code_commit, environment
 
 __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss"]
 
@@ -146,20 +146,7 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "mixlib"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def hardware(device: torch.device) -> dict:
-    from .bench import environment
     return environment(device)
 
 
@@ -217,7 +204,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
     if amp not in ("bf16", "fp16", "off"):
         raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {config.amp!r}")
-    commit = _commit()  # the code this run starts with (files edited during a run do not count)
+    commit = code_commit()  # the code this run starts with (files edited during a run do not count)
     run_dir = Path(config.out) / config.run_name()
     checkpoint_path = run_dir / "checkpoint.pt"
     if rank == 0:
