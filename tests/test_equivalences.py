@@ -239,7 +239,7 @@ def test_pooling_is_a_normalised_box_filter_minus_identity():
 # 11. dynamic depthwise convolutions --------------------------------------------------------------
 
 def test_ddw_is_a_per_sample_depthwise_conv():
-    m = mixers.build("ddwconv", 8, kernel_size=3).double().eval()
+    m = mixers.build("ddwconv", 8, kernel_size=3, reduction=1).double().eval()  # 8 hidden units
     x = rand(3, 8, 9, 10)
     w = m.aggregation_weights(x)  # (B, C, 9, 1, 1)
     per_sample = torch.cat([F.conv2d(x[b:b + 1], w[b].view(8, 1, 3, 3), m.bias, padding=1, groups=8)

@@ -30,6 +30,22 @@ from ._registry import MixerInfo, register_mixer
 __all__ = ["DWConv", "DynamicDWConv", "InhomogeneousDWConv", "Pooling"]
 
 
+def _init_kernel_generator(last: nn.Conv2d, kernel_taps: int) -> None:
+    """Start the generated kernels at the scale of a default depthwise kernel.
+
+    PyTorch's default init of the generator's last 1×1 conv makes every generated tap about
+    as large as its input, so a K-tap kernel multiplies the map's scale by ~√K at each block
+    (DWNet's block has a BatchNorm after the mixer that hides this; a pre-norm MetaFormer
+    block does not, and training diverges from step 0). Here the taps start with variance
+    1/(3K), as `nn.Conv2d`'s own depthwise init gives: weights U(±√(2/(hidden·K))) against
+    inputs of mean square ~1/2 (a ReLU of unit-variance features), biases zero.
+    """
+    bound = (2.0 / (last.in_channels * kernel_taps)) ** 0.5
+    nn.init.uniform_(last.weight, -bound, bound)
+    if last.bias is not None:
+        nn.init.zeros_(last.bias)
+
+
 @register_mixer("dwconv")
 class DWConv(nn.Module):
     r"""Depthwise convolution: static weights, one k×k kernel per channel, shared over positions.
@@ -102,6 +118,7 @@ class DynamicDWConv(nn.Module):
             act_layer(),
             nn.Conv2d(hidden, dim * kernel_size ** 2, 1),
         )
+        _init_kernel_generator(self.generator[-1], kernel_size ** 2)
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,6 +169,7 @@ class InhomogeneousDWConv(nn.Module):
             act_layer(),
             nn.Conv2d(hidden, groups * kernel_size ** 2, 1),
         )
+        _init_kernel_generator(self.generator[-1], kernel_size ** 2)
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(B, G, K, H, W): a kernel per pixel and group; the generator's channels are
