@@ -146,10 +146,6 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def hardware(device: torch.device) -> dict:
-    return environment(device)
-
-
 def _distributed(cuda: bool) -> tuple[int, int]:
     """(rank, world size); initialises the process group under torchrun (NCCL for CUDA
     tensors, gloo for CPU ones)."""
@@ -383,7 +379,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
               "best_test_acc": max(h["test_acc"] for h in history) if history else None,
               "train_time_s": elapsed, "params": params, "train_images": len(train_data),
               "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
-              "world_size": world, "amp": amp, "hardware": hardware(device),
+              "world_size": world, "amp": amp, "hardware": environment(device),
               "torch": torch.__version__, "python": platform.python_version(),
               "commit": commit, "config": asdict(config), "history": history, "step_log": step_log}
     if rank == 0:

@@ -86,3 +86,14 @@ def test_model_bench_measures_timm_twin_in_turns():
     assert row["timm_model"] == "poolformer_s12" and row["timm_params"] == row["params"]
     assert row["timm_train_img_s"] > 0
     assert 0.05 < row["train_speed_vs_timm"] < 20  # same architecture: same order of speed
+
+
+def test_models_json_is_what_results_reads(tmp_path):
+    from mixlib import results
+    path = tmp_path / "models.json"
+    assert bench.main(["models", "--models", "pooling_cifar", "--batch", "2", "--repeats", "1",
+                       "--json", str(path)]) == 0
+    rows, machine = results.load_bench(path)
+    assert set(rows) == {"pooling_cifar"} and rows["pooling_cifar"]["train_img_s"] > 0
+    assert machine["batch"] == 2 and machine["device"] == "cpu"
+    assert [p.name for p in tmp_path.iterdir()] == ["models.json"]  # no temporary file left
