@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["LayerNorm2d", "LayerScale", "DropPath", "ConvMlp", "check_map", "check_int",
+__all__ = ["LayerNorm2d", "LayerScale", "DropPath", "add_residual", "ConvMlp", "check_map", "check_int",
            "check_divides", "pair"]
 
 
@@ -72,14 +72,33 @@ class DropPath(nn.Module):
             raise ValueError(f"drop path probability p must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def keep_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1, ..., 1): 0 for a dropped sample, 1 / (1 - p) for a kept one; None when
+        nothing is dropped (p = 0, or evaluation)."""
         if self.p == 0.0 or not self.training:
-            return x
+            return None
         keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
+        return keep.div_(1 - self.p)  # scaled here, on B numbers, not on the whole map
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = self.keep_mask(x)
+        return x if keep is None else x * keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def add_residual(x: torch.Tensor, branch: torch.Tensor, drop_path: DropPath,
+                 scale: nn.Module | None = None) -> torch.Tensor:
+    """x + drop_path(scale(branch)) for (B, C, H, W) maps, with the map read once: the layer
+    scale γ (C numbers) and the drop mask (B numbers) are multiplied into one (B, C, 1, 1)
+    factor first, then torch.addcmul adds x and branch · factor in one pass (instead of a pass
+    for γ, one for the mask and one for the sum, and as many again backwards)."""
+    factor = scale.gamma.view(1, -1, 1, 1) if isinstance(scale, LayerScale) else None
+    keep = drop_path.keep_mask(branch)
+    if keep is not None:
+        factor = keep if factor is None else factor * keep
+    return x + branch if factor is None else torch.addcmul(x, branch, factor)
 
 
 class ConvMlp(nn.Module):

@@ -161,3 +161,50 @@ def test_small_window_attention_shifts_every_other_block():
     model = models.build("window_attention_cifar")
     shifts = [block.mixer.shift_size for block in model.stages[0] if hasattr(block, "mixer")]
     assert shifts[0] == 0 and shifts[1] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the blocks' fused residual
+
+@pytest.mark.parametrize("p", [0.0, 0.5])
+@pytest.mark.parametrize("layer_scale", [None, 0.3])
+def test_add_residual_is_the_unfused_sum(p, layer_scale):
+    """x + drop_path(scale(branch)) in one addcmul: same values and gradients (float64,
+    atol 1e-12) as the three separate steps, with the same drop mask."""
+    from mixlib.layers import DropPath, LayerScale, add_residual
+    scale = LayerScale(8, layer_scale).double() if layer_scale else torch.nn.Identity()
+    if layer_scale:
+        with torch.no_grad():
+            scale.gamma.uniform_(0.5, 1.5)  # distinct per channel, so a mix-up of axes shows
+    drop = DropPath(p).train()
+    x = torch.randn(16, 8, 5, 5, dtype=torch.float64, requires_grad=True)
+    branch = torch.randn(16, 8, 5, 5, dtype=torch.float64, requires_grad=True)
+    results = []
+    for fused in (True, False):
+        torch.manual_seed(0)  # the same mask for both
+        out = add_residual(x, branch, drop, scale) if fused else x + drop(scale(branch))
+        grads = torch.autograd.grad((out * out).sum(), [x, branch, *scale.parameters()])
+        results.append((out, grads))
+    (fused, fused_grads), (plain, plain_grads) = results
+    assert torch.allclose(fused, plain, atol=1e-12, rtol=0)
+    for a, b in zip(fused_grads, plain_grads):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    if p:  # the mask did drop some samples and keep others
+        dropped = (fused - x).flatten(1).abs().amax(1) == 0
+        assert 0 < dropped.sum() < 16
+
+
+def test_patch_merging_concatenates_swins_four_pixels_and_pads_odd_maps():
+    """Output pixel (i, j) is the linear map of LN([x(2i,2j), x(2i+1,2j), x(2i,2j+1),
+    x(2i+1,2j+1)]), zeros beyond an odd edge (float64, atol 1e-12)."""
+    from mixlib.models.blocks import PatchMerging
+    merge = PatchMerging(4, 6).double()
+    x = torch.randn(2, 4, 7, 5, dtype=torch.float64)
+    out = merge(x)
+    assert out.shape == (2, 6, 4, 3)
+    padded = torch.zeros(2, 4, 8, 6, dtype=torch.float64)
+    padded[:, :, :7, :5] = x
+    for i, j in [(0, 0), (3, 2), (1, 2)]:
+        pixels = [padded[:, :, 2 * i + a, 2 * j + b] for a, b in [(0, 0), (1, 0), (0, 1), (1, 1)]]
+        expected = merge.reduction(merge.norm(torch.cat(pixels, dim=1)))
+        assert torch.allclose(out[:, :, i, j], expected, atol=1e-12, rtol=0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..layers import ConvMlp, DropPath, LayerNorm2d, LayerScale
+from ..layers import ConvMlp, DropPath, LayerNorm2d, LayerScale, add_residual
 
 __all__ = ["MetaFormerBlock", "ConvNeXtBlock", "DWNetBlock", "GFNetBlock", "MBConvBlock",
            "CoAtTransformerBlock", "ProjectedMixer", "DWConvMlp", "SqueezeExcite",
@@ -57,8 +57,8 @@ class MetaFormerBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.scale1(self.mixer(self.norm1(x))))
-        return x + self.drop_path(self.scale2(self.mlp(self.norm2(x))))
+        x = add_residual(x, self.mixer(self.norm1(x)), self.drop_path, self.scale1)
+        return add_residual(x, self.mlp(self.norm2(x)), self.drop_path, self.scale2)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -74,7 +74,7 @@ class ConvNeXtBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.scale(self.mlp(self.norm(self.mixer(x)))))
+        return add_residual(x, self.mlp(self.norm(self.mixer(x))), self.drop_path, self.scale)
 
 
 class DWNetBlock(nn.Module):
@@ -97,8 +97,8 @@ class DWNetBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.bn0(self.conv0(x)))
         y = self.act(self.bn1(self.mixer(y)))
-        x = x + self.drop_path(self.bn2(self.conv2(y)))
-        return x + self.drop_path(self.mlp(self.norm(x)))
+        x = add_residual(x, self.bn2(self.conv2(y)), self.drop_path)
+        return add_residual(x, self.mlp(self.norm(x)), self.drop_path)
 
 
 class GFNetBlock(nn.Module):
@@ -114,7 +114,7 @@ class GFNetBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.mlp(self.norm2(self.mixer(self.norm1(x)))))
+        return add_residual(x, self.mlp(self.norm2(self.mixer(self.norm1(x)))), self.drop_path)
 
 
 class ProjectedMixer(nn.Module):
@@ -199,7 +199,7 @@ class MBConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm1(self.conv1(self.pre_norm(x)))
         y = self.se(self.norm2(self.conv2(y)))
-        return self.shortcut(x) + self.drop_path(self.conv3(y))
+        return add_residual(self.shortcut(x), self.conv3(y), self.drop_path)
 
 
 class CoAtTransformerBlock(nn.Module):
@@ -221,8 +221,8 @@ class CoAtTransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.shortcut(x) + self.drop_path(self.mixer(self.pool(self.norm1(x))))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_residual(self.shortcut(x), self.mixer(self.pool(self.norm1(x))), self.drop_path)
+        return add_residual(x, self.mlp(self.norm2(x)), self.drop_path)
 
 
 class PatchMerging(nn.Module):
@@ -231,12 +231,16 @@ class PatchMerging(nn.Module):
 
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
-        self.norm = LayerNorm2d(4 * dim, eps=1e-5)
-        self.reduction = nn.Conv2d(4 * dim, out_dim, 1, bias=False)
+        self.norm = nn.LayerNorm(4 * dim, eps=1e-5)
+        self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
+        # channels last throughout: the permute is free for a channels_last map, and the norm
+        # and the linear map then act on contiguous pixels (a 1×1 conv here would take
+        # PyTorch's slow CPU path)
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        x = nn.functional.pad(x, (0, 0, 0, x.shape[2] % 2, 0, x.shape[1] % 2))
         # Swin's order: (even row, even col), (odd, even), (even, odd), (odd, odd)
-        x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2],
-                       x[:, :, 1::2, 1::2]], dim=1)
-        return self.reduction(self.norm(x))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]],
+                      dim=-1)  # (B, H/2, W/2, 4C)
+        return self.reduction(self.norm(x)).permute(0, 3, 1, 2)  # (B, H/2, W/2, C') -> (B, C', H/2, W/2)
