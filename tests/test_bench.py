@@ -61,6 +61,9 @@ def test_forward_flops_count_what_the_counter_misses():
     assert flops["counter"] == generator
     gf = bench.forward_flops(mixers.build("global_filter", 4, size=(8, 8)), torch.randn(1, 4, 8, 8))
     assert gf["counter"] == 0 and gf["fft"] > 0
+    # pooling: 3×3 means minus x, 10 FLOPs per output value, by formula
+    pool = bench.forward_flops(mixers.build("pooling", 4, pool_size=3), torch.randn(2, 4, 6, 6))
+    assert pool["counter"] == 0 and pool["pooling"] == 2 * 4 * 36 * 10 == pool["total"]
 
 
 def test_model_bench_row():
