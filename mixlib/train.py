@@ -253,8 +253,15 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         order_rng.set_state(state["order_rng"])
-        augment_rng.set_state(state["augment_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        if "rank_rngs" in state:  # each rank's own generators
+            if len(state["rank_rngs"]) != world:
+                raise ValueError(f"--resume with {world} processes, but the checkpoint in {run_dir} "
+                                 f"was made by {len(state['rank_rngs'])}")
+            own = state["rank_rngs"][rank]
+        else:  # a checkpoint from before they were saved per rank: rank 0's
+            own = {"augment_rng": state["augment_rng"], "torch_rng": state["torch_rng"]}
+        augment_rng.set_state(own["augment_rng"])
+        torch.set_rng_state(own["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout and drop path on the GPU
         step, elapsed, history, epoch_order = (state["step"], state["elapsed"], state["history"],
@@ -267,13 +274,17 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
 
     seen, correct, loss_sum = epoch_stats
 
-    def checkpoint():
+    def checkpoint():  # called by every rank at the same steps
+        rngs = {"augment_rng": augment_rng.get_state().cpu(), "torch_rng": torch.get_rng_state()}
+        rank_rngs = [rngs]
+        if world > 1:  # every rank draws its own crops and flips: rank 0 saves them all
+            rank_rngs = [None] * world
+            dist.all_gather_object(rank_rngs, rngs)
         if rank != 0:
             return
         _atomic_save({"model": model.state_dict(), "ema": ema.model.state_dict() if ema else None,
                       "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                      "order_rng": order_rng.get_state(), "augment_rng": augment_rng.get_state().cpu(),
-                      "torch_rng": torch.get_rng_state(),
+                      "order_rng": order_rng.get_state(), "rank_rngs": rank_rngs,
                       "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                       "step": step, "elapsed": elapsed,
                       "history": history, "epoch_order": epoch_order,
@@ -312,9 +323,13 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = train_model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"the loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
-                                    f"the last good state is in {checkpoint_path}")
+            finite = torch.isfinite(loss.detach()).reshape(1).float()
+            if world > 1:  # all ranks stop, or none: one stopping alone would leave the others
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # waiting in the gradient all-reduce
+            if not finite.item():
+                where = f"rank {rank}'s loss is {loss.item()}" if world > 1 else f"the loss is {loss.item()}"
+                raise NonFiniteLoss(f"a loss that is not finite at step {step} (epoch {epoch + 1}; "
+                                    f"{where}); the last good state is in {checkpoint_path}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if not scaler.is_enabled():  # fp16's scaler skips steps with inf gradients itself
@@ -382,9 +397,10 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
               "world_size": world, "amp": amp, "hardware": environment(device),
               "torch": torch.__version__, "python": platform.python_version(),
               "commit": commit, "config": asdict(config), "history": history, "step_log": step_log}
-    if rank == 0:
-        with open(run_dir / "result.json", "w") as f:
-            json.dump(result, f, indent=1)
+    if rank == 0:  # written whole or not at all: scripts take its presence for a finished run
+        tmp = run_dir / ".result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, run_dir / "result.json")
     return result
 
 

@@ -3,6 +3,7 @@ mid-epoch interruption, the non-finite-loss guard, and two processes under torch
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,18 +108,52 @@ def test_cli_runs_and_reports(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
 
 
-@needs_data
-def test_two_processes_with_torchrun_and_gloo(tmp_path):
+def _torchrun(tmp_path, port, *args, script=None):
     env = {**os.environ, "MIXLIB_QUICK": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-port", "29517", "-m", "mixlib.train", "--model", "dwconv_cifar",
-               "--width", "8", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path),
-               "--name", "ddp", "--device", "cpu"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+               "--master-port", str(port), *([script] if script else ["-m", "mixlib.train"]),
+               "--model", "dwconv_cifar", "--width", "8", "--batch-size", "64",
+               "--out", str(tmp_path), "--device", "cpu", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240,
                           cwd=Path(__file__).resolve().parents[1])
+
+
+@needs_data
+def test_two_processes_with_torchrun_and_gloo(tmp_path):
+    done = _torchrun(tmp_path, 29517, "--epochs", "1", "--name", "ddp")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert result["world_size"] == 2 and math.isfinite(result["test_acc"])
+
+
+@needs_data
+def test_resume_under_torchrun_gives_the_same_weights(tmp_path):
+    """Each rank draws its own crops and flips: the checkpoint holds every rank's generator,
+    so a run stopped mid-epoch and resumed ends with an uninterrupted run's weights."""
+    straight = _torchrun(tmp_path, 29521, "--epochs", "2", "--name", "a")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    stopped = _torchrun(tmp_path, 29522, "--epochs", "2", "--name", "b", "--stop-after-steps", "9")
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    resumed = _torchrun(tmp_path, 29523, "--epochs", "2", "--name", "b", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 12
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@needs_data
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    # before the check was all-reduced, rank 0 waited in the gradient all-reduce until the
+    # launcher killed it, and the rank that logs never said why
+    done = _torchrun(tmp_path, 29518, "--epochs", "1", "--name", "ddp-nan",
+                     script=str(Path(__file__).with_name("ddp_nan_driver.py")))
+    assert done.returncode != 0
+    stops = dict(re.findall(r"stopped: a loss that is not finite at step 2 \(epoch 1; "
+                            r"rank (\d)'s loss is ([^)]+)\)", done.stdout + done.stderr))
+    assert set(stops) == {"0", "1"}, done.stderr[-3000:]  # the rank with a finite loss stops too
+    assert stops["1"] == "nan" and math.isfinite(float(stops["0"]))
 
 
 @needs_data
