@@ -42,6 +42,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         rows.append({
             "model": model, "dataset": group[0]["dataset"], "seeds": [r["seed"] for r in group],
             "epochs": group[0]["epochs"], "train_images": group[0]["train_images"],
+            "image_size": group[0]["config"].get("image_size"),  # None: the data set's own
             "params": group[0]["params"], "test_acc": accs,
             "mean_acc": statistics.fmean(accs), "min_acc": min(accs), "max_acc": max(accs),
             "std_acc": statistics.stdev(accs) if len(accs) > 1 else float("nan"),

@@ -7,13 +7,13 @@ import pytest
 from mixlib import results
 
 
-def write_run(folder, model, seed, acc, *, epochs=2, images=100):
+def write_run(folder, model, seed, acc, *, epochs=2, images=100, image_size=None):
     run = folder / f"{model}-s{seed}"
     run.mkdir(parents=True)
     record = {"model": model, "dataset": "cifar10", "seed": seed, "epochs": epochs,
               "train_images": images, "test_acc": acc, "train_time_s": 10.0 + seed,
               "params": 1000, "hardware": {"threads": 1}, "commit": "abc",
-              "config": {"image_size": None}}
+              "config": {"image_size": image_size}}
     (run / "result.json").write_text(json.dumps(record))
 
 
@@ -32,6 +32,16 @@ def test_summary_per_model_over_seeds(tmp_path):
     assert a["std_acc"] == pytest.approx(0.02 * math.sqrt(2))
     assert math.isnan(rows[0]["std_acc"])  # one seed: no spread to report
     assert a["mean_train_time_s"] == pytest.approx(10.5)
+    assert a["image_size"] is None  # the data set's own size
+
+
+def test_runs_at_another_image_size_are_another_budget(tmp_path):
+    write_run(tmp_path, "a_imagenette", 0, 0.5, image_size=128)
+    write_run(tmp_path, "a_imagenette", 1, 0.6, image_size=128)
+    assert results.summarize(results.load_runs(tmp_path))[0]["image_size"] == 128
+    write_run(tmp_path, "a_imagenette", 2, 0.6, image_size=160)
+    with pytest.raises(ValueError, match="different budgets"):
+        results.summarize(results.load_runs(tmp_path))
 
 
 def test_runs_with_different_budgets_are_not_averaged(tmp_path):
