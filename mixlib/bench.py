@@ -427,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     mod.add_argument("--which", default="small", choices=["small", "imagenet", "all"],
                      help="the small CIFAR/Imagenette presets, the papers' models, or both")
     mod.add_argument("--models", nargs="*", help="these presets instead")
-    mod.add_argument("--batch", type=int, default=None, help="default 64 (small), 8 (imagenet)")
+    mod.add_argument("--batch", type=int, default=None,
+                     help="default 64 when every model is a small preset, else 8")
     mod.add_argument("--repeats", type=int, default=3)
     mod.add_argument("--vs-timm", action="store_true", help="timm's same models beside them")
     mod.add_argument("--json", help="also write the rows and the environment to this file")
@@ -442,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         names = args.models or [n for n in mmodels.available()
                                 if (n.endswith(("_cifar", "_imagenette")) and args.which != "imagenet")
                                 or (not n.endswith(("_cifar", "_imagenette")) and args.which != "small")]
-        batch = args.batch or (64 if args.which == "small" else 8)
+        small = all(n.endswith(("_cifar", "_imagenette")) for n in names)
+        batch = args.batch or (64 if small else 8)  # 64 ImageNet images at 224 px take 20 GB
         rows = bench_models(names, device=device, batch=batch, repeats=args.repeats,
                             vs_timm=args.vs_timm)
         title, table = f"models, batch {batch}, training = forward + backward + AdamW step", format_models(rows)
