@@ -61,6 +61,8 @@ def mixer_of(model: str) -> str:
 
 
 def load_bench(path: str | Path) -> tuple[dict[str, dict], dict]:
-    """A ``bench models --json`` file: its rows as {model: row}, and the machine it ran on."""
+    """A ``bench models --json`` file: its rows as {model: row}, and the machine it ran on
+    (with the batch and the commit measured, None in files written before they were kept)."""
     data = json.loads(Path(path).read_text())
-    return {row["model"]: row for row in data["rows"]}, {**data["environment"], "batch": data.get("batch")}
+    return ({row["model"]: row for row in data["rows"]},
+            {**data["environment"], "batch": data.get("batch"), "commit": data.get("commit")})

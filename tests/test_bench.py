@@ -99,4 +99,5 @@ def test_models_json_is_what_results_reads(tmp_path):
     rows, machine = results.load_bench(path)
     assert set(rows) == {"pooling_cifar"} and rows["pooling_cifar"]["train_img_s"] > 0
     assert machine["batch"] == 2 and machine["device"] == "cpu"
+    assert machine["commit"] == bench.code_commit()
     assert [p.name for p in tmp_path.iterdir()] == ["models.json"]  # no temporary file left
