@@ -29,6 +29,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the CPU profiler is chatty on 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from .data import atomic_write  # noqa: E402
 from .ops import local_aggregate  # noqa: E402
 
 __all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "mixer_complexity", "forward_flops", "environment", "code_commit", "bench_aggregate", "main"]
@@ -255,7 +256,8 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
     local_aggregate / local_similarity outside convolutions; "fft": the global filters'
     FFTs by formula, 2.5·N·log2(N) per real transform of N pixels and 6 per complex product;
     "pooling": PoolFormer's mixer by formula, k² + 1 per output value (k² - 1 additions, the
-    division of the mean, the subtraction of x; the counter sees no pooling at all).
+    division of the mean, the subtraction of x; fewer at the borders, so an upper bound; the
+    counter sees no pooling at all).
     """
     import math
 
@@ -281,7 +283,8 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
 
     hooks = [m.register_forward_hook(fft_hook) for m in model.modules()
              if isinstance(m, (GlobalFilter, GlobalLocalFilter))]
-    hooks += [m.register_forward_hook(pooling_hook) for m in model.modules() if isinstance(m, Pooling)]
+    hooks += [m.register_forward_hook(pooling_hook) for m in model.modules()
+              if isinstance(m, Pooling)]
     # neighbourhood attention is counted as what it computes, k×k windows, whichever
     # implementation ("dense" on small CPU maps) would run
     from .mixers import NeighborhoodAttention
@@ -464,12 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{title}, {env}")
     print(table)
     print(f"({time.perf_counter() - started:.0f} s)")
-    if args.json:  # written whole or not at all
-        path = Path(args.json)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"environment": env, "commit": commit, "title": title, **extra,
-                                   "rows": rows}, indent=1))
-        os.replace(tmp, path)
+    if args.json:
+        record = {"environment": env, "commit": commit, "title": title, **extra, "rows": rows}
+        atomic_write(Path(args.json), lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
     return 0
 
 

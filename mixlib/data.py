@@ -48,6 +48,7 @@ __all__ = [
     "random_crop_flip",
     "normalize",
     "iterate_batches",
+    "atomic_write",
     "DataError",
 ]
 
@@ -171,8 +172,9 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("MIXLIB_CACHE", default)).expanduser()
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through `write(tmp)` to a temporary file beside `path`, then rename it into place."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through `write(tmp)` to a temporary file beside `path`, then rename it into place:
+    `path` is whole or absent, never half-written (data caches, checkpoints, results)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
@@ -304,7 +306,7 @@ def _cached(path: Path, spec: DatasetSpec, split: str,
             decode: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> ImageData:
     if not path.is_file():
         images, labels = decode()
-        _atomic_write(path, lambda tmp: torch.save(
+        atomic_write(path, lambda tmp: torch.save(
             {"images": images, "labels": labels, "classes": list(spec.classes)}, tmp))
     saved = torch.load(path, weights_only=True)
     if tuple(saved["classes"]) != spec.classes:
@@ -353,7 +355,7 @@ def _load_download(spec: DatasetSpec, split: str, cache: Path, per_class: int | 
     def decode():
         archive = downloads / Path(IMAGENETTE_URL).name
         if not archive.is_file():
-            _atomic_write(archive, lambda tmp: _fetch(IMAGENETTE_URL, tmp))
+            atomic_write(archive, lambda tmp: _fetch(IMAGENETTE_URL, tmp))
         split_folder = {"train": "train", "test": "val"}[split]
         images, labels = _decode_archive(
             archive, _folder_labeller(spec, f"imagenette2-160/{split_folder}"), spec.image_size,

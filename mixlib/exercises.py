@@ -17,6 +17,8 @@ from pathlib import Path
 
 import nbformat
 
+from .data import atomic_write
+
 __all__ = ["strip_notebook", "strip_folder", "main"]
 
 STUB = "# Exercise: write your solution here, then run the check below.\nraise NotImplementedError(\"exercise\")"
@@ -55,9 +57,7 @@ def strip_folder(source: Path, target: Path) -> dict[str, int]:
     written = {}
     for path in sorted(source.glob("*.ipynb")):
         stripped, stubs = strip_notebook(nbformat.read(path, as_version=4))
-        tmp = target / f".{path.name}.tmp"
-        nbformat.write(stripped, tmp)
-        tmp.replace(target / path.name)
+        atomic_write(target / path.name, lambda tmp: nbformat.write(stripped, tmp))
         written[path.name] = stubs
     return written
 

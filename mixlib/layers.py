@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["LayerNorm2d", "LayerScale", "DropPath", "add_residual", "ConvMlp", "check_map", "check_int",
-           "check_divides", "pair"]
+__all__ = ["LayerNorm2d", "LayerScale", "DropPath", "add_residual", "ConvMlp", "check_map",
+           "check_int", "check_divides", "pair"]
 
 
 def check_map(x: torch.Tensor, dim: int, owner: str) -> None:
@@ -94,6 +94,9 @@ def add_residual(x: torch.Tensor, branch: torch.Tensor, drop_path: DropPath,
     scale γ (C numbers) and the drop mask (B numbers) are multiplied into one (B, C, 1, 1)
     factor first, then torch.addcmul adds x and branch · factor in one pass (instead of a pass
     for γ, one for the mask and one for the sum, and as many again backwards)."""
+    if scale is not None and not isinstance(scale, (LayerScale, nn.Identity)):
+        raise TypeError(f"scale must be a LayerScale, nn.Identity or None, "
+                        f"got {type(scale).__name__}")
     factor = scale.gamma.view(1, -1, 1, 1) if isinstance(scale, LayerScale) else None
     keep = drop_path.keep_mask(branch)
     if keep is not None:

@@ -140,12 +140,6 @@ def _copy_model(model: nn.Module) -> nn.Module:
     return clone
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _distributed(cuda: bool) -> tuple[int, int]:
     """(rank, world size); initialises the process group under torchrun (NCCL for CUDA
     tensors, gloo for CPU ones)."""
@@ -255,15 +249,18 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         order_rng.set_state(state["order_rng"])
         if "rank_rngs" in state:  # each rank's own generators
             if len(state["rank_rngs"]) != world:
-                raise ValueError(f"--resume with {world} processes, but the checkpoint in {run_dir} "
-                                 f"was made by {len(state['rank_rngs'])}")
+                raise ValueError(f"--resume with {world} processes, but the checkpoint in "
+                                 f"{run_dir} was made by {len(state['rank_rngs'])}")
             own = state["rank_rngs"][rank]
-        else:  # a checkpoint from before they were saved per rank: rank 0's
-            own = {"augment_rng": state["augment_rng"], "torch_rng": state["torch_rng"]}
+        elif world == 1:  # a checkpoint from before they were saved per rank
+            own = {key: state.get(key) for key in ("augment_rng", "torch_rng", "cuda_rng")}
+        else:
+            raise ValueError(f"the checkpoint in {run_dir} holds one process's generators (it "
+                             f"predates per-rank ones): resume it with one process")
         augment_rng.set_state(own["augment_rng"])
         torch.set_rng_state(own["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout and drop path on the GPU
+        if device.type == "cuda" and own.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(own["cuda_rng"], device)  # dropout and drop path on the GPU
         step, elapsed, history, epoch_order = (state["step"], state["elapsed"], state["history"],
                                                state["epoch_order"])
         epoch_stats = state["epoch_stats"]
@@ -275,22 +272,21 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     seen, correct, loss_sum = epoch_stats
 
     def checkpoint():  # called by every rank at the same steps
-        rngs = {"augment_rng": augment_rng.get_state().cpu(), "torch_rng": torch.get_rng_state()}
+        rngs = {"augment_rng": augment_rng.get_state().cpu(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         rank_rngs = [rngs]
         if world > 1:  # every rank draws its own crops and flips: rank 0 saves them all
             rank_rngs = [None] * world
             dist.all_gather_object(rank_rngs, rngs)
         if rank != 0:
             return
-        _atomic_save({"model": model.state_dict(), "ema": ema.model.state_dict() if ema else None,
-                      "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                      "order_rng": order_rng.get_state(), "rank_rngs": rank_rngs,
-                      "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                      "step": step, "elapsed": elapsed,
-                      "history": history, "epoch_order": epoch_order,
-                      "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
-                      "window": window, "config": asdict(config)},
-                     checkpoint_path)
+        snapshot = {"model": model.state_dict(), "ema": ema.model.state_dict() if ema else None,
+                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "order_rng": order_rng.get_state(), "rank_rngs": rank_rngs,
+                    "step": step, "elapsed": elapsed, "history": history, "epoch_order": epoch_order,
+                    "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
+                    "window": window, "config": asdict(config)}
+        mdata.atomic_write(checkpoint_path, lambda tmp: torch.save(snapshot, tmp))
 
     train_model = model
     if world > 1:
@@ -327,7 +323,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
             if world > 1:  # all ranks stop, or none: one stopping alone would leave the others
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # waiting in the gradient all-reduce
             if not finite.item():
-                where = f"rank {rank}'s loss is {loss.item()}" if world > 1 else f"the loss is {loss.item()}"
+                where = f"rank {rank}'s loss is {loss.item()}" if world > 1 else \
+                    f"the loss is {loss.item()}"
                 raise NonFiniteLoss(f"a loss that is not finite at step {step} (epoch {epoch + 1}; "
                                     f"{where}); the last good state is in {checkpoint_path}")
             optimizer.zero_grad(set_to_none=True)
@@ -398,9 +395,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
               "torch": torch.__version__, "python": platform.python_version(),
               "commit": commit, "config": asdict(config), "history": history, "step_log": step_log}
     if rank == 0:  # written whole or not at all: scripts take its presence for a finished run
-        tmp = run_dir / ".result.json.tmp"
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, run_dir / "result.json")
+        mdata.atomic_write(run_dir / "result.json",
+                           lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result
 
 

@@ -1,10 +1,11 @@
 """Run by test_train under torchrun: rank 1's loss becomes NaN at its third step, rank 0's
 stays finite; both processes must stop with NonFiniteLoss instead of waiting for each other.
-Rank 1 lingers before it exits, so that the launcher (which stops every process when one
-fails) does not stop rank 0 before rank 0 has had the chance to stop by itself."""
+The launcher stops every process as soon as one fails, so rank 1 waits (up to a minute) for
+rank 0 to leave a mark that it stopped by itself before it exits."""
 import os
 import sys
 import time
+from pathlib import Path
 
 from mixlib import train as mtrain
 
@@ -20,6 +21,11 @@ def poisoned(*args, **kwargs):
 
 mtrain.F.cross_entropy = poisoned
 code = mtrain.main(sys.argv[1:])
-if os.environ["RANK"] == "1":
-    time.sleep(3)
+mark = Path(os.environ["DDP_NAN_MARK"])
+if os.environ["RANK"] == "0":
+    mark.touch()
+else:
+    deadline = time.monotonic() + 60
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 sys.exit(code)

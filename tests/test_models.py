@@ -194,6 +194,13 @@ def test_add_residual_is_the_unfused_sum(p, layer_scale):
         assert 0 < dropped.sum() < 16
 
 
+def test_add_residual_refuses_a_scale_it_would_ignore():
+    from mixlib.layers import DropPath, add_residual
+    x = torch.zeros(1, 2, 3, 3)
+    with pytest.raises(TypeError, match="scale must be a LayerScale"):
+        add_residual(x, x, DropPath(0.0), torch.nn.BatchNorm2d(2))
+
+
 def test_patch_merging_concatenates_swins_four_pixels_and_pads_odd_maps():
     """Output pixel (i, j) is the linear map of LN([x(2i,2j), x(2i+1,2j), x(2i,2j+1),
     x(2i+1,2j+1)]), zeros beyond an odd edge (float64, atol 1e-12)."""

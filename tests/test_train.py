@@ -82,6 +82,23 @@ def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path):
 
 
 @needs_data
+def test_resume_reads_a_checkpoint_from_before_per_rank_generators(tmp_path):
+    """Checkpoints written before "rank_rngs" kept one process's generators at the top level;
+    a single process resumes them exactly."""
+    mtrain.train(tiny_config(tmp_path / "a"), log=lambda *a: None)
+    mtrain.train(tiny_config(tmp_path / "b", stop_after_steps=9), log=lambda *a: None)
+    path = tmp_path / "b" / "tiny" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state.update(state.pop("rank_rngs")[0])  # the old layout
+    torch.save(state, path)
+    mtrain.train(tiny_config(tmp_path / "b"), resume=True, log=lambda *a: None)
+    a = torch.load(tmp_path / "a" / "tiny" / "checkpoint.pt", weights_only=False)
+    b = torch.load(path, weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@needs_data
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real = mtrain.F.cross_entropy
     calls = {"n": 0}
@@ -108,19 +125,21 @@ def test_cli_runs_and_reports(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
 
 
-def _torchrun(tmp_path, port, *args, script=None):
-    env = {**os.environ, "MIXLIB_QUICK": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-port", str(port), *([script] if script else ["-m", "mixlib.train"]),
+def _torchrun(tmp_path, *args, script=None, env=()):
+    """Two CPU processes (gloo) on a free port, importing this checkout's mixlib."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MIXLIB_QUICK": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root),
+           **dict(env)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", *([script] if script else ["-m", "mixlib.train"]),
                "--model", "dwconv_cifar", "--width", "8", "--batch-size", "64",
                "--out", str(tmp_path), "--device", "cpu", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240,
-                          cwd=Path(__file__).resolve().parents[1])
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=root)
 
 
 @needs_data
 def test_two_processes_with_torchrun_and_gloo(tmp_path):
-    done = _torchrun(tmp_path, 29517, "--epochs", "1", "--name", "ddp")
+    done = _torchrun(tmp_path, "--epochs", "1", "--name", "ddp")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert result["world_size"] == 2 and math.isfinite(result["test_acc"])
@@ -130,11 +149,11 @@ def test_two_processes_with_torchrun_and_gloo(tmp_path):
 def test_resume_under_torchrun_gives_the_same_weights(tmp_path):
     """Each rank draws its own crops and flips: the checkpoint holds every rank's generator,
     so a run stopped mid-epoch and resumed ends with an uninterrupted run's weights."""
-    straight = _torchrun(tmp_path, 29521, "--epochs", "2", "--name", "a")
+    straight = _torchrun(tmp_path, "--epochs", "2", "--name", "a")
     assert straight.returncode == 0, straight.stderr[-2000:]
-    stopped = _torchrun(tmp_path, 29522, "--epochs", "2", "--name", "b", "--stop-after-steps", "9")
+    stopped = _torchrun(tmp_path, "--epochs", "2", "--name", "b", "--stop-after-steps", "9")
     assert stopped.returncode == 0, stopped.stderr[-2000:]
-    resumed = _torchrun(tmp_path, 29523, "--epochs", "2", "--name", "b", "--resume")
+    resumed = _torchrun(tmp_path, "--epochs", "2", "--name", "b", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
@@ -147,8 +166,9 @@ def test_resume_under_torchrun_gives_the_same_weights(tmp_path):
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
     # before the check was all-reduced, rank 0 waited in the gradient all-reduce until the
     # launcher killed it, and the rank that logs never said why
-    done = _torchrun(tmp_path, 29518, "--epochs", "1", "--name", "ddp-nan",
-                     script=str(Path(__file__).with_name("ddp_nan_driver.py")))
+    done = _torchrun(tmp_path, "--epochs", "1", "--name", "ddp-nan",
+                     script=str(Path(__file__).with_name("ddp_nan_driver.py")),
+                     env={"DDP_NAN_MARK": str(tmp_path / "rank0-stopped")})
     assert done.returncode != 0
     stops = dict(re.findall(r"stopped: a loss that is not finite at step 2 \(epoch 1; "
                             r"rank (\d)'s loss is ([^)]+)\)", done.stdout + done.stderr))

@@ -243,4 +243,5 @@ class PatchMerging(nn.Module):
         # Swin's order: (even row, even col), (odd, even), (even, odd), (odd, odd)
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]],
                       dim=-1)  # (B, H/2, W/2, 4C)
-        return self.reduction(self.norm(x)).permute(0, 3, 1, 2)  # (B, H/2, W/2, C') -> (B, C', H/2, W/2)
+        x = self.reduction(self.norm(x))  # (B, H/2, W/2, C')
+        return x.permute(0, 3, 1, 2)  # -> (B, C', H/2, W/2)
