@@ -52,6 +52,21 @@ def summarize(runs: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: -row["mean_acc"])
 
 
+def epoch_seconds(history: list[dict]) -> list[float]:
+    """The wall time of each epoch of a run, from the cumulative ``train_time_s`` of its
+    per-epoch history (``result.json``'s "history", or the lines of ``metrics.jsonl``)."""
+    ends = [h["train_time_s"] for h in history]
+    return [end - start for start, end in zip([0.0] + ends[:-1], ends)]
+
+
+def first_reaching(history: list[dict], accuracy: float) -> dict | None:
+    """The first epoch whose test accuracy is at least `accuracy`, or None: when a run
+    passed a goal, and after how much training (its ``train_time_s``)."""
+    if not 0.0 < accuracy <= 1.0:
+        raise ValueError(f"accuracy must be a fraction in (0, 1], got {accuracy}")
+    return next((h for h in history if h["test_acc"] >= accuracy), None)
+
+
 def mixer_of(model: str) -> str:
     """The mixer a small preset is built around: ``"dwconv_cifar"`` -> ``"dwconv"``."""
     for suffix in ("_cifar", "_imagenette"):

@@ -60,3 +60,14 @@ def test_mixer_of_a_preset():
     assert results.mixer_of("neighborhood_attention_cifar") == "neighborhood_attention"
     assert results.mixer_of("cctt_imagenette") == "cctt"
     assert results.mixer_of("convnext_t") == "convnext_t"
+
+
+def test_epoch_times_and_the_first_epoch_past_a_goal():
+    history = [{"epoch": 1, "test_acc": 0.50, "train_time_s": 100.0},
+               {"epoch": 2, "test_acc": 0.91, "train_time_s": 350.0},   # a disturbed epoch
+               {"epoch": 3, "test_acc": 0.93, "train_time_s": 450.0}]
+    assert results.epoch_seconds(history) == [100.0, 250.0, 100.0]
+    assert results.first_reaching(history, 0.9)["epoch"] == 2
+    assert results.first_reaching(history, 0.95) is None
+    with pytest.raises(ValueError, match="accuracy"):
+        results.first_reaching(history, 90)  # a percentage, not a fraction
