@@ -1,7 +1,8 @@
-"""Benchmarks: time and memory of the primitive (and, later, of the models).
+"""Benchmarks: time and memory of the primitive, of layers and of the models.
 
     python -m mixlib.bench aggregate [--quick] [--repeats 5] [--json out.json]
     python -m mixlib.bench neighborhood [--quick] [--json out.json]
+    python -m mixlib.bench mlp [--quick] [--json out.json]
     python -m mixlib.bench models [--which small|imagenet|all] [--vs-timm] [--json out.json]
 
 Every number in a table comes from one run on one machine, so the ratios compare like with like.
@@ -32,7 +33,8 @@ import torch.nn.functional as F  # noqa: E402
 from .data import atomic_write  # noqa: E402
 from .ops import local_aggregate  # noqa: E402
 
-__all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "mixer_complexity", "forward_flops", "environment", "code_commit", "bench_aggregate", "main"]
+__all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "mixer_complexity", "forward_flops",
+           "environment", "code_commit", "bench_aggregate", "bench_mlp", "main"]
 
 
 def _sync(device: torch.device) -> None:
@@ -241,6 +243,43 @@ def format_neighborhood(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the MetaFormer MLP: 1×1 convolutions or matrix products, by map shape
+MLP_SHAPES = ((8, 64, 56), (8, 96, 56), (8, 128, 28), (8, 320, 14), (8, 512, 7),  # ImageNet models
+              (64, 28, 16), (64, 56, 8), (64, 112, 4), (64, 224, 2))             # CIFAR presets
+
+
+def bench_mlp(*, device: torch.device, shapes=MLP_SHAPES, mlp_ratio: int = 4,
+              repeats: int = 10) -> list[dict]:
+    """Forward + backward of ConvMlp on (B, C, S, S) channels_last maps through both of its
+    paths, timed in turns, and the path its forward picks (``ConvMlp.prefers_matmul``)."""
+    from .layers import ConvMlp
+
+    rows = []
+    for batch, channels, size in shapes:
+        mlp = ConvMlp(channels, mlp_ratio * channels).to(device).to(memory_format=torch.channels_last)
+        x = torch.randn(batch, channels, size, size, device=device)
+        x = x.to(memory_format=torch.channels_last).requires_grad_()
+
+        def run(path):
+            return lambda: path(x).square().mean().backward()
+
+        ms = time_each_ms({"conv": run(mlp.as_conv), "matmul": run(mlp.as_matmul)}, device, repeats)
+        picked = "matmul" if ConvMlp.prefers_matmul(x) else "conv"
+        rows.append({"map": f"{batch}x{channels}x{size}x{size}", "conv_ms": ms["conv"],
+                     "matmul_ms": ms["matmul"], "picked": picked,
+                     "picked_vs_best": ms[picked] / min(ms.values())})
+    return rows
+
+
+def format_mlp(rows: list[dict]) -> str:
+    lines = ["| B×C×H×W | 1×1 conv ms | matmul ms | forward picks | picked / best |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['map']} | {r['conv_ms']:.2f} | {r['matmul_ms']:.2f} | {r['picked']} "
+                     f"| {r['picked_vs_best']:.2f} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------
 # models: params, FLOPs, throughput, memory
 
@@ -425,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     na.add_argument("--repeats", type=int, default=5)
     na.add_argument("--quick", action="store_true", help="two small sizes, for a smoke test")
     na.add_argument("--json", help="also write the rows and the environment to this file")
+    mlp = sub.add_parser("mlp", help="ConvMlp as 1×1 convolutions or as matrix products, by shape")
+    mlp.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    mlp.add_argument("--repeats", type=int, default=10)
+    mlp.add_argument("--quick", action="store_true", help="two small shapes, for a smoke test")
+    mlp.add_argument("--json", help="also write the rows and the environment to this file")
     mod = sub.add_parser("models", help="params, FLOPs, throughput and memory of the presets")
     mod.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     mod.add_argument("--which", default="small", choices=["small", "imagenet", "all"],
@@ -452,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
                             vs_timm=args.vs_timm)
         title, table = f"models, batch {batch}, training = forward + backward + AdamW step", format_models(rows)
         extra = {"batch": batch, "repeats": args.repeats}
+    elif args.what == "mlp":
+        kwargs = dict(shapes=((2, 8, 8), (2, 64, 2)), repeats=1) if args.quick else \
+            dict(repeats=args.repeats)
+        rows = bench_mlp(device=device, **kwargs)
+        title, table = "ConvMlp (ratio 4), forward + backward", format_mlp(rows)
+        extra = {"repeats": kwargs["repeats"]}
     elif args.what == "neighborhood":
         kwargs = dict(sizes=(8, 12), batch=2, repeats=1) if args.quick else dict(repeats=args.repeats)
         rows = bench_neighborhood(device=device, **kwargs)

@@ -114,8 +114,21 @@ class ConvMlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # 1×1 convs computed as matrix products over the channels of each pixel: on the CPU the
-        # convolution takes PyTorch's slow im2col path; a channels_last map permutes for free
+        return self.as_matmul(x) if self.prefers_matmul(x) else self.as_conv(x)
+
+    @staticmethod
+    def prefers_matmul(x: torch.Tensor) -> bool:
+        """On the CPU, PyTorch's 1×1 convolutions are the faster path on maps with many pixels
+        for their channels (2·H·W ≥ C), matrix products on the others; measured by
+        ``python -m mixlib.bench mlp``. Elsewhere, matrix products."""
+        return x.device.type != "cpu" or 2 * x.shape[-2] * x.shape[-1] < x.shape[1]
+
+    def as_conv(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+    def as_matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """The same MLP as matrix products over the channels of each pixel (a channels_last
+        map permutes for free)."""
         x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
         x = F.linear(x, self.fc1.weight.flatten(1), self.fc1.bias)
         x = F.linear(self.act(x), self.fc2.weight.flatten(1), self.fc2.bias)

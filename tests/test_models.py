@@ -215,3 +215,16 @@ def test_patch_merging_concatenates_swins_four_pixels_and_pads_odd_maps():
         pixels = [padded[:, :, 2 * i + a, 2 * j + b] for a, b in [(0, 0), (1, 0), (0, 1), (1, 1)]]
         expected = merge.reduction(merge.norm(torch.cat(pixels, dim=1)))
         assert torch.allclose(out[:, :, i, j], expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("size", [1, 2, 8])  # 2·H·W below, near and above C = 16
+def test_conv_mlp_paths_agree(size):
+    """ConvMlp's two CPU paths (1×1 convolutions, matrix products) are the same function
+    (float64, atol 1e-12), and the forward is whichever it prefers for the shape."""
+    from mixlib.layers import ConvMlp
+    mlp = ConvMlp(16, 48).double()
+    x = torch.randn(3, 16, size, size, dtype=torch.float64)
+    assert torch.allclose(mlp.as_conv(x), mlp.as_matmul(x), atol=1e-12, rtol=0)
+    expected = mlp.as_matmul(x) if ConvMlp.prefers_matmul(x) else mlp.as_conv(x)
+    assert torch.equal(mlp(x), expected)
+    assert ConvMlp.prefers_matmul(x) == (2 * size * size < 16)
