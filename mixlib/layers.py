@@ -119,9 +119,9 @@ class ConvMlp(nn.Module):
     @staticmethod
     def prefers_matmul(x: torch.Tensor) -> bool:
         """On the CPU, PyTorch's 1×1 convolutions are the faster path on maps with many pixels
-        for their channels (2·H·W ≥ C), matrix products on the others; measured by
+        for their channels (8·H·W ≥ C), matrix products on the others; measured by
         ``python -m mixlib.bench mlp``. Elsewhere, matrix products."""
-        return x.device.type != "cpu" or 2 * x.shape[-2] * x.shape[-1] < x.shape[1]
+        return x.device.type != "cpu" or 8 * x.shape[-2] * x.shape[-1] < x.shape[1]
 
     def as_conv(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))

@@ -106,5 +106,5 @@ def test_models_json_is_what_results_reads(tmp_path):
 def test_mlp_bench_times_both_paths_and_names_the_one_picked(capsys):
     assert bench.main(["mlp", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "| 2x8x8x8 |" in out and "| conv |" in out      # 128 pixels for 8 channels
+    assert "| 2x8x8x8 |" in out and "| conv |" in out      # 64 pixels for 8 channels
     assert "| 2x64x2x2 |" in out and "| matmul |" in out   # 4 pixels for 64 channels

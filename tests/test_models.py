@@ -217,14 +217,14 @@ def test_patch_merging_concatenates_swins_four_pixels_and_pads_odd_maps():
         assert torch.allclose(out[:, :, i, j], expected, atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("size", [1, 2, 8])  # 2·H·W below, near and above C = 16
+@pytest.mark.parametrize("size", [1, 2, 8])  # 8·H·W below, at and above C = 32
 def test_conv_mlp_paths_agree(size):
     """ConvMlp's two CPU paths (1×1 convolutions, matrix products) are the same function
     (float64, atol 1e-12), and the forward is whichever it prefers for the shape."""
     from mixlib.layers import ConvMlp
-    mlp = ConvMlp(16, 48).double()
-    x = torch.randn(3, 16, size, size, dtype=torch.float64)
+    mlp = ConvMlp(32, 96).double()
+    x = torch.randn(3, 32, size, size, dtype=torch.float64)
     assert torch.allclose(mlp.as_conv(x), mlp.as_matmul(x), atol=1e-12, rtol=0)
     expected = mlp.as_matmul(x) if ConvMlp.prefers_matmul(x) else mlp.as_conv(x)
     assert torch.equal(mlp(x), expected)
-    assert ConvMlp.prefers_matmul(x) == (2 * size * size < 16)
+    assert ConvMlp.prefers_matmul(x) == (8 * size * size < 32)
