@@ -46,6 +46,7 @@ __all__ = [
     "cache_root",
     "quick_mode",
     "random_crop_flip",
+    "cutout",
     "normalize",
     "iterate_batches",
     "atomic_write",
@@ -423,6 +424,35 @@ def random_crop_flip(images: torch.Tensor, *, padding: int = 4, flip: bool = Tru
         flipped = torch.rand(N, device=device, generator=generator) < 0.5
         out = torch.where(flipped[:, None, None, None], out.flip(3), out)
     return out
+
+
+def cutout(images: torch.Tensor, *, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017): a `size` × `size` square of every image set to zero.
+
+    The square's centre is drawn uniformly over the image, so near a border part of the square
+    falls outside it and less is cut, as in the paper. Applied to normalised images, zero is the
+    data set's mean colour.
+
+    Args:
+        images: (N, C, H, W), on any device.
+        size: the square's side in pixels; 0 returns `images` unchanged (and draws nothing).
+        generator: a torch.Generator on the images' device, for reproducible draws.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"size must be an int >= 0, got {size!r}")
+    if size == 0:
+        return images
+    N, _, H, W = images.shape
+    device = images.device
+    # the square's first row and column (may be negative: the square then starts outside)
+    top = torch.randint(0, H, (N, 1), device=device, generator=generator) - size // 2
+    left = torch.randint(0, W, (N, 1), device=device, generator=generator) - size // 2
+    rows = torch.arange(H, device=device) - top  # (N, H): 0 .. size-1 inside the square
+    cols = torch.arange(W, device=device) - left  # (N, W)
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    return images.masked_fill(inside[:, None], 0)  # (N, H, W) -> (N, 1, H, W): every channel
 
 
 def normalize(images: torch.Tensor, spec: DatasetSpec, dtype: torch.dtype = torch.float32) -> torch.Tensor:

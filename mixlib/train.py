@@ -5,10 +5,10 @@
     torchrun --nproc-per-node 2 -m mixlib.train --model dwconv_cifar --data cifar10
 
 The recipe (the fast CIFAR recipes' ingredients that suit any mixer): data held as uint8 tensors
-on the device, random crop and flip on whole batches, AdamW with linear warm-up and cosine
-decay, no weight decay on norms and biases, label smoothing, an exponential moving average of
-the weights, flip test-time augmentation, channels_last, and on a GPU bf16 autocast (or
-float16 with a gradient scaler) and optionally torch.compile.
+on the device, random crop and flip on whole batches (and Cutout with ``--cutout``), AdamW with
+linear warm-up and cosine decay, no weight decay on norms and biases, label smoothing, an
+exponential moving average of the weights, flip test-time augmentation, channels_last, and on a
+GPU bf16 autocast (or float16 with a gradient scaler) and optionally torch.compile.
 
 A run writes into ``--out/<run>/``: ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt``
 (written atomically every ``--checkpoint-every`` steps and at the end of every epoch) and, when
@@ -44,7 +44,7 @@ __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss"]
 
 # what a resumed run must share with the run that wrote the checkpoint
 RESUME_MUST_MATCH = ("model", "data", "epochs", "batch_size", "seed", "max_train_images", "quick",
-                     "model_kwargs", "image_size", "log_every")
+                     "model_kwargs", "image_size", "log_every", "padding", "cutout")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -64,6 +64,7 @@ class TrainConfig:
     ema: float = 0.999  # 0 turns the moving average off
     tta: bool = True
     padding: int = 4  # the largest random shift, in pixels
+    cutout: int = 0  # the side of the square cut out of each training image; 0: none
     image_size: int | None = None  # Imagenette: 128 or 160 (random crops of that size)
     seed: int = 0
     device: str = "auto"
@@ -84,6 +85,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
+            raise ValueError(f"cutout must be an int >= 0 (0: none), got {self.cutout!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1) (0 turns it off), got {self.ema!r}")
         if self.lr <= 0:
@@ -170,7 +173,8 @@ def evaluate(model: nn.Module, data: mdata.ImageData, *, batch_size: int, device
     return correct / len(data)
 
 
-def _prepare(images, spec, channels_last, image_size, *, train, generator=None, padding=0):
+def _prepare(images, spec, channels_last, image_size, *, train, generator=None, padding=0,
+             cutout=0):
     """uint8 batch -> normalised float input: augmented when training, resized if asked."""
     if train:
         images = mdata.random_crop_flip(images, padding=padding, generator=generator)
@@ -178,6 +182,8 @@ def _prepare(images, spec, channels_last, image_size, *, train, generator=None, 
     if image_size and x.shape[-1] != image_size:
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
                           align_corners=False)
+    if train and cutout:  # after normalising: the cut square is the mean colour
+        x = mdata.cutout(x, size=cutout, generator=generator)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -237,10 +243,12 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     epoch_stats = (0, 0, 0.0)  # images seen, correct, summed loss: so far in this epoch
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states stay on the CPU
+        # a checkpoint from before a field existed was made with its default
+        saved = {**asdict(TrainConfig(model=config.model)), **state["config"]}
         for key in RESUME_MUST_MATCH:
-            if state["config"][key] != getattr(config, key):
+            if saved[key] != getattr(config, key):
                 raise ValueError(f"--resume with {key}={getattr(config, key)!r}, but the checkpoint in "
-                                 f"{run_dir} was made with {key}={state['config'][key]!r}")
+                                 f"{run_dir} was made with {key}={saved[key]!r}")
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.model.load_state_dict(state["ema"])
@@ -312,7 +320,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
             batch = epoch_order[index * config.batch_size:(index + 1) * config.batch_size]
             batch = batch[rank * local_batch:(rank + 1) * local_batch].to(device)  # this rank's share
             x = _prepare(train_data.images[batch], train_data.spec, config.channels_last,
-                         config.image_size, train=True, generator=augment_rng, padding=config.padding)
+                         config.image_size, train=True, generator=augment_rng, padding=config.padding,
+                         cutout=config.cutout)
             y = train_data.labels[batch]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, warmup_steps, config.lr)
@@ -412,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "ema"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--padding", type=int, default=defaults.padding)
+    parser.add_argument("--cutout", type=int, default=defaults.cutout,
+                        help="cut a square of this side out of each training image (0: off)")
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--amp", default=defaults.amp, choices=["auto", "bf16", "fp16", "off"])
     parser.add_argument("--no-tta", dest="tta", action="store_false")

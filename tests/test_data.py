@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mixlib import data as mdata
-from mixlib.data import CIFAR10, IMAGENETTE, DataError, load, random_crop_flip
+from mixlib.data import CIFAR10, IMAGENETTE, DataError, cutout, load, random_crop_flip
 
 ROOT = mdata.data_root()
 needs_data = pytest.mark.skipif(ROOT is None or not (ROOT / "cifar10-jpg").is_dir(),
@@ -180,6 +180,36 @@ def test_random_crop_flip_moves_and_flips_about_half():
     assert unchanged < 40  # only the (0, 0) shift of 81 keeps the image
     same_seed = [random_crop_flip(x, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
     assert torch.equal(*same_seed)
+
+
+def test_cutout_zeroes_one_square_clipped_at_the_borders():
+    x = torch.ones(500, 2, 12, 12)
+    out = cutout(x, size=4, generator=torch.Generator().manual_seed(0))
+    holes = out[:, 0] == 0  # (N, H, W)
+    assert torch.equal(holes, out[:, 1] == 0)  # the same square in every channel
+    assert torch.equal(out[~holes[:, None].expand_as(out)], x[~holes[:, None].expand_as(x)])
+    for hole in holes:  # one axis-aligned rectangle, at most 4 x 4, at least 2 x 2
+        rows, cols = hole.any(1).nonzero()[:, 0], hole.any(0).nonzero()[:, 0]
+        assert hole.sum() == len(rows) * len(cols)
+        assert len(rows) == rows[-1] - rows[0] + 1 and len(cols) == cols[-1] - cols[0] + 1
+        assert 2 <= len(rows) <= 4 and 2 <= len(cols) <= 4
+    area = holes.sum((1, 2))
+    assert (area == 16).float().mean() > 0.5  # the square lies inside for centres 2..10 of 12
+    assert (area < 16).any()  # and is clipped near a border
+    same = [cutout(x, size=4, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(*same)
+
+
+def test_cutout_of_size_zero_draws_nothing_and_bad_sizes_are_named():
+    x = torch.randn(4, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    before = g.get_state()
+    assert cutout(x, size=0, generator=g) is x and torch.equal(g.get_state(), before)
+    for size in (-1, 2.0, True):
+        with pytest.raises(ValueError, match="size"):
+            cutout(x, size=size)
+    with pytest.raises(ValueError, match="images"):
+        cutout(x[0], size=2)
 
 
 def test_normalize_standardises():

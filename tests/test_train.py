@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mixlib import data as mdata
 from mixlib import train as mtrain
 from mixlib.data import data_root
 
@@ -191,9 +192,24 @@ def test_resume_refuses_a_different_budget(tmp_path):
     mtrain.train(tiny_config(tmp_path, stop_after_steps=3), log=lambda *a: None)
     with pytest.raises(ValueError, match="batch_size=32"):
         mtrain.train(tiny_config(tmp_path, batch_size=32), resume=True, log=lambda *a: None)
+    with pytest.raises(ValueError, match="cutout=8"):  # nor a different augmentation
+        mtrain.train(tiny_config(tmp_path, cutout=8), resume=True, log=lambda *a: None)
 
 
-@pytest.mark.parametrize("field,value", [("epochs", 0), ("checkpoint_every", 0), ("ema", 1.0), ("lr", 0.0)])
+def test_training_inputs_get_cutout_and_test_inputs_do_not():
+    images = torch.full((64, 3, 16, 16), 200, dtype=torch.uint8)
+    spec = mdata.DATASETS["cifar10"]
+    g = torch.Generator().manual_seed(0)
+    train_x = mtrain._prepare(images, spec, True, None, train=True, generator=g, padding=0, cutout=6)
+    plain = mtrain._prepare(images, spec, True, None, train=False)
+    cut = (train_x == 0).all(1)  # (N, H, W): pixels zero in every channel
+    assert not (plain == 0).any() and cut.any(2).any(1).all()  # every training image has a hole
+    assert cut.sum((1, 2)).max() == 36
+    assert torch.equal(train_x[~cut[:, None].expand_as(train_x)], plain[~cut[:, None].expand_as(plain)])
+
+
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("checkpoint_every", 0), ("ema", 1.0), ("lr", 0.0),
+                                         ("cutout", -1), ("cutout", 2.5)])
 def test_bad_config_names_the_field(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(tmp_path, **{field: value})
