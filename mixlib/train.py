@@ -13,10 +13,11 @@ GPU bf16 autocast (or float16 with a gradient scaler) and optionally torch.compi
 A run writes into ``--out/<run>/``: ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt``
 (written atomically every ``--checkpoint-every`` steps and at the end of every epoch) and, when
 it finishes, ``result.json`` with the model, data, seed, budget, accuracy, wall time,
-hardware, versions and commit, the per-epoch history and the training-loss curve (``step_log``,
-one point every ``--log-every`` steps). ``--resume`` continues from the checkpoint, mid-epoch
-included, and on the CPU ends with exactly the weights of an uninterrupted run: the data order,
-the augmentation and the dropout draw from generators whose states the checkpoint holds.
+hardware, versions and commit (``commits``: the commit of every start and resume), the
+per-epoch history and the training-loss curve (``step_log``, one point every ``--log-every``
+steps). ``--resume`` continues from the checkpoint, mid-epoch included, and on the CPU ends
+with exactly the weights of an uninterrupted run: the data order, the augmentation and the
+dropout draw from generators whose states the checkpoint holds.
 A loss that is not finite stops the run with a message; the last checkpoint is the last good one.
 """
 from __future__ import annotations
@@ -201,6 +202,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     if amp not in ("bf16", "fp16", "off"):
         raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {config.amp!r}")
     commit = code_commit()  # the code this run starts with (files edited during a run do not count)
+    commits = [commit]  # one per start and resume: a run resumed across commits ran them all
     run_dir = Path(config.out) / config.run_name()
     checkpoint_path = run_dir / "checkpoint.pt"
     if rank == 0:
@@ -273,6 +275,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                                                state["epoch_order"])
         epoch_stats = state["epoch_stats"]
         step_log, window = state["step_log"], state["window"]
+        commits = state.get("commits", [None]) + [commit]  # None: a checkpoint from before they were kept
         log(f"resumed {run_dir} at step {step} of {total_steps}")
     elif resume:
         log(f"no checkpoint in {run_dir}: starting from scratch")
@@ -293,7 +296,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                     "order_rng": order_rng.get_state(), "rank_rngs": rank_rngs,
                     "step": step, "elapsed": elapsed, "history": history, "epoch_order": epoch_order,
                     "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
-                    "window": window, "config": asdict(config)}
+                    "window": window, "config": asdict(config), "commits": commits}
         mdata.atomic_write(checkpoint_path, lambda tmp: torch.save(snapshot, tmp))
 
     train_model = model
@@ -402,7 +405,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
               "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
               "world_size": world, "amp": amp, "hardware": environment(device),
               "torch": torch.__version__, "python": platform.python_version(),
-              "commit": commit, "config": asdict(config), "history": history, "step_log": step_log}
+              "commit": commit, "commits": commits, "config": asdict(config), "history": history,
+              "step_log": step_log}
     if rank == 0:  # written whole or not at all: scripts take its presence for a finished run
         mdata.atomic_write(run_dir / "result.json",
                            lambda tmp: tmp.write_text(json.dumps(result, indent=1)))

@@ -74,6 +74,7 @@ def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path):
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert resumed["test_acc"] == straight["test_acc"]
+    assert resumed["commits"] == [resumed["commit"]] * 2 and straight["commits"] == [straight["commit"]]
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
         [h["train_loss"] for h in straight["history"]])
     # the loss curve too: its window runs across the stop (log_every = 4, stopped at step 9)
@@ -84,15 +85,17 @@ def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path):
 
 @needs_data
 def test_resume_reads_a_checkpoint_from_before_per_rank_generators(tmp_path):
-    """Checkpoints written before "rank_rngs" kept one process's generators at the top level;
-    a single process resumes them exactly."""
+    """Checkpoints written before "rank_rngs" kept one process's generators at the top level
+    (and had no "commits"); a single process resumes them exactly."""
     mtrain.train(tiny_config(tmp_path / "a"), log=lambda *a: None)
     mtrain.train(tiny_config(tmp_path / "b", stop_after_steps=9), log=lambda *a: None)
     path = tmp_path / "b" / "tiny" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
     state.update(state.pop("rank_rngs")[0])  # the old layout
+    del state["commits"]
     torch.save(state, path)
-    mtrain.train(tiny_config(tmp_path / "b"), resume=True, log=lambda *a: None)
+    resumed = mtrain.train(tiny_config(tmp_path / "b"), resume=True, log=lambda *a: None)
+    assert resumed["commits"] == [None, resumed["commit"]]  # the first start's commit is unknown
     a = torch.load(tmp_path / "a" / "tiny" / "checkpoint.pt", weights_only=False)
     b = torch.load(path, weights_only=False)
     for key in a["model"]:
