@@ -173,6 +173,12 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("MIXLIB_CACHE", default)).expanduser()
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through `write(tmp)` to a temporary file beside `path`, then rename it into place:
     `path` is whole or absent, never half-written (data caches, checkpoints, results)."""
@@ -181,6 +187,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; open() would not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

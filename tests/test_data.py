@@ -1,7 +1,9 @@
 """mixlib.data: real archives decode to the sizes and class order their READMEs give; bad
 archives fail loudly and leave nothing behind; augmentation is a true crop and flip."""
 import io
+import os
 import shutil
+import stat
 import tarfile
 
 import numpy as np
@@ -234,3 +236,23 @@ def test_balanced_head_takes_every_class_in_turn():
         data.balanced_head(0)
     with pytest.raises(ValueError, match="n must be"):
         data.balanced_head(201)
+
+
+def test_atomic_write_leaves_the_file_whole_or_absent_with_ordinary_permissions(tmp_path):
+    target = tmp_path / "sub" / "result.json"
+    mdata.atomic_write(target, lambda tmp: tmp.write_text("{}"))
+    assert target.read_text() == "{}"
+    mask = os.umask(0o022)  # a usual umask; the file must be readable by others, as open() makes it
+    try:
+        mdata.atomic_write(target, lambda tmp: tmp.write_text("[1]"))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+    def fails(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        mdata.atomic_write(target, fails)
+    assert target.read_text() == "[1]" and list(target.parent.iterdir()) == [target]
