@@ -25,8 +25,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import secrets
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,21 +173,15 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("MIXLIB_CACHE", default)).expanduser()
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through `write(tmp)` to a temporary file beside `path`, then rename it into place:
     `path` is whole or absent, never half-written (data caches, checkpoints, results)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+    # created as open() would create `path` (mode 0o666 less the umask; mkstemp's are owner-only)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; open() would not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

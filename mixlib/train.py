@@ -94,7 +94,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
 
     def run_name(self) -> str:
-        return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}"
+        cut = f"-cutout{self.cutout}" if self.cutout else ""  # its own folder: a resume refuses it
+        return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}{cut}"
 
 
 # ----------------------------------------------------------------------------------------------

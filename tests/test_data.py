@@ -197,7 +197,13 @@ def test_cutout_zeroes_one_square_clipped_at_the_borders():
         assert 2 <= len(rows) <= 4 and 2 <= len(cols) <= 4
     area = holes.sum((1, 2))
     assert (area == 16).float().mean() > 0.5  # the square lies inside for centres 2..10 of 12
-    assert (area < 16).any()  # and is clipped near a border
+    # centred on the drawn row c (rows c-2 .. c+1): a hole touching the top has 2, 3 or 4 rows
+    # (c = 0, 1, 2), one touching the bottom 3 or 4 (c = 11, 10); anchored at c it would be 4
+    # at the top and 1 to 4 at the bottom
+    rows_cut = holes.any(2)  # (N, H)
+    top, bottom = rows_cut[:, 0], rows_cut[:, -1]
+    assert set(rows_cut[top].sum(1).tolist()) == {2, 3, 4}
+    assert set(rows_cut[bottom].sum(1).tolist()) == {3, 4}
     same = [cutout(x, size=4, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
     assert torch.equal(*same)
 
