@@ -443,7 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     args["model_kwargs"] = {"width": width} if width else {}
     if args["model"] not in models.available():
         parser.error(f"--model must be one of {models.available()}, got {args['model']!r}")
-    config = TrainConfig(**args)
+    try:
+        config = TrainConfig(**args)
+    except ValueError as error:  # a bad value on the command line: a usage error, no traceback
+        parser.error(str(error))
     try:
         result = train(config, resume=resume)
     except NonFiniteLoss as error:

@@ -212,6 +212,12 @@ def test_training_inputs_get_cutout_and_test_inputs_do_not():
     assert torch.equal(train_x[~cut[:, None].expand_as(train_x)], plain[~cut[:, None].expand_as(plain)])
 
 
+def test_the_cli_reports_a_bad_value_as_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        mtrain.main(["--model", "dwconv_cifar", "--cutout", "-1"])
+    assert stop.value.code == 2 and "cutout must be an int >= 0" in capsys.readouterr().err
+
+
 def test_run_names_say_the_budget_and_cutout(tmp_path):
     assert tiny_config(tmp_path, run=None).run_name() == "dwconv_cifar-cifar10-s0-e2"
     assert tiny_config(tmp_path, run=None, cutout=12).run_name() == "dwconv_cifar-cifar10-s0-e2-cutout12"
