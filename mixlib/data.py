@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .layers import check_int
+
 __all__ = [
     "DatasetSpec",
     "ImageData",
@@ -441,9 +443,7 @@ def cutout(images: torch.Tensor, *, size: int, generator: torch.Generator | None
     """
     if images.dim() != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise ValueError(f"size must be an int >= 0, got {size!r}")
-    if size == 0:
+    if check_int("size", size, minimum=0) == 0:
         return images
     N, _, H, W = images.shape
     device = images.device

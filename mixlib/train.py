@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from . import data as mdata
 from . import models
 from .bench import code_commit, environment
+from .layers import check_int
 
 __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss"]
 
@@ -83,11 +84,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
-            raise ValueError(f"cutout must be an int >= 0 (0: none), got {self.cutout!r}")
+            check_int(name, getattr(self, name))
+        check_int("cutout", self.cutout, minimum=0)  # 0: none
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1) (0 turns it off), got {self.ema!r}")
         if self.lr <= 0:
