@@ -438,7 +438,8 @@ def cutout(images: torch.Tensor, *, size: int, generator: torch.Generator | None
 
     Args:
         images: (N, C, H, W), on any device.
-        size: the square's side in pixels; 0 returns `images` unchanged (and draws nothing).
+        size: the square's side in pixels, at most the image's shorter side; 0 returns
+            `images` unchanged (and draws nothing).
         generator: a torch.Generator on the images' device, for reproducible draws.
     """
     if images.dim() != 4:
@@ -446,6 +447,8 @@ def cutout(images: torch.Tensor, *, size: int, generator: torch.Generator | None
     if check_int("size", size, minimum=0) == 0:
         return images
     N, _, H, W = images.shape
+    if size > min(H, W):  # a larger square would blank every image whatever its centre
+        raise ValueError(f"size must be at most the images' side, got size={size} for {H}×{W} images")
     device = images.device
     # the square's first row and column (may be negative: the square then starts outside)
     top = torch.randint(0, H, (N, 1), device=device, generator=generator) - size // 2

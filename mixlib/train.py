@@ -18,7 +18,9 @@ per-epoch history and the training-loss curve (``step_log``, one point every ``-
 steps). ``--resume`` continues from the checkpoint, mid-epoch included, and on the CPU ends
 with exactly the weights of an uninterrupted run: the data order, the augmentation and the
 dropout draw from generators whose states the checkpoint holds.
-A loss that is not finite stops the run with a message; the last checkpoint is the last good one.
+A start from scratch refuses a folder that already holds a run (it would overwrite one and mix
+their metrics). A loss that is not finite stops the run with a message; the last checkpoint is
+the last good one.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from . import models
 from .bench import code_commit, environment
 from .layers import check_int
 
-__all__ = ["TrainConfig", "train", "main", "NonFiniteLoss"]
+__all__ = ["TrainConfig", "train", "main", "NonFiniteLoss", "RunFolderError"]
 
 # what a resumed run must share with the run that wrote the checkpoint
 RESUME_MUST_MATCH = ("model", "data", "epochs", "batch_size", "seed", "max_train_images", "quick",
@@ -51,6 +53,11 @@ RESUME_MUST_MATCH = ("model", "data", "epochs", "batch_size", "seed", "max_train
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the last checkpoint holds the last good state."""
+
+
+class RunFolderError(ValueError):
+    """The run folder does not fit the request: a start from scratch where a run already is,
+    or a resume whose checkpoint was made with other settings. Nothing has been written."""
 
 
 @dataclass
@@ -204,6 +211,14 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     commits = [commit]  # one per start and resume: a run resumed across commits ran them all
     run_dir = Path(config.out) / config.run_name()
     checkpoint_path = run_dir / "checkpoint.pt"
+    resuming = resume and checkpoint_path.is_file()
+    # a start from scratch would overwrite the checkpoint and append to the old run's metrics
+    found = [f.name for f in (checkpoint_path, run_dir / "metrics.jsonl", run_dir / "result.json")
+             if f.is_file()]
+    if found and not resuming:
+        how = "resume it (--resume), or " if checkpoint_path.is_file() else ""
+        raise RunFolderError(f"{run_dir} already holds a run ({', '.join(found)}): {how}start a "
+                             f"new one under another name (--name) or remove the folder")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -242,14 +257,14 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     step_log, window = [], (0, 0.0)  # the loss curve; images and summed loss since its last point
     epoch_order = None
     epoch_stats = (0, 0, 0.0)  # images seen, correct, summed loss: so far in this epoch
-    if resume and checkpoint_path.is_file():
+    if resuming:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states stay on the CPU
         # a checkpoint from before a field existed was made with its default
         saved = {**asdict(TrainConfig(model=config.model)), **state["config"]}
         for key in RESUME_MUST_MATCH:
             if saved[key] != getattr(config, key):
-                raise ValueError(f"--resume with {key}={getattr(config, key)!r}, but the checkpoint in "
-                                 f"{run_dir} was made with {key}={saved[key]!r}")
+                raise RunFolderError(f"--resume with {key}={getattr(config, key)!r}, but the "
+                                     f"checkpoint in {run_dir} was made with {key}={saved[key]!r}")
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.model.load_state_dict(state["ema"])
@@ -258,14 +273,14 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         order_rng.set_state(state["order_rng"])
         if "rank_rngs" in state:  # each rank's own generators
             if len(state["rank_rngs"]) != world:
-                raise ValueError(f"--resume with {world} processes, but the checkpoint in "
-                                 f"{run_dir} was made by {len(state['rank_rngs'])}")
+                raise RunFolderError(f"--resume with {world} processes, but the checkpoint "
+                                     f"in {run_dir} was made by {len(state['rank_rngs'])}")
             own = state["rank_rngs"][rank]
         elif world == 1:  # a checkpoint from before they were saved per rank
             own = {key: state.get(key) for key in ("augment_rng", "torch_rng", "cuda_rng")}
         else:
-            raise ValueError(f"the checkpoint in {run_dir} holds one process's generators (it "
-                             f"predates per-rank ones): resume it with one process")
+            raise RunFolderError(f"the checkpoint in {run_dir} holds one process's generators "
+                                 f"(it predates per-rank ones): resume it with one process")
         augment_rng.set_state(own["augment_rng"])
         torch.set_rng_state(own["torch_rng"])
         if device.type == "cuda" and own.get("cuda_rng") is not None:
@@ -449,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train(config, resume=resume)
     except NonFiniteLoss as error:
         print(f"stopped: {error}", file=sys.stderr)
+        return 2
+    except RunFolderError as error:  # nothing was trained: say why, like a usage error
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     finally:
         if dist.is_initialized():

@@ -218,6 +218,9 @@ def test_cutout_of_size_zero_draws_nothing_and_bad_sizes_are_named():
             cutout(x, size=size)
     with pytest.raises(ValueError, match="images"):
         cutout(x[0], size=2)
+    assert (cutout(x, size=8) == 0).any()  # the image's side is allowed
+    with pytest.raises(ValueError, match=r"size=9 for 8×8"):
+        cutout(x, size=9)
 
 
 def test_normalize_standardises():

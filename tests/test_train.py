@@ -128,6 +128,10 @@ def test_cli_runs_and_reports(tmp_path, capsys):
                         "--device", "cpu"])
     assert code == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
+    again = mtrain.main(["--model", "dwconv_cifar", "--width", "8", "--epochs", "1",
+                         "--batch-size", "64", "--out", str(tmp_path), "--name", "cli",
+                         "--device", "cpu"])
+    assert again == 2 and "already holds a run" in capsys.readouterr().err  # no traceback
 
 
 def _torchrun(tmp_path, *args, script=None, env=()):
@@ -196,8 +200,23 @@ def test_resume_refuses_a_different_budget(tmp_path):
     mtrain.train(tiny_config(tmp_path, stop_after_steps=3), log=lambda *a: None)
     with pytest.raises(ValueError, match="batch_size=32"):
         mtrain.train(tiny_config(tmp_path, batch_size=32), resume=True, log=lambda *a: None)
-    with pytest.raises(ValueError, match="cutout=8"):  # nor a different augmentation
+    with pytest.raises(mtrain.RunFolderError, match="cutout=8"):  # nor a different augmentation
         mtrain.train(tiny_config(tmp_path, cutout=8), resume=True, log=lambda *a: None)
+
+
+@needs_data
+def test_a_start_from_scratch_refuses_a_folder_that_holds_a_run(tmp_path):
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=6), log=lambda *a: None)  # one epoch
+    run = tmp_path / "tiny"
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    assert set(before) == {"checkpoint.pt", "metrics.jsonl"}
+    with pytest.raises(mtrain.RunFolderError, match=r"holds a run \(checkpoint.pt, metrics.jsonl\): "
+                                                   r"resume it \(--resume\)"):
+        mtrain.train(tiny_config(tmp_path), log=lambda *a: None)
+    (run / "checkpoint.pt").unlink()  # a resume has nothing to continue from: not offered
+    with pytest.raises(mtrain.RunFolderError, match=r"\(metrics.jsonl\): start a new one"):
+        mtrain.train(tiny_config(tmp_path), resume=True, log=lambda *a: None)
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == {"metrics.jsonl": before["metrics.jsonl"]}
 
 
 def test_training_inputs_get_cutout_and_test_inputs_do_not():
