@@ -447,7 +447,7 @@ def cutout(images: torch.Tensor, *, size: int, generator: torch.Generator | None
     if check_int("size", size, minimum=0) == 0:
         return images
     N, _, H, W = images.shape
-    if size > min(H, W):  # a larger square would blank every image whatever its centre
+    if size > min(H, W):  # no use for a square larger than the image: most likely a typo
         raise ValueError(f"size must be at most the images' side, got size={size} for {H}×{W} images")
     device = images.device
     # the square's first row and column (may be negative: the square then starts outside)

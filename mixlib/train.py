@@ -19,8 +19,8 @@ steps). ``--resume`` continues from the checkpoint, mid-epoch included, and on t
 with exactly the weights of an uninterrupted run: the data order, the augmentation and the
 dropout draw from generators whose states the checkpoint holds.
 A start from scratch refuses a folder that already holds a run (it would overwrite one and mix
-their metrics). A loss that is not finite stops the run with a message; the last checkpoint is
-the last good one.
+their metrics), and nothing restarts or resumes a finished one. A loss that is not finite
+stops the run with a message; the last checkpoint is the last good one.
 """
 from __future__ import annotations
 
@@ -97,6 +97,12 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1) (0 turns it off), got {self.ema!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.data not in mdata.DATASETS:
+            raise ValueError(f"data must be one of {sorted(mdata.DATASETS)}, got {self.data!r}")
+        side = self.image_size or mdata.DATASETS[self.data].image_size  # the training crops' side
+        if self.cutout > side:
+            raise ValueError(f"cutout must be at most the {side}-pixel side of the training images, "
+                             f"got cutout={self.cutout}")
 
     def run_name(self) -> str:
         cut = f"-cutout{self.cutout}" if self.cutout else ""  # its own folder: a resume refuses it
@@ -211,14 +217,15 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     commits = [commit]  # one per start and resume: a run resumed across commits ran them all
     run_dir = Path(config.out) / config.run_name()
     checkpoint_path = run_dir / "checkpoint.pt"
+    elsewhere = "start a new one under another name (--name) or folder (--out)"
+    if (run_dir / "result.json").is_file():  # a resume would only rewrite its record
+        raise RunFolderError(f"{run_dir} holds a finished run (result.json): {elsewhere}")
     resuming = resume and checkpoint_path.is_file()
     # a start from scratch would overwrite the checkpoint and append to the old run's metrics
-    found = [f.name for f in (checkpoint_path, run_dir / "metrics.jsonl", run_dir / "result.json")
-             if f.is_file()]
+    found = [f.name for f in (checkpoint_path, run_dir / "metrics.jsonl") if f.is_file()]
     if found and not resuming:
         how = "resume it (--resume), or " if checkpoint_path.is_file() else ""
-        raise RunFolderError(f"{run_dir} already holds a run ({', '.join(found)}): {how}start a "
-                             f"new one under another name (--name) or remove the folder")
+        raise RunFolderError(f"{run_dir} already holds a run ({', '.join(found)}): {how}{elsewhere}")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -131,7 +131,7 @@ def test_cli_runs_and_reports(tmp_path, capsys):
     again = mtrain.main(["--model", "dwconv_cifar", "--width", "8", "--epochs", "1",
                          "--batch-size", "64", "--out", str(tmp_path), "--name", "cli",
                          "--device", "cpu"])
-    assert again == 2 and "already holds a run" in capsys.readouterr().err  # no traceback
+    assert again == 2 and "holds a finished run" in capsys.readouterr().err  # no traceback
 
 
 def _torchrun(tmp_path, *args, script=None, env=()):
@@ -217,6 +217,13 @@ def test_a_start_from_scratch_refuses_a_folder_that_holds_a_run(tmp_path):
     with pytest.raises(mtrain.RunFolderError, match=r"\(metrics.jsonl\): start a new one"):
         mtrain.train(tiny_config(tmp_path), resume=True, log=lambda *a: None)
     assert {f.name: f.read_bytes() for f in run.iterdir()} == {"metrics.jsonl": before["metrics.jsonl"]}
+    # a finished run is neither restarted nor "resumed" (which would only rewrite its record)
+    mtrain.train(tiny_config(tmp_path, run="done", epochs=1), log=lambda *a: None)
+    record = (tmp_path / "done" / "result.json").read_bytes()
+    for resume in (False, True):
+        with pytest.raises(mtrain.RunFolderError, match="holds a finished run"):
+            mtrain.train(tiny_config(tmp_path, run="done", epochs=1), resume=resume, log=lambda *a: None)
+    assert (tmp_path / "done" / "result.json").read_bytes() == record
 
 
 def test_training_inputs_get_cutout_and_test_inputs_do_not():
@@ -235,6 +242,10 @@ def test_the_cli_reports_a_bad_value_as_a_usage_error(capsys):
     with pytest.raises(SystemExit) as stop:
         mtrain.main(["--model", "dwconv_cifar", "--cutout", "-1"])
     assert stop.value.code == 2 and "cutout must be an int >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # larger than the image: before any data is read
+        mtrain.main(["--model", "dwconv_imagenette", "--data", "imagenette", "--image-size", "128",
+                     "--cutout", "129"])
+    assert stop.value.code == 2 and "at most the 128-pixel side" in capsys.readouterr().err
 
 
 def test_run_names_say_the_budget_and_cutout(tmp_path):
@@ -244,7 +255,8 @@ def test_run_names_say_the_budget_and_cutout(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("checkpoint_every", 0), ("ema", 1.0), ("lr", 0.0),
-                                         ("cutout", -1), ("cutout", 2.5)])
+                                         ("cutout", -1), ("cutout", 2.5), ("cutout", 33),
+                                         ("data", "mnist")])
 def test_bad_config_names_the_field(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(tmp_path, **{field: value})
