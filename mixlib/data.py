@@ -183,10 +183,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     # created as open() would create `path` (mode 0o666 less the umask; mkstemp's are owner-only)
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

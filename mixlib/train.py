@@ -220,11 +220,12 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     elsewhere = "start a new one under another name (--name) or folder (--out)"
     if (run_dir / "result.json").is_file():  # a resume would only rewrite its record
         raise RunFolderError(f"{run_dir} holds a finished run (result.json): {elsewhere}")
-    resuming = resume and checkpoint_path.is_file()
+    has_checkpoint = checkpoint_path.is_file()
+    resuming = resume and has_checkpoint
     # a start from scratch would overwrite the checkpoint and append to the old run's metrics
     found = [f.name for f in (checkpoint_path, run_dir / "metrics.jsonl") if f.is_file()]
     if found and not resuming:
-        how = "resume it (--resume), or " if checkpoint_path.is_file() else ""
+        how = "resume it (--resume), or " if has_checkpoint else ""
         raise RunFolderError(f"{run_dir} already holds a run ({', '.join(found)}): {how}{elsewhere}")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
