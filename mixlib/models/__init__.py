@@ -4,9 +4,10 @@
     models.available()                                   # preset names
     net = models.build("swin_t")                         # a paper's ImageNet model
     net = models.build("lka_cifar")                      # the book's small LKA model
+    net = models.build("denseconv_cifar")                # the dense-convolution reference
 """
 from .backbone import Backbone, ClassifierHead, PositionEmbedding, hierarchy
-from . import small  # noqa: F401  (registers the small presets)
+from . import reference, small  # noqa: F401  (register the small presets and the reference network)
 from .presets import available, build, register_model
 
 __all__ = ["Backbone", "ClassifierHead", "PositionEmbedding", "hierarchy", "available", "build",
