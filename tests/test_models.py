@@ -228,3 +228,21 @@ def test_conv_mlp_paths_agree(size):
     expected = mlp.as_matmul(x) if ConvMlp.prefers_matmul(x) else mlp.as_conv(x)
     assert torch.equal(mlp(x), expected)
     assert ConvMlp.prefers_matmul(x) == (8 * size * size < 32)
+
+
+# ---------------------------------------------------------------------------------------------
+# the dense-convolution reference network
+
+def test_denseconv_reference_halves_the_map_in_each_group_with_dense_convolutions():
+    from mixlib.models import reference
+    model = reference.denseconv_cifar()
+    shapes = [tuple(f.shape[1:]) for f in model.features(torch.randn(2, 3, 32, 32))]
+    assert shapes == [(64, 16, 16), (256, 8, 8), (256, 4, 4)]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 7 and all(c.groups == 1 and c.kernel_size == (3, 3) for c in convs)
+
+
+def test_denseconv_reference_names_a_bad_width():
+    from mixlib.models import reference
+    with pytest.raises(ValueError, match="widths must be an int >= 1, got 0"):
+        reference.denseconv_cifar(widths=(64, 0, 256))
