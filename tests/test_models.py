@@ -246,3 +246,25 @@ def test_denseconv_reference_names_a_bad_width():
     from mixlib.models import reference
     with pytest.raises(ValueError, match="widths must be an int >= 1, got 0"):
         reference.denseconv_cifar(widths=(64, 0, 256))
+
+
+def test_reference_with_a_mixer_replaces_each_groups_second_convolution_by_a_block():
+    from mixlib.mixers import DWConv
+    from mixlib.models import reference
+    from mixlib.models.blocks import MetaFormerBlock
+    model = models.build("dwconv_refnet_cifar")
+    shapes = [tuple(f.shape[1:]) for f in model.features(torch.randn(2, 3, 32, 32))]
+    assert shapes == [(64, 16, 16), (256, 8, 8), (256, 4, 4)]  # the reference network's maps
+    blocks = [m for m in model.modules() if isinstance(m, MetaFormerBlock)]
+    assert len(blocks) == 3 and all(isinstance(b.mixer, DWConv) for b in blocks)
+    dense = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(dense) == 4 and all(c.groups == 1 for c in dense)  # the stem's and each group's first
+    # any mixer fits the skeleton, with its hyper-parameters fitted to each map
+    attention = reference.with_mixer("window_attention")
+    assert attention(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_reference_with_a_mixer_names_an_unknown_mixer():
+    from mixlib.models import reference
+    with pytest.raises(ValueError, match="'dwconvv'"):
+        reference.with_mixer("dwconvv")

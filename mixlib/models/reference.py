@@ -19,19 +19,29 @@ channels at once. About 1.97M parameters, the small presets' budget. Unlike airb
 is a learned 3×3 convolution (airbench freezes a 2×2 patch-whitening one), and it trains with
 the book's one recipe (mixlib.train), not airbench's own optimizer and tricks.
 
-| preset          | image | maps per group |
-|-----------------|-------|----------------|
-| denseconv_cifar | 32 px | 16, 8, 4       |
+The same skeleton also takes a token mixer (`with_mixer`): each group's second convolution
+becomes one pre-norm MetaFormer block (BN, mixer, residual; BN, MLP ×4, residual), while the
+stem and each group's first convolution, which change the width and pool, stay dense. It
+separates the two things the mixer presets differ from this network in: the mixer, and where the
+computation is spent (here at 16×16 with 64 channels, where their first stage has 28).
+
+| preset              | image | maps per group | the second layer of each group          |
+|---------------------|-------|----------------|-----------------------------------------|
+| denseconv_cifar     | 32 px | 16, 8, 4       | a dense 3×3 convolution                 |
+| dwconv_refnet_cifar | 32 px | 16, 8, 4       | a MetaFormer block with a 7×7 DW conv   |
 """
 from __future__ import annotations
 
 import torch.nn as nn
 
 from ..layers import check_int
-from .backbone import Backbone, ClassifierHead
+from ..mixers import build as build_mixer
+from .backbone import Backbone, ClassifierHead, hierarchy
+from .blocks import MetaFormerBlock
 from .presets import register_model
+from .small import mixer_kwargs
 
-__all__ = ["conv_group", "denseconv_cifar"]
+__all__ = ["conv_group", "denseconv_cifar", "with_mixer", "dwconv_refnet_cifar"]
 
 
 def _conv_bn_gelu(in_dim: int, dim: int, *, pool: bool) -> list[nn.Module]:
@@ -56,7 +66,51 @@ def denseconv_cifar(*, num_classes: int = 10, widths: tuple[int, ...] = (64, 256
         widths: the width of each group; each group halves the map.
         stem_width: the channels of the stem's convolution.
     """
-    dims = [check_int("stem_width", stem_width)] + [check_int("widths", w) for w in widths]
+    dims = _dims(stem_width, widths)
     stem = nn.Sequential(*_conv_bn_gelu(3, dims[0], pool=False))
     groups = [conv_group(in_dim, dim) for in_dim, dim in zip(dims, dims[1:])]
     return Backbone(stem, groups, ClassifierHead(dims[-1], num_classes), dims=dims[1:])
+
+
+def _dims(stem_width: int, widths: tuple[int, ...]) -> list[int]:
+    return [check_int("stem_width", stem_width)] + [check_int("widths", w) for w in widths]
+
+
+def with_mixer(mixer: str, *, num_classes: int = 10, widths: tuple[int, ...] = (64, 256, 256),
+               stem_width: int = 24, image_size: int = 32, mlp_ratio: float = 4.0) -> Backbone:
+    """The reference network with each group's second convolution replaced by one MetaFormer
+    block of `mixer`, its hyper-parameters fitted to the map as in the small presets
+    (`small.mixer_kwargs`).
+
+    Args:
+        mixer: a registered mixer name.
+        num_classes: classes of the head.
+        widths: the width of each group; each group halves the map.
+        stem_width: the channels of the stem's convolution.
+        image_size: the input's side, which fixes every group's map size.
+        mlp_ratio: the MLP's hidden width over C.
+    """
+    dims = _dims(stem_width, widths)
+    maps = [-(-check_int("image_size", image_size) // 2 ** (g + 1)) for g in range(len(widths))]
+    # the first group's dense convolution and pooling go into the stem: hierarchy only puts
+    # `downsample` between stages
+    stem = nn.Sequential(*_conv_bn_gelu(3, dims[0], pool=False), *_conv_bn_gelu(dims[0], dims[1], pool=True))
+
+    def block(group, index, _, dim, drop_path):
+        mixes = build_mixer(mixer, dim, **mixer_kwargs(mixer, dim, group, maps[group], index))
+        return MetaFormerBlock(dim, mixes, norm_layer=nn.BatchNorm2d, mlp_ratio=mlp_ratio,
+                               drop_path=drop_path)
+
+    def downsample(in_dim, dim):
+        return nn.Sequential(*_conv_bn_gelu(in_dim, dim, pool=True))
+
+    head = ClassifierHead(dims[-1], num_classes, pre_norm=nn.BatchNorm2d(dims[-1]))
+    return hierarchy(dims=dims[1:], depths=[1] * len(widths), stem=stem, block=block,
+                     downsample=downsample, head=head)
+
+
+@register_model
+def dwconv_refnet_cifar(*, num_classes: int = 10, image_size: int = 32) -> Backbone:
+    """The reference network with a 7×7 depthwise convolution as the mixer of each group's
+    block (see mixlib.models.reference)."""
+    return with_mixer("dwconv", num_classes=num_classes, image_size=image_size)
