@@ -398,6 +398,20 @@ def bench_model(model: torch.nn.Module, *, image_size: int, batch: int, device: 
             "train_peak_mb": peak_memory_bytes(step, device) / 2 ** 20}
 
 
+def preset_names(which: str) -> list[str]:
+    """The presets `bench models --which` measures: "small", the mixer presets of one skeleton
+    (chapter 8's table); "imagenet", the papers' models; "all", every preset, the reference
+    networks of `models.reference` included."""
+    from . import models
+    from .models import small
+
+    imagenet = [n for n in models.available() if not n.endswith(("_cifar", "_imagenette"))]
+    choices = {"small": sorted(small.PRESETS), "imagenet": imagenet, "all": models.available()}
+    if which not in choices:
+        raise ValueError(f"which must be one of {sorted(choices)}, got {which!r}")
+    return choices[which]
+
+
 def bench_models(names: list[str], *, device: torch.device, batch: int, repeats: int,
                  vs_timm: bool = False) -> list[dict]:
     from . import models
@@ -472,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     mod = sub.add_parser("models", help="params, FLOPs, throughput and memory of the presets")
     mod.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     mod.add_argument("--which", default="small", choices=["small", "imagenet", "all"],
-                     help="the small CIFAR/Imagenette presets, the papers' models, or both")
+                     help="the small mixer presets (CIFAR/Imagenette), the papers' models, or every preset")
     mod.add_argument("--models", nargs="*", help="these presets instead")
     mod.add_argument("--batch", type=int, default=None,
                      help="default 64 when every model is a small preset, else 8")
@@ -485,11 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     commit = code_commit()  # the code the numbers were measured with, read before they are
     if args.what == "models":
-        from . import models as mmodels
-
-        names = args.models or [n for n in mmodels.available()
-                                if (n.endswith(("_cifar", "_imagenette")) and args.which != "imagenet")
-                                or (not n.endswith(("_cifar", "_imagenette")) and args.which != "small")]
+        names = args.models or preset_names(args.which)
         small = all(n.endswith(("_cifar", "_imagenette")) for n in names)
         batch = args.batch or (64 if small else 8)  # 64 ImageNet images at 224 px take 20 GB
         rows = bench_models(names, device=device, batch=batch, repeats=args.repeats,

@@ -108,3 +108,13 @@ def test_mlp_bench_times_both_paths_and_names_the_one_picked(capsys):
     out = capsys.readouterr().out
     assert "| 2x8x8x8 |" in out and "| conv |" in out      # 64 pixels for 8 channels
     assert "| 2x64x2x2 |" in out and "| matmul |" in out   # 4 pixels for 64 channels
+
+
+def test_bench_which_small_is_the_mixer_presets_and_all_adds_the_reference_networks():
+    small = bench.preset_names("small")
+    assert "dwconv_cifar" in small and "cctt_imagenette" in small
+    assert "denseconv_cifar" not in small and "dwconv_refnet_cifar" not in small
+    assert "swin_t" in bench.preset_names("imagenet") and "dwconv_cifar" not in bench.preset_names("imagenet")
+    assert {"denseconv_cifar", "dwconv_refnet_cifar", "swin_t", "dwconv_cifar"} <= set(bench.preset_names("all"))
+    with pytest.raises(ValueError, match="which must be one of .* got 'tiny'"):
+        bench.preset_names("tiny")

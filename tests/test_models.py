@@ -244,7 +244,7 @@ def test_denseconv_reference_halves_the_map_in_each_group_with_dense_convolution
 
 def test_denseconv_reference_names_a_bad_width():
     from mixlib.models import reference
-    with pytest.raises(ValueError, match="widths must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"widths\[1\] must be an int >= 1, got 0"):
         reference.denseconv_cifar(widths=(64, 0, 256))
 
 
@@ -264,7 +264,25 @@ def test_reference_with_a_mixer_replaces_each_groups_second_convolution_by_a_blo
     assert attention(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_reference_with_a_mixer_names_an_unknown_mixer():
+@pytest.mark.parametrize("size", [28, 36])
+def test_reference_with_a_mixer_fits_its_mixers_to_the_pooled_maps(size):
+    # max-pooling rounds odd sides down (28 -> 14, 7, 3): a global mixer sized for the rounded-up
+    # map would not match the map it gets
     from mixlib.models import reference
-    with pytest.raises(ValueError, match="'dwconvv'"):
-        reference.with_mixer("dwconvv")
+    for mixer in ("relative_attention", "global_filter"):
+        model = reference.with_mixer(mixer, image_size=size).eval()
+        with torch.no_grad():
+            maps = [tuple(f.shape[-2:]) for f in model.features(torch.randn(1, 3, size, size))]
+        assert [stage[-1].mixer.size for stage in model.stages] == maps
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mixer="dwconvv"), "mixer must be one of .* got 'dwconvv'"),
+    (dict(mixer="dwconv", widths=()), r"widths must name at least one group, got \(\)"),
+    (dict(mixer="dwconv", widths=(64, 0)), r"widths\[1\] must be an int >= 1, got 0"),
+    (dict(mixer="dwconv", image_size=4), "image_size must be at least 8 for 3 groups"),
+])
+def test_reference_with_a_mixer_names_a_bad_argument(kwargs, message):
+    from mixlib.models import reference
+    with pytest.raises(ValueError, match=message):
+        reference.with_mixer(**kwargs)

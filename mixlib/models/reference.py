@@ -23,7 +23,8 @@ The same skeleton also takes a token mixer (`with_mixer`): each group's second c
 becomes one pre-norm MetaFormer block (BN, mixer, residual; BN, MLP ×4, residual), while the
 stem and each group's first convolution, which change the width and pool, stay dense. It
 separates the two things the mixer presets differ from this network in: the mixer, and where the
-computation is spent (here at 16×16 with 64 channels, where their first stage has 28).
+computation is spent (here 64 channels from the full 32×32 image on, where the presets' first
+stage has 22 to 36 channels at 16×16).
 
 | preset              | image | maps per group | the second layer of each group          |
 |---------------------|-------|----------------|-----------------------------------------|
@@ -35,11 +36,10 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..layers import check_int
-from ..mixers import build as build_mixer
+from ..mixers import available as available_mixers
 from .backbone import Backbone, ClassifierHead, hierarchy
-from .blocks import MetaFormerBlock
 from .presets import register_model
-from .small import mixer_kwargs
+from .small import fitted_block
 
 __all__ = ["conv_group", "denseconv_cifar", "with_mixer", "dwconv_refnet_cifar"]
 
@@ -73,7 +73,10 @@ def denseconv_cifar(*, num_classes: int = 10, widths: tuple[int, ...] = (64, 256
 
 
 def _dims(stem_width: int, widths: tuple[int, ...]) -> list[int]:
-    return [check_int("stem_width", stem_width)] + [check_int("widths", w) for w in widths]
+    if not widths:
+        raise ValueError(f"widths must name at least one group, got {widths!r}")
+    return [check_int("stem_width", stem_width)] + [check_int(f"widths[{i}]", w)
+                                                    for i, w in enumerate(widths)]
 
 
 def with_mixer(mixer: str, *, num_classes: int = 10, widths: tuple[int, ...] = (64, 256, 256),
@@ -90,22 +93,23 @@ def with_mixer(mixer: str, *, num_classes: int = 10, widths: tuple[int, ...] = (
         image_size: the input's side, which fixes every group's map size.
         mlp_ratio: the MLP's hidden width over C.
     """
+    if mixer not in available_mixers():
+        raise ValueError(f"mixer must be one of {available_mixers()}, got {mixer!r}")
     dims = _dims(stem_width, widths)
-    maps = [-(-check_int("image_size", image_size) // 2 ** (g + 1)) for g in range(len(widths))]
+    maps = [check_int("image_size", image_size) // 2 ** (g + 1) for g in range(len(widths))]
+    if maps[-1] < 1:  # max-pooling rounds down: each group halves the map, odd sides lose a pixel
+        raise ValueError(f"image_size must be at least {2 ** len(widths)} for {len(widths)} groups "
+                         f"that each halve the map, got {image_size}")
     # the first group's dense convolution and pooling go into the stem: hierarchy only puts
     # `downsample` between stages
     stem = nn.Sequential(*_conv_bn_gelu(3, dims[0], pool=False), *_conv_bn_gelu(dims[0], dims[1], pool=True))
-
-    def block(group, index, _, dim, drop_path):
-        mixes = build_mixer(mixer, dim, **mixer_kwargs(mixer, dim, group, maps[group], index))
-        return MetaFormerBlock(dim, mixes, norm_layer=nn.BatchNorm2d, mlp_ratio=mlp_ratio,
-                               drop_path=drop_path)
 
     def downsample(in_dim, dim):
         return nn.Sequential(*_conv_bn_gelu(in_dim, dim, pool=True))
 
     head = ClassifierHead(dims[-1], num_classes, pre_norm=nn.BatchNorm2d(dims[-1]))
-    return hierarchy(dims=dims[1:], depths=[1] * len(widths), stem=stem, block=block,
+    return hierarchy(dims=dims[1:], depths=[1] * len(widths), stem=stem,
+                     block=fitted_block([mixer] * len(widths), maps, mlp_ratio=mlp_ratio),
                      downsample=downsample, head=head)
 
 

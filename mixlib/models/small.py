@@ -26,7 +26,7 @@ from .backbone import Backbone, ClassifierHead, hierarchy
 from .blocks import MetaFormerBlock
 from .presets import register_model
 
-__all__ = ["SMALL_BUDGET", "WIDTHS", "small_metaformer", "mixer_kwargs"]
+__all__ = ["SMALL_BUDGET", "WIDTHS", "PRESETS", "small_metaformer", "mixer_kwargs", "fitted_block"]
 
 SMALL_BUDGET = 2.0e6  # parameters, 10 classes
 DEPTHS = (2, 2, 4, 2)
@@ -82,6 +82,18 @@ def mixer_kwargs(name: str, dim: int, stage: int, map_size: int, index: int = 0)
     return {}
 
 
+def fitted_block(names: list[str], maps: list[int], *, mlp_ratio: float):
+    """The `block` argument of `hierarchy` for the book's small models: a pre-norm MetaFormer
+    block (BatchNorm) whose mixer is names[stage], its hyper-parameters fitted to the stage's
+    map of maps[stage] × maps[stage] pixels (`mixer_kwargs`)."""
+    def block(stage, index, _, dim, drop_path):
+        name = names[stage]
+        mixer = build_mixer(name, dim, **mixer_kwargs(name, dim, stage, maps[stage], index))
+        return MetaFormerBlock(dim, mixer, norm_layer=nn.BatchNorm2d, mlp_ratio=mlp_ratio,
+                               drop_path=drop_path)
+    return block
+
+
 def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 10,
                      image_size: int = 32, stem_stride: int = 2, depths=DEPTHS,
                      mlp_ratio: float = 3.0, drop_path_rate: float = 0.05) -> Backbone:
@@ -111,10 +123,7 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
     stem = [nn.Conv2d(3, half, 3, 1 if stem_stride == 2 else 2, 1, bias=False), nn.BatchNorm2d(half),
             nn.GELU(), nn.Conv2d(half, dims[0], 3, 2, 1, bias=False), nn.BatchNorm2d(dims[0])]
 
-    def block(s, b, _, dim, drop_path):
-        mixer = build_mixer(names[s], dim, **mixer_kwargs(names[s], dim, s, maps[s], b))
-        return MetaFormerBlock(dim, mixer, norm_layer=nn.BatchNorm2d, mlp_ratio=mlp_ratio,
-                               drop_path=drop_path)
+    block = fitted_block(names, maps, mlp_ratio=mlp_ratio)
 
     def downsample(in_dim, dim):
         return nn.Sequential(nn.Conv2d(in_dim, dim, 3, 2, 1, bias=False), nn.BatchNorm2d(dim))
@@ -135,6 +144,10 @@ def _register(name: str, data: str) -> None:
     preset.__name__ = f"{name}_{data}"
     preset.__doc__ = f"The small {name} model for {data} (see mixlib.models.small)."
     register_model(preset)
+    PRESETS.append(preset.__name__)
+
+
+PRESETS: list[str] = []  # the names of the small presets, filled by _register below
 
 
 for _data in IMAGE_SIZE:
