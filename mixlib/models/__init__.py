@@ -7,7 +7,7 @@
     net = models.build("denseconv_cifar")                # the dense-convolution reference
 """
 from .backbone import Backbone, ClassifierHead, PositionEmbedding, hierarchy
-from . import reference, small  # noqa: F401  (register the small presets and the reference network)
+from . import reference, small  # noqa: F401  (register the small presets and the reference networks)
 from .presets import available, build, register_model
 
 __all__ = ["Backbone", "ClassifierHead", "PositionEmbedding", "hierarchy", "available", "build",

@@ -22,8 +22,8 @@ the book's one recipe (mixlib.train), not airbench's own optimizer and tricks.
 The same skeleton also takes a token mixer (`with_mixer`): each group's second convolution
 becomes one pre-norm MetaFormer block (BN, mixer, residual; BN, MLP ×4, residual), while the
 stem and each group's first convolution, which change the width and pool, stay dense. It
-separates the two things the mixer presets differ from this network in: the mixer, and where the
-computation is spent (here 64 channels from the full 32×32 image on, where the presets' first
+separates, in part, the two things the mixer presets differ from this network in: the mixer, and
+where the computation is spent (here 64 channels from the full 32×32 image on, where the presets' first
 stage has 22 to 36 channels at 16×16).
 
 | preset              | image | maps per group | the second layer of each group          |
