@@ -50,6 +50,13 @@ def _conv_bn_gelu(in_dim: int, dim: int, *, pool: bool) -> list[nn.Module]:
     return [nn.Conv2d(in_dim, dim, 3, padding=1, bias=False), *pooling, nn.BatchNorm2d(dim), nn.GELU()]
 
 
+def _dims(stem_width: int, widths: tuple[int, ...]) -> list[int]:
+    if not widths:
+        raise ValueError(f"widths must name at least one group, got {widths!r}")
+    return [check_int("stem_width", stem_width)] + [check_int(f"widths[{i}]", w)
+                                                    for i, w in enumerate(widths)]
+
+
 def conv_group(in_dim: int, dim: int) -> nn.Sequential:
     """Two 3×3 convolutions with a 2×2 max-pooling after the first: (B, in_dim, H, W) ->
     (B, dim, H/2, W/2)."""
@@ -70,13 +77,6 @@ def denseconv_cifar(*, num_classes: int = 10, widths: tuple[int, ...] = (64, 256
     stem = nn.Sequential(*_conv_bn_gelu(3, dims[0], pool=False))
     groups = [conv_group(in_dim, dim) for in_dim, dim in zip(dims, dims[1:])]
     return Backbone(stem, groups, ClassifierHead(dims[-1], num_classes), dims=dims[1:])
-
-
-def _dims(stem_width: int, widths: tuple[int, ...]) -> list[int]:
-    if not widths:
-        raise ValueError(f"widths must name at least one group, got {widths!r}")
-    return [check_int("stem_width", stem_width)] + [check_int(f"widths[{i}]", w)
-                                                    for i, w in enumerate(widths)]
 
 
 def with_mixer(mixer: str, *, num_classes: int = 10, widths: tuple[int, ...] = (64, 256, 256),

@@ -42,6 +42,7 @@ _WIDTHS = {"dwconv": 36, "ddwconv": 22, "idwconv": 32, "pooling": 36, "window_at
            "gnconv": 28, "global_filter": 36, "cctt": 28}
 WIDTHS = {"cifar": _WIDTHS, "imagenette": {**_WIDTHS, "global_filter": 32}}
 HYBRIDS = {"cctt": ["dwconv", "dwconv", "relative_attention", "relative_attention"]}
+PRESETS: list[str] = []  # the names of the small presets, filled as they are registered (below)
 
 
 def _largest_odd_at_most(n: int, limit: int) -> int:
@@ -145,9 +146,6 @@ def _register(name: str, data: str) -> None:
     preset.__doc__ = f"The small {name} model for {data} (see mixlib.models.small)."
     register_model(preset)
     PRESETS.append(preset.__name__)
-
-
-PRESETS: list[str] = []  # the names of the small presets, filled by _register below
 
 
 for _data in IMAGE_SIZE:
