@@ -5,10 +5,11 @@
     torchrun --nproc-per-node 2 -m mixlib.train --model dwconv_cifar --data cifar10
 
 The recipe (the fast CIFAR recipes' ingredients that suit any mixer): data held as uint8 tensors
-on the device, random crop and flip on whole batches (and Cutout with ``--cutout``), AdamW with
-linear warm-up and cosine decay, no weight decay on norms and biases, label smoothing, an
-exponential moving average of the weights, flip test-time augmentation, channels_last, and on a
-GPU bf16 autocast (or float16 with a gradient scaler) and optionally torch.compile.
+on the device, random crop and flip on whole batches (and Cutout with ``--cutout``), AdamW (or
+Nesterov SGD, ``--optimizer sgd``) with linear warm-up and cosine decay, no weight decay on norms
+and biases, label smoothing, an exponential moving average of the weights, flip test-time
+augmentation, channels_last, and on a GPU bf16 autocast (or float16 with a gradient scaler) and
+optionally torch.compile.
 
 A run writes into ``--out/<run>/``: ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt``
 (written atomically every ``--checkpoint-every`` steps and at the end of every epoch) and, when
@@ -48,7 +49,12 @@ __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss", "RunFolderError"]
 
 # what a resumed run must share with the run that wrote the checkpoint
 RESUME_MUST_MATCH = ("model", "data", "epochs", "batch_size", "seed", "max_train_images", "quick",
-                     "model_kwargs", "image_size", "log_every", "padding", "cutout")
+                     "model_kwargs", "image_size", "log_every", "padding", "cutout", "optimizer")
+
+# each optimizer's own scale of learning rate and weight decay: AdamW's decay is decoupled
+# (multiplied by the learning rate), SGD's is an L2 term in the gradient
+OPTIMIZER_DEFAULTS = {"adamw": {"lr": 2e-3, "weight_decay": 0.05},
+                      "sgd": {"lr": 0.2, "weight_decay": 5e-4}}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -66,8 +72,10 @@ class TrainConfig:
     data: str = "cifar10"
     epochs: int = 10
     batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # or "sgd": Nesterov momentum, as in the fast CIFAR recipes
+    lr: float | None = None  # None: the optimizer's default (OPTIMIZER_DEFAULTS)
+    weight_decay: float | None = None  # None: the optimizer's default
+    momentum: float = 0.9  # SGD only
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     ema: float = 0.999  # 0 turns the moving average off
@@ -95,6 +103,16 @@ class TrainConfig:
         check_int("cutout", self.cutout, minimum=0)  # 0: none
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1) (0 turns it off), got {self.ema!r}")
+        if self.optimizer not in OPTIMIZER_DEFAULTS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_DEFAULTS)}, "
+                             f"got {self.optimizer!r}")
+        for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be at least 0, got {self.weight_decay!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.data not in mdata.DATASETS:
@@ -105,8 +123,10 @@ class TrainConfig:
                              f"got cutout={self.cutout}")
 
     def run_name(self) -> str:
-        cut = f"-cutout{self.cutout}" if self.cutout else ""  # its own folder: a resume refuses it
-        return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}{cut}"
+        # settings a resume refuses get their own folder
+        cut = f"-cutout{self.cutout}" if self.cutout else ""
+        opt = f"-{self.optimizer}" if self.optimizer != "adamw" else ""
+        return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}{cut}{opt}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,6 +141,14 @@ def _param_groups(model: nn.Module, weight_decay: float):
             continue
         (decay if p.dim() >= 2 and "bias_table" not in name and "rpb" not in name else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer(config: TrainConfig, model: nn.Module, *, fused: bool | None):
+    groups = _param_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True,
+                               fused=fused)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), fused=fused)
 
 
 def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
@@ -245,8 +273,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, config.ema) if config.ema else None
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr,
-                                  betas=(0.9, 0.999), fused=device.type == "cuda" or None)
+    optimizer = _optimizer(config, model, fused=device.type == "cuda" or None)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {world} processes")
@@ -444,7 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "seed", "image_size",
                  "stop_after_steps", "max_train_images"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "ema"):
+    parser.add_argument("--optimizer", default=defaults.optimizer, choices=sorted(OPTIMIZER_DEFAULTS))
+    for name in ("lr", "weight_decay"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
+                            help=f"default: the optimizer's ({', '.join(f'{o} {d[name]:g}' for o, d in OPTIMIZER_DEFAULTS.items())})")
+    for name in ("momentum", "warmup_epochs", "label_smoothing", "ema"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--padding", type=int, default=defaults.padding)
     parser.add_argument("--cutout", type=int, default=defaults.cutout,
