@@ -1,5 +1,6 @@
-"""mixlib.train: the schedule, the parameter groups, the result record, an exact resume from a
-mid-epoch interruption, the non-finite-loss guard, and two processes under torchrun (gloo)."""
+"""mixlib.train: the schedule, the parameter groups and optimizers, the result record, an exact
+resume from a mid-epoch interruption, the non-finite-loss guard, and two processes under torchrun
+(gloo)."""
 import json
 import math
 import os
@@ -47,6 +48,22 @@ def test_no_weight_decay_on_norms_biases_and_bias_tables():
     assert no_decay["weight_decay"] == 0.0
 
 
+def test_each_optimizer_gets_its_own_scale_of_lr_and_weight_decay(tmp_path):
+    from mixlib import models
+    model = models.build("dwconv_cifar", width=8)
+    sgd = mtrain.TrainConfig(model="dwconv_cifar", optimizer="sgd")
+    adamw = mtrain.TrainConfig(model="dwconv_cifar")
+    assert (sgd.lr, sgd.weight_decay) == (mtrain.OPTIMIZER_DEFAULTS["sgd"]["lr"],
+                                          mtrain.OPTIMIZER_DEFAULTS["sgd"]["weight_decay"])
+    assert (adamw.lr, adamw.weight_decay) == (2e-3, 0.05)
+    assert mtrain.TrainConfig(model="dwconv_cifar", optimizer="sgd", lr=0.05).lr == 0.05  # given: kept
+    built = mtrain._optimizer(sgd, model, fused=None)
+    assert isinstance(built, torch.optim.SGD)
+    assert all(g["nesterov"] and g["momentum"] == 0.9 and g["lr"] == sgd.lr for g in built.param_groups)
+    assert [g["weight_decay"] for g in built.param_groups] == [sgd.weight_decay, 0.0]
+    assert isinstance(mtrain._optimizer(adamw, model, fused=None), torch.optim.AdamW)
+
+
 @needs_data
 def test_a_run_writes_metrics_and_its_result(tmp_path):
     result = mtrain.train(tiny_config(tmp_path, epochs=1), log=lambda *a: None)
@@ -63,12 +80,16 @@ def test_a_run_writes_metrics_and_its_result(tmp_path):
 
 
 @needs_data
-def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])  # Adam's moments, SGD's momentum buffers
+def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path, optimizer):
     # 400 quick images, batch 64: 6 steps an epoch; stop at step 9, in the middle of epoch 2
-    straight = mtrain.train(tiny_config(tmp_path / "a"), log=lambda *a: None)
-    stopped = mtrain.train(tiny_config(tmp_path / "b", stop_after_steps=9), log=lambda *a: None)
+    lr = {"adamw": 3e-3, "sgd": 0.05}[optimizer]
+    straight = mtrain.train(tiny_config(tmp_path / "a", optimizer=optimizer, lr=lr), log=lambda *a: None)
+    stopped = mtrain.train(tiny_config(tmp_path / "b", optimizer=optimizer, lr=lr, stop_after_steps=9),
+                           log=lambda *a: None)
     assert stopped == {"stopped_at_step": 9}
-    resumed = mtrain.train(tiny_config(tmp_path / "b"), resume=True, log=lambda *a: None)
+    resumed = mtrain.train(tiny_config(tmp_path / "b", optimizer=optimizer, lr=lr), resume=True,
+                           log=lambda *a: None)
     a = torch.load(tmp_path / "a" / "tiny" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "tiny" / "checkpoint.pt", weights_only=False)
     for key in a["model"]:
@@ -202,6 +223,8 @@ def test_resume_refuses_a_different_budget(tmp_path):
         mtrain.train(tiny_config(tmp_path, batch_size=32), resume=True, log=lambda *a: None)
     with pytest.raises(mtrain.RunFolderError, match="cutout=8"):  # nor a different augmentation
         mtrain.train(tiny_config(tmp_path, cutout=8), resume=True, log=lambda *a: None)
+    with pytest.raises(mtrain.RunFolderError, match="optimizer='sgd'"):  # nor another optimizer
+        mtrain.train(tiny_config(tmp_path, optimizer="sgd"), resume=True, log=lambda *a: None)
 
 
 @needs_data
@@ -242,21 +265,26 @@ def test_the_cli_reports_a_bad_value_as_a_usage_error(capsys):
     with pytest.raises(SystemExit) as stop:
         mtrain.main(["--model", "dwconv_cifar", "--cutout", "-1"])
     assert stop.value.code == 2 and "cutout must be an int >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        mtrain.main(["--model", "dwconv_cifar", "--optimizer", "sgd", "--momentum", "1.5"])
+    assert stop.value.code == 2 and "momentum must be in [0, 1), got 1.5" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:  # larger than the image: before any data is read
         mtrain.main(["--model", "dwconv_imagenette", "--data", "imagenette", "--image-size", "128",
                      "--cutout", "129"])
     assert stop.value.code == 2 and "at most the 128-pixel side" in capsys.readouterr().err
 
 
-def test_run_names_say_the_budget_and_cutout(tmp_path):
+def test_run_names_say_the_budget_cutout_and_optimizer(tmp_path):
     assert tiny_config(tmp_path, run=None).run_name() == "dwconv_cifar-cifar10-s0-e2"
     assert tiny_config(tmp_path, run=None, cutout=12).run_name() == "dwconv_cifar-cifar10-s0-e2-cutout12"
+    assert tiny_config(tmp_path, run=None, optimizer="sgd").run_name() == "dwconv_cifar-cifar10-s0-e2-sgd"
     assert tiny_config(tmp_path, cutout=12).run_name() == "tiny"  # a name given is kept
 
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("checkpoint_every", 0), ("ema", 1.0), ("lr", 0.0),
                                          ("cutout", -1), ("cutout", 2.5), ("cutout", 33),
-                                         ("data", "mnist")])
+                                         ("data", "mnist"), ("optimizer", "adam"), ("momentum", 1.0),
+                                         ("weight_decay", -0.1)])
 def test_bad_config_names_the_field(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(tmp_path, **{field: value})
