@@ -462,6 +462,37 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     return result
 
 
+def evaluate_checkpoint(run_dir: str | os.PathLike, *, device: str = "cpu") -> dict:
+    """Test accuracy of a run's checkpoint twice: with the moving average of the weights (what
+    the run reports) and with the weights themselves. On a short schedule the average lags the
+    decaying learning rate; this measures by how much."""
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"run_dir={str(run_dir)!r} holds no checkpoint.pt")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = TrainConfig(**{**asdict(TrainConfig(model=state["config"]["model"])), **state["config"]})
+    device = torch.device(device)
+    test_data = mdata.load(config.data, "test", quick=config.quick).to(device)
+    kwargs = dict(config.model_kwargs, **({"image_size": config.image_size} if config.image_size else {}))
+    model = models.build(config.model, num_classes=len(test_data.spec.classes), **kwargs).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    accuracy = {}
+    for name in ("ema", "model"):
+        if state[name] is None:  # a run without the moving average
+            continue
+        model.load_state_dict(state[name])
+        with torch.no_grad():
+            accuracy[name] = evaluate(model, test_data, batch_size=500, device=device, tta=config.tta,
+                                      channels_last=config.channels_last,
+                                      image_size=config.image_size)
+    return {"run": run_dir.name, "step": state["step"], "ema_decay": config.ema,
+            "test_acc_ema": accuracy.get("ema"), "test_acc_weights": accuracy["model"],
+            "tta": config.tta, "test_images": len(test_data), "hardware": environment(device),
+            "torch": torch.__version__, "commit": code_commit()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mixlib.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

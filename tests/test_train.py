@@ -77,6 +77,12 @@ def test_a_run_writes_metrics_and_its_result(tmp_path):
     assert saved["test_acc"] == result["test_acc"] and 0.0 <= saved["test_acc"] <= 1.0
     assert saved["quick"] is True and saved["train_time_s"] > 0
     assert not list(run.glob(".*.part"))  # checkpoints are written atomically
+    # the checkpoint, evaluated again: its average is what the run reported; its weights differ
+    again = mtrain.evaluate_checkpoint(run)
+    assert again["test_acc_ema"] == result["test_acc"] and again["step"] == result["steps"]
+    assert 0.0 <= again["test_acc_weights"] <= 1.0 and again["test_images"] == 200
+    with pytest.raises(FileNotFoundError, match="run_dir=.*nowhere"):
+        mtrain.evaluate_checkpoint(tmp_path / "nowhere")
 
 
 @needs_data
