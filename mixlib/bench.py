@@ -360,13 +360,20 @@ def mixer_complexity(mixer: torch.nn.Module, *, size: int = 32, batch: int = 8,
             "gflops": flops["total"] / 1e9, "peak_mb": peak / 2 ** 20}
 
 
-def _training_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """One forward + backward + AdamW step of `model` on (x, y), as a function."""
+AMP_DTYPES = {"bf16": torch.bfloat16}  # `bench models --amp`: training under autocast
+
+
+def _training_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                   autocast_dtype: torch.dtype | None = None) -> Callable[[], None]:
+    """One forward + backward + AdamW step of `model` on (x, y), as a function; the forward
+    under autocast to `autocast_dtype` when one is given, as `mixlib.train --amp` runs it."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -381,8 +388,12 @@ def _batch(batch: int, image_size: int, device: torch.device) -> tuple[torch.Ten
 
 
 def bench_model(model: torch.nn.Module, *, image_size: int, batch: int, device: torch.device,
-                repeats: int = 3) -> dict:
-    """Params, forward GFLOPs per image, inference and training images/s, training peak MB."""
+                repeats: int = 3, amp: str = "off") -> dict:
+    """Params, forward GFLOPs per image, inference and training images/s, training peak MB;
+    with `amp` ("bf16"), also the training images/s under autocast and its ratio to float32,
+    the two steps timed in turns."""
+    if amp != "off" and amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be 'off' or one of {sorted(AMP_DTYPES)}, got {amp!r}")
     model = model.to(device).to(memory_format=torch.channels_last)
     x, y = _batch(batch, image_size, device)
     model.eval()
@@ -391,11 +402,17 @@ def bench_model(model: torch.nn.Module, *, image_size: int, batch: int, device: 
         infer_ms = time_ms(lambda: model(x), device, repeats)
     step = _training_step(model, x, y)
     train_ms = time_ms(step, device, repeats)
-    return {"params": sum(p.numel() for p in model.parameters()),
-            "gflops_forward": flops["total"] / 1e9, "gflops_train": 3 * flops["total"] / 1e9,
-            "gflops_by_formula": (flops["total"] - flops["counter"]) / 1e9,
-            "infer_img_s": batch / infer_ms * 1e3, "train_img_s": batch / train_ms * 1e3,
-            "train_peak_mb": peak_memory_bytes(step, device) / 2 ** 20}
+    row = {"params": sum(p.numel() for p in model.parameters()),
+           "gflops_forward": flops["total"] / 1e9, "gflops_train": 3 * flops["total"] / 1e9,
+           "gflops_by_formula": (flops["total"] - flops["counter"]) / 1e9,
+           "infer_img_s": batch / infer_ms * 1e3, "train_img_s": batch / train_ms * 1e3,
+           "train_peak_mb": peak_memory_bytes(step, device) / 2 ** 20}
+    if amp != "off":
+        mixed = _training_step(model, x, y, autocast_dtype=AMP_DTYPES[amp])
+        ms = time_each_ms({"fp32": step, amp: mixed}, device, repeats)
+        row.update(amp=amp, train_img_s_amp=batch / ms[amp] * 1e3,
+                   train_speed_amp_vs_fp32=ms["fp32"] / ms[amp])
+    return row
 
 
 def preset_names(which: str) -> list[str]:
@@ -413,7 +430,7 @@ def preset_names(which: str) -> list[str]:
 
 
 def bench_models(names: list[str], *, device: torch.device, batch: int, repeats: int,
-                 vs_timm: bool = False) -> list[dict]:
+                 vs_timm: bool = False, amp: str = "off") -> list[dict]:
     from . import models
 
     rows = []
@@ -423,7 +440,8 @@ def bench_models(names: list[str], *, device: torch.device, batch: int, repeats:
         torch.manual_seed(0)
         ours = models.build(name)
         row = {"model": name, "image_size": image_size,
-               **bench_model(ours, image_size=image_size, batch=batch, device=device, repeats=repeats)}
+               **bench_model(ours, image_size=image_size, batch=batch, device=device, repeats=repeats,
+                             amp=amp)}
         if vs_timm and name in TIMM_TWINS and not small:
             import timm
 
@@ -442,12 +460,16 @@ def bench_models(names: list[str], *, device: torch.device, batch: int, repeats:
 
 def format_models(rows: list[dict]) -> str:
     lines = ["| model | image | params (M) | fwd GFLOPs | train GFLOPs | by formula | infer img/s "
-             "| train img/s | train peak MB | vs timm |", "|" + "---|" * 10]
+             "| train img/s | train peak MB | vs timm | amp train img/s | amp vs fp32 |",
+             "|" + "---|" * 12]
     for r in rows:
         vs = f"{r['train_speed_vs_timm']:.2f}" if "train_speed_vs_timm" in r else ""
+        amp = (f"{r['train_img_s_amp']:.1f} ({r['amp']}) | {r['train_speed_amp_vs_fp32']:.2f}"
+               if "amp" in r else " | ")
         lines.append(f"| {r['model']} | {r['image_size']} | {r['params'] / 1e6:.2f} "
                      f"| {r['gflops_forward']:.3f} | {r['gflops_train']:.3f} | {r['gflops_by_formula']:.3f} "
-                     f"| {r['infer_img_s']:.0f} | {r['train_img_s']:.1f} | {r['train_peak_mb']:.0f} | {vs} |")
+                     f"| {r['infer_img_s']:.0f} | {r['train_img_s']:.1f} | {r['train_peak_mb']:.0f} | {vs} "
+                     f"| {amp} |")
     return "\n".join(lines)
 
 
@@ -492,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="default 64 when every model is a small preset, else 8")
     mod.add_argument("--repeats", type=int, default=3)
     mod.add_argument("--vs-timm", action="store_true", help="timm's same models beside them")
+    mod.add_argument("--amp", default="off", choices=["off", *AMP_DTYPES],
+                     help="also time training under autocast to this type, beside float32")
     mod.add_argument("--json", help="also write the rows and the environment to this file")
     args = parser.parse_args(argv)
 
@@ -503,9 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         small = all(n.endswith(("_cifar", "_imagenette")) for n in names)
         batch = args.batch or (64 if small else 8)  # 64 ImageNet images at 224 px take 20 GB
         rows = bench_models(names, device=device, batch=batch, repeats=args.repeats,
-                            vs_timm=args.vs_timm)
+                            vs_timm=args.vs_timm, amp=args.amp)
         title, table = f"models, batch {batch}, training = forward + backward + AdamW step", format_models(rows)
-        extra = {"batch": batch, "repeats": args.repeats}
+        extra = {"batch": batch, "repeats": args.repeats, "amp": args.amp}
     elif args.what == "mlp":
         kwargs = dict(shapes=((2, 8, 8), (2, 64, 2)), repeats=1) if args.quick else \
             dict(repeats=args.repeats)

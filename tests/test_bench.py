@@ -74,6 +74,18 @@ def test_model_bench_row():
     assert row["train_img_s"] > 0 and row["infer_img_s"] > 0 and row["train_peak_mb"] > 0
 
 
+def test_model_bench_row_with_autocast_times_both_in_turns():
+    from mixlib import models
+    row = bench.bench_model(models.build("dwconv_cifar", width=8), image_size=32, batch=4,
+                            device=torch.device("cpu"), repeats=1, amp="bf16")
+    assert row["amp"] == "bf16" and row["train_img_s_amp"] > 0
+    assert 0.05 < row["train_speed_amp_vs_fp32"] < 20
+    assert "(bf16)" in bench.format_models([{"model": "dwconv_cifar", "image_size": 32, **row}])
+    with pytest.raises(ValueError, match="amp must be 'off' or one of \\['bf16'\\], got 'fp8'"):
+        bench.bench_model(models.build("dwconv_cifar", width=8), image_size=32, batch=4,
+                          device=torch.device("cpu"), repeats=1, amp="fp8")
+
+
 def test_mixer_complexity_row():
     from mixlib import mixers
     row = bench.mixer_complexity(mixers.build("dwconv", 16, kernel_size=3), size=8, batch=2)
