@@ -151,6 +151,20 @@ def _optimizer(config: TrainConfig, model: nn.Module, *, fused: bool | None):
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), fused=fused)
 
 
+def _build_model(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
+    kwargs = dict(config.model_kwargs)
+    if config.image_size:
+        kwargs["image_size"] = config.image_size
+    model = models.build(config.model, num_classes=num_classes, **kwargs).to(device)
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+
+
+def _saved_config(state: dict) -> TrainConfig:
+    """The config a checkpoint was made with; a checkpoint from before a field existed was
+    made with its default."""
+    return TrainConfig(**{**asdict(TrainConfig(model=state["config"]["model"])), **state["config"]})
+
+
 def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
     """Linear warm-up to `peak` over `warmup` steps, then cosine decay to 0 at `total`."""
     if step < warmup:
@@ -265,13 +279,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         train_data = train_data.balanced_head(config.max_train_images)
     train_data, test_data = train_data.to(device), test_data.to(device)
 
-    model_kwargs = dict(config.model_kwargs)
-    if config.image_size:
-        model_kwargs["image_size"] = config.image_size
-    model = models.build(config.model, num_classes=len(train_data.spec.classes), **model_kwargs)
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _build_model(config, len(train_data.spec.classes), device)
     ema = EMA(model, config.ema) if config.ema else None
     optimizer = _optimizer(config, model, fused=device.type == "cuda" or None)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -294,8 +302,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     epoch_stats = (0, 0, 0.0)  # images seen, correct, summed loss: so far in this epoch
     if resuming:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states stay on the CPU
-        # a checkpoint from before a field existed was made with its default
-        saved = {**asdict(TrainConfig(model=config.model)), **state["config"]}
+        saved = asdict(_saved_config(state))
         for key in RESUME_MUST_MATCH:
             if saved[key] != getattr(config, key):
                 raise RunFolderError(f"--resume with {key}={getattr(config, key)!r}, but the "
@@ -471,22 +478,17 @@ def evaluate_checkpoint(run_dir: str | os.PathLike, *, device: str = "cpu") -> d
     if not path.is_file():
         raise FileNotFoundError(f"run_dir={str(run_dir)!r} holds no checkpoint.pt")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    config = TrainConfig(**{**asdict(TrainConfig(model=state["config"]["model"])), **state["config"]})
+    config = _saved_config(state)
     device = torch.device(device)
     test_data = mdata.load(config.data, "test", quick=config.quick).to(device)
-    kwargs = dict(config.model_kwargs, **({"image_size": config.image_size} if config.image_size else {}))
-    model = models.build(config.model, num_classes=len(test_data.spec.classes), **kwargs).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _build_model(config, len(test_data.spec.classes), device)
     accuracy = {}
     for name in ("ema", "model"):
         if state[name] is None:  # a run without the moving average
             continue
         model.load_state_dict(state[name])
-        with torch.no_grad():
-            accuracy[name] = evaluate(model, test_data, batch_size=500, device=device, tta=config.tta,
-                                      channels_last=config.channels_last,
-                                      image_size=config.image_size)
+        accuracy[name] = evaluate(model, test_data, batch_size=500, device=device, tta=config.tta,
+                                  channels_last=config.channels_last, image_size=config.image_size)
     return {"run": run_dir.name, "step": state["step"], "ema_decay": config.ema,
             "test_acc_ema": accuracy.get("ema"), "test_acc_weights": accuracy["model"],
             "tta": config.tta, "test_images": len(test_data), "hardware": environment(device),
