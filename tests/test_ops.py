@@ -111,6 +111,20 @@ def test_static_weights_are_a_depthwise_convolution():
         assert torch.allclose(local_aggregate(v, w, 5, 2, backend=backend), expected, atol=TOL, rtol=0)
 
 
+def test_static_weights_stay_float32_under_cpu_autocast():
+    """The depthwise convolution is kept out of CPU autocast (its bf16 kernels are the slow
+    ones): bf16 values come out in float32, equal to the float32 convolution of the same values,
+    and the weights' gradient is float32 too."""
+    v = torch.randn(B, C, H, W).bfloat16()
+    kernel = torch.randn(C, 1, 3, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = local_aggregate(v, kernel.reshape(1, C, 9, 1, 1), 3)
+    assert y.dtype == torch.float32
+    assert torch.equal(y, F.conv2d(v.float(), kernel, padding=1, groups=C))
+    y.sum().backward()
+    assert kernel.grad.dtype == torch.float32
+
+
 def test_channel_to_group_assignment_is_contiguous():
     """Channel c uses group c // (C // G): weights of group 1 touch channels 2 and 3 only."""
     v = rand(B, C, H, W)

@@ -484,6 +484,12 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
         else:
             backend = "triton" if v.is_cuda and _triton_usable(v) else "lean"
     if backend == "conv":
+        if v.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN's depthwise kernels run 2-3 times slower in bf16 than in float32 on the
+            # CPU, backward included (`python -m mixlib.bench models --amp bf16`), while the
+            # dense convolutions around them gain: keep this one out of autocast
+            with torch.autocast("cpu", enabled=False):
+                return _conv_aggregate(v.float(), w.float(), kernel_size, dilation)
         return _conv_aggregate(v, w, kernel_size, dilation)
     _record_flops(v, kernel_size)
     if backend == "reference":
