@@ -9,7 +9,9 @@ on the device, random crop and flip on whole batches (and Cutout with ``--cutout
 Nesterov SGD, ``--optimizer sgd``) with linear warm-up and cosine decay, no weight decay on norms
 and biases, label smoothing, an exponential moving average of the weights, flip test-time
 augmentation, channels_last, and on a GPU bf16 autocast (or float16 with a gradient scaler) and
-optionally torch.compile.
+optionally torch.compile. On a CPU with bf16 matrix units (AMX), ``--amp bf16`` asks for
+autocast there too; the depthwise convolutions then stay in float32, which oneDNN runs faster
+(``mixlib.ops.local_aggregate``).
 
 A run writes into ``--out/<run>/``: ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt``
 (written atomically every ``--checkpoint-every`` steps and at the end of every epoch) and, when
