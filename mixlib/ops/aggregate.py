@@ -371,6 +371,13 @@ class _LeanSimilarity(torch.autograd.Function):
 
 
 def _conv_aggregate(v, w, kernel_size, dilation):
+    if v.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        # oneDNN's depthwise kernels ran 2-3 times slower in bf16 than in float32 on an AMX
+        # Xeon, backward included, while the dense convolutions around them gain (chapter 8):
+        # this one stays out of autocast, at float32 or wider
+        dtype = torch.promote_types(v.dtype, torch.float32)
+        with torch.autocast("cpu", enabled=False):
+            return _conv_aggregate(v.to(dtype), w.to(dtype), kernel_size, dilation)
     B, C, H, W = v.shape
     Bw, G = w.shape[:2]
     if w.shape[3:] != (1, 1):
@@ -484,12 +491,6 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
         else:
             backend = "triton" if v.is_cuda and _triton_usable(v) else "lean"
     if backend == "conv":
-        if v.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # oneDNN's depthwise kernels run 2-3 times slower in bf16 than in float32 on the
-            # CPU, backward included (`python -m mixlib.bench models --amp bf16`), while the
-            # dense convolutions around them gain: keep this one out of autocast
-            with torch.autocast("cpu", enabled=False):
-                return _conv_aggregate(v.float(), w.float(), kernel_size, dilation)
         return _conv_aggregate(v, w, kernel_size, dilation)
     _record_flops(v, kernel_size)
     if backend == "reference":
