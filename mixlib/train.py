@@ -309,6 +309,10 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
             if saved[key] != getattr(config, key):
                 raise RunFolderError(f"--resume with {key}={getattr(config, key)!r}, but the "
                                      f"checkpoint in {run_dir} was made with {key}={saved[key]!r}")
+        if state.get("amp", amp) != amp:  # checkpoints from before it was kept pass unchecked
+            raise RunFolderError(f"--resume with amp={config.amp!r} (precision {amp!r} here), but "
+                                 f"the checkpoint in {run_dir} was trained with precision "
+                                 f"{state['amp']!r}")
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.model.load_state_dict(state["ema"])
@@ -354,7 +358,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                     "order_rng": order_rng.get_state(), "rank_rngs": rank_rngs,
                     "step": step, "elapsed": elapsed, "history": history, "epoch_order": epoch_order,
                     "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
-                    "window": window, "config": asdict(config), "commits": commits}
+                    "window": window, "config": asdict(config), "commits": commits,
+                    "amp": amp}  # the precision "auto" resolved to on this device
         mdata.atomic_write(checkpoint_path, lambda tmp: torch.save(snapshot, tmp))
 
     train_model = model

@@ -231,6 +231,10 @@ def test_resume_refuses_a_different_budget(tmp_path):
         mtrain.train(tiny_config(tmp_path, cutout=8), resume=True, log=lambda *a: None)
     with pytest.raises(mtrain.RunFolderError, match="optimizer='sgd'"):  # nor another optimizer
         mtrain.train(tiny_config(tmp_path, optimizer="sgd"), resume=True, log=lambda *a: None)
+    with pytest.raises(mtrain.RunFolderError, match="precision 'bf16' here.*precision 'off'"):
+        mtrain.train(tiny_config(tmp_path, amp="bf16"), resume=True, log=lambda *a: None)
+    resumed = mtrain.train(tiny_config(tmp_path, amp="off"), resume=True, log=lambda *a: None)
+    assert resumed["amp"] == "off"  # "auto" on the CPU and "off" are the same precision
 
 
 @needs_data
