@@ -2,8 +2,10 @@
 
     runs = load_runs("results/runs/compare-cifar10")      # one dict per result.json
     table = summarize(runs)                                # one row per model, over its seeds
+    run = load_run("results/runs/denseconv_cifar-cifar10-s0-e24-bf16")  # one run
+    print(describe_budget(run, goal=0.9, seconds=3600))    # how far it got, and when
 
-Every number chapter 8 shows goes through these two functions, from files committed under
+Every number chapter 8 shows goes through these functions, from files committed under
 ``results/``; nothing is typed in by hand.
 """
 from __future__ import annotations
@@ -20,6 +22,20 @@ def load_runs(folder: str | Path) -> list[dict]:
         raise FileNotFoundError(f"folder={str(folder)!r} is not a folder of runs")
     runs = [json.loads(path.read_text()) for path in sorted(folder.rglob("result.json"))]
     return sorted(runs, key=lambda run: (run["model"], run["seed"]))
+
+
+def load_run(folder: str | Path) -> dict:
+    """The one run in `folder` (its ``result.json``), with the re-evaluation of its last
+    checkpoint under ``"checkpoint_eval"`` when ``scripts/evaluate_checkpoint.py`` wrote one
+    (None otherwise)."""
+    folder = Path(folder)
+    path = folder / "result.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"folder={str(folder)!r} holds no result.json (unfinished run?)")
+    run = json.loads(path.read_text())
+    evaluation = folder / "checkpoint_eval.json"
+    run["checkpoint_eval"] = json.loads(evaluation.read_text()) if evaluation.is_file() else None
+    return run
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -65,6 +81,50 @@ def first_reaching(history: list[dict], accuracy: float) -> dict | None:
     if not 0.0 < accuracy <= 1.0:
         raise ValueError(f"accuracy must be a fraction in (0, 1], got {accuracy}")
     return next((h for h in history if h["test_acc"] >= accuracy), None)
+
+
+def precision(run: dict) -> str:
+    """The arithmetic a run trained in: ``"float32"``, or the autocast type ``--amp`` chose."""
+    return "float32" if run["amp"] == "off" else run["amp"]
+
+
+def budget(run: dict, *, goal: float, seconds: float) -> dict:
+    """How far a run got against an accuracy `goal` and a training-time budget of `seconds`,
+    from its per-epoch history and the training time it recorded (evaluations not counted):
+
+    - ``reached``: the first epoch at `goal` or above (its history entry), or None;
+    - ``inside``: the last epoch that ended within `seconds`, or None if none did;
+    - ``best``: the epoch with the best test accuracy (the first, on a tie);
+    - ``median_epoch_s``: the median epoch, robust to the stops of a shared machine.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be a positive training time, got {seconds}")
+    history = run["history"]
+    inside = [h for h in history if h["train_time_s"] <= seconds]
+    return {"reached": first_reaching(history, goal),
+            "inside": inside[-1] if inside else None,
+            "best": max(history, key=lambda h: h["test_acc"]),
+            "median_epoch_s": statistics.median(epoch_seconds(history))}
+
+
+def describe_budget(run: dict, *, goal: float = 0.9, seconds: float = 3600.0) -> str:
+    """`budget` as the sentence chapter 8 prints for each run: the end, the best, the time,
+    the last epoch inside the budget, when the goal was first reached, and the re-evaluated
+    last checkpoint when `load_run` found one."""
+    b = budget(run, goal=goal, seconds=seconds)
+    inside, reached = b["inside"], b["reached"]
+    text = (f"{run['test_acc']:.2%} at the end (best {b['best']['test_acc']:.2%}, epoch "
+            f"{b['best']['epoch']}), {run['train_time_s'] / 60:.0f} min recorded, "
+            f"{b['median_epoch_s']:.0f} s per epoch (median); "
+            + (f"{inside['test_acc']:.2%} after epoch {inside['epoch']}, the last inside "
+               f"{seconds / 60:.0f} min; " if inside else f"no epoch inside {seconds / 60:.0f} min; ")
+            + (f"{goal:.0%} first after epoch {reached['epoch']}, at "
+               f"{reached['train_time_s'] / 60:.1f} min" if reached else f"{goal:.0%} not reached"))
+    evaluation = run.get("checkpoint_eval")
+    if evaluation:  # the last checkpoint again: the moving average against the weights
+        text += (f"; last checkpoint {evaluation['test_acc_ema']:.2%} with the moving average, "
+                 f"{evaluation['test_acc_weights']:.2%} with the weights themselves")
+    return text
 
 
 def mixer_of(model: str) -> str:

@@ -71,3 +71,47 @@ def test_epoch_times_and_the_first_epoch_past_a_goal():
     assert results.first_reaching(history, 0.95) is None
     with pytest.raises(ValueError, match="accuracy"):
         results.first_reaching(history, 90)  # a percentage, not a fraction
+
+
+def hour_run(folder, history, *, amp="bf16", evaluation=None):
+    folder.mkdir(parents=True)
+    record = {"model": "a_cifar", "seed": 0, "epochs": len(history), "amp": amp,
+              "test_acc": history[-1]["test_acc"], "train_time_s": history[-1]["train_time_s"],
+              "history": history}
+    (folder / "result.json").write_text(json.dumps(record))
+    if evaluation is not None:
+        (folder / "checkpoint_eval.json").write_text(json.dumps(evaluation))
+    return results.load_run(folder)
+
+
+def test_budget_counts_recorded_time_not_epochs(tmp_path):
+    history = [{"epoch": 1, "test_acc": 0.80, "train_time_s": 1000.0},
+               {"epoch": 2, "test_acc": 0.92, "train_time_s": 2000.0},
+               {"epoch": 3, "test_acc": 0.91, "train_time_s": 3700.0},  # a stop: past the hour
+               {"epoch": 4, "test_acc": 0.92, "train_time_s": 4700.0}]
+    run = hour_run(tmp_path / "run", history, evaluation={"test_acc_ema": 0.92, "test_acc_weights": 0.93})
+    b = results.budget(run, goal=0.9, seconds=3600)
+    assert b["inside"]["epoch"] == 2          # by the recorded time, though 3 × median < 3600
+    assert b["reached"]["epoch"] == 2
+    assert b["best"]["epoch"] == 2            # the first of the tied best
+    assert b["median_epoch_s"] == 1000.0
+    text = results.describe_budget(run, goal=0.9, seconds=3600)
+    assert text.startswith("92.00% at the end (best 92.00%, epoch 2), 78 min recorded")
+    assert "92.00% after epoch 2, the last inside 60 min" in text
+    assert "90% first after epoch 2, at 33.3 min" in text
+    assert text.endswith("93.00% with the weights themselves")
+    assert "not reached" in results.describe_budget(run, goal=0.95, seconds=3600)
+    assert "no epoch inside 10 min" in results.describe_budget(run, seconds=600)
+    assert results.precision(run) == "bf16"
+
+
+def test_load_run_without_evaluation_and_bad_budgets(tmp_path):
+    run = hour_run(tmp_path / "run", [{"epoch": 1, "test_acc": 0.5, "train_time_s": 10.0}], amp="off")
+    assert run["checkpoint_eval"] is None and results.precision(run) == "float32"
+    assert "last checkpoint" not in results.describe_budget(run)
+    with pytest.raises(ValueError, match="seconds"):
+        results.budget(run, goal=0.9, seconds=0)
+    with pytest.raises(ValueError, match="accuracy"):
+        results.budget(run, goal=90, seconds=3600)
+    with pytest.raises(FileNotFoundError, match="empty"):
+        results.load_run(tmp_path / "empty")
