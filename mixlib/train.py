@@ -125,10 +125,12 @@ class TrainConfig:
                              f"got cutout={self.cutout}")
 
     def run_name(self) -> str:
-        # settings a resume refuses get their own folder
+        # settings a resume refuses get their own folder; a precision only when asked for by
+        # name ("auto" is the device's own choice, resolved later)
+        amp = f"-{self.amp}" if self.amp in ("bf16", "fp16") else ""
         cut = f"-cutout{self.cutout}" if self.cutout else ""
         opt = f"-{self.optimizer}" if self.optimizer != "adamw" else ""
-        return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}{cut}{opt}"
+        return self.run or f"{self.model}-{self.data}-s{self.seed}-e{self.epochs}{amp}{cut}{opt}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -284,10 +284,13 @@ def test_the_cli_reports_a_bad_value_as_a_usage_error(capsys):
     assert stop.value.code == 2 and "at most the 128-pixel side" in capsys.readouterr().err
 
 
-def test_run_names_say_the_budget_cutout_and_optimizer(tmp_path):
+def test_run_names_say_the_budget_precision_cutout_and_optimizer(tmp_path):
     assert tiny_config(tmp_path, run=None).run_name() == "dwconv_cifar-cifar10-s0-e2"
     assert tiny_config(tmp_path, run=None, cutout=12).run_name() == "dwconv_cifar-cifar10-s0-e2-cutout12"
     assert tiny_config(tmp_path, run=None, optimizer="sgd").run_name() == "dwconv_cifar-cifar10-s0-e2-sgd"
+    assert (tiny_config(tmp_path, run=None, amp="bf16", cutout=8).run_name()
+            == "dwconv_cifar-cifar10-s0-e2-bf16-cutout8")  # the names of the book's bf16 runs
+    assert tiny_config(tmp_path, run=None, amp="off").run_name() == "dwconv_cifar-cifar10-s0-e2"
     assert tiny_config(tmp_path, cutout=12).run_name() == "tiny"  # a name given is kept
 
 
