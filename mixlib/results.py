@@ -20,7 +20,7 @@ def load_runs(folder: str | Path) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder={str(folder)!r} is not a folder of runs")
-    runs = [json.loads(path.read_text()) for path in sorted(folder.rglob("result.json"))]
+    runs = [load_run(path.parent) for path in sorted(folder.rglob("result.json"))]
     return sorted(runs, key=lambda run: (run["model"], run["seed"]))
 
 
