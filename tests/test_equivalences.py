@@ -152,23 +152,46 @@ def test_neighborhood_attention_without_queries_is_a_depthwise_conv_inside():
         assert not close(y[..., 0, :], expected[..., 0, :], 1e-6)  # clamped windows at the border
 
 
-def test_neighborhood_attention_over_the_whole_map_is_global_attention():
-    C, heads, k = 8, 2, 7
-    m = mixers.build("neighborhood_attention", C, num_heads=heads, kernel_size=k,
-                     implementation="aggregate").double()
-    x = rand(2, C, 7, 7)
-    q, key, v = m.qkv(x.permute(0, 2, 3, 1)).view(2, 49, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
-    rows, cols = torch.meshgrid(torch.arange(7), torch.arange(7), indexing="ij")
+# a 7×7 map under NATTEN's clamped windows; maps smaller than the window under centred windows
+# with the outside masked (border "zeros"), which the book's small models use on 4×4 and 2×2 maps
+@pytest.mark.parametrize("size, border", [(7, "clamp"), (4, "zeros"), (2, "zeros")])
+@pytest.mark.parametrize("implementation", ["aggregate", "dense"])
+def test_neighborhood_attention_over_the_whole_map_is_global_attention(size, border, implementation):
+    C, heads, k, N = 8, 2, 7, size * size
+    m = mixers.build("neighborhood_attention", C, num_heads=heads, kernel_size=k, border=border,
+                     implementation=implementation).double()
+    x = rand(2, C, size, size)
+    q, key, v = m.qkv(x.permute(0, 2, 3, 1)).view(2, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     rows, cols = rows.flatten(), cols.flatten()
     bias = m.rpb[:, rows[None] - rows[:, None] + k - 1, cols[None] - cols[:, None] + k - 1]  # key - query
     logits = q @ key.transpose(-1, -2) / math.sqrt(C // heads) + bias
-    y = (logits.softmax(-1) @ v).transpose(1, 2).reshape(2, 7, 7, C)
+    y = (logits.softmax(-1) @ v).transpose(1, 2).reshape(2, size, size, C)
     assert close(m(x), m.proj(y).permute(0, 3, 1, 2))
 
 
-@pytest.mark.parametrize("dilation", [1, 2])
-def test_neighborhood_attention_dense_and_aggregate_agree(dilation):
-    m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3, dilation=dilation).double()
+@pytest.mark.parametrize("name, kwargs", [
+    ("neighborhood_attention", dict(kernel_size=3)),
+    ("neighborhood_attention", dict(kernel_size=3, border="zeros")),
+    ("window_attention", dict(window_size=4, shift_size=2)),
+])
+def test_without_position_bias_is_the_same_layer_with_a_zero_table(name, kwargs):
+    plain = mixers.build(name, 8, num_heads=2, position_bias=False, **kwargs).double()
+    learned = mixers.build(name, 8, num_heads=2, **kwargs).double()
+    tables = [n for n, _ in learned.named_parameters() if "rpb" in n or "bias_table" in n]
+    assert len(tables) == 1 and tables[0] not in dict(plain.named_parameters())
+    learned.load_state_dict(plain.state_dict(), strict=False)  # the same projections
+    x = rand(2, 8, 8, 8)
+    assert not close(plain(x), learned(x))  # the learned table matters...
+    with torch.no_grad():
+        learned.get_parameter(tables[0]).zero_()
+    assert close(plain(x), learned(x))  # ...and dropping it is a zero table
+
+
+@pytest.mark.parametrize("dilation, border", [(1, "clamp"), (2, "clamp"), (1, "zeros"), (2, "zeros")])
+def test_neighborhood_attention_dense_and_aggregate_agree(dilation, border):
+    m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3, dilation=dilation,
+                     border=border).double()
     x = rand(2, 8, 9, 11)
     m.implementation = "dense"
     dense = m(x)

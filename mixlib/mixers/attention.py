@@ -84,9 +84,26 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     return attn @ v
 
 
+def bias_table(module: nn.Module, name: str, shape: tuple[int, ...], learned: bool) -> None:
+    """Give `module` a relative position bias table `name` of `shape`: learned (a parameter,
+    truncated normal with std 0.02, as the papers) or, switched off, zeros held as a buffer, so
+    every code path reads a table and the ablation changes nothing else."""
+    table = torch.zeros(shape)
+    if learned:
+        nn.init.trunc_normal_(table, std=0.02)
+        module.register_parameter(name, nn.Parameter(table))
+    else:
+        module.register_buffer(name, table, persistent=False)
+
+
 def _split_qkv(qkv: torch.Tensor, pattern: str, **axes):
     """q, k, v from one projection whose channels are laid out (qkv, head, d)."""
     return rearrange(qkv, pattern, three=3, **axes).unbind(0)
+
+
+def _inside(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Which of the positions (rows, cols) lie inside an H×W map."""
+    return (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
 
 
 @register_mixer("window_attention")
@@ -107,6 +124,7 @@ class WindowAttention(nn.Module):
         num_heads: h (default C // 32, Swin's head width).
         window_size: M (Swin: 7).
         shift_size: s, 0 or M // 2 in alternating Swin blocks.
+        position_bias: learn the relative position bias B (Swin: True); False drops it.
         qkv_bias: bias in the qkv projection (Swin: True).
         attn_drop: dropout on the attention weights; proj_drop: on the output.
     """
@@ -115,8 +133,8 @@ class WindowAttention(nn.Module):
                      paper="liu2021swin")
 
     def __init__(self, dim: int, *, num_heads: int | None = None, window_size: int = 7,
-                 shift_size: int = 0, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):
+                 shift_size: int = 0, position_bias: bool = True, qkv_bias: bool = True,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         self.dim = check_int("dim", dim)
         self.num_heads = resolve_heads(dim, num_heads)
@@ -126,8 +144,8 @@ class WindowAttention(nn.Module):
             raise ValueError(f"shift_size={shift_size} must be smaller than window_size={window_size}")
         M = window_size
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * M - 1) ** 2, self.num_heads))
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        bias_table(self, "relative_position_bias_table", ((2 * M - 1) ** 2, self.num_heads),
+                   position_bias)
         self.register_buffer("relative_position_index", swin_relative_index(M, M), persistent=False)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
@@ -208,7 +226,9 @@ class NeighborhoodAttention(nn.Module):
     $y_i = \sum_j w_{ij} v_j$: ``local_similarity`` + bias, softmax, ``local_aggregate``, with
     NATTEN's border rule (``border="clamp"``): near the border the window shifts inward, so every
     pixel attends to exactly k*k pixels. The bias table is (h, 2k-1, 2k-1), indexed by key - query;
-    the interior only uses its central k×k.
+    the interior only uses its central k×k. ``border="zeros"`` keeps every window centred on its
+    pixel and masks the positions outside the map before the softmax (the sliding window of
+    SASA and ELSA); it also works on maps smaller than the window, where it is global attention.
 
     ``implementation``: "aggregate" (the two ops, memory O(N·K); on a GPU they run as fused
     Triton kernels), "dense" (one masked attention over all N pixels, `attend`, memory
@@ -222,9 +242,12 @@ class NeighborhoodAttention(nn.Module):
         num_heads: h (default C // 32).
         kernel_size: k (NAT: 7).
         dilation: d.
+        border: "clamp" (NATTEN's windows, shifted inward) or "zeros" (centred windows, outside
+            positions masked).
+        position_bias: learn the relative position bias B (NAT: True); False drops it.
         qkv_bias: bias in the qkv projection.
         attn_drop, proj_drop: dropout on the weights and on the output.
-        implementation: "auto", "aggregate", "dense" or "flex".
+        implementation: "auto", "aggregate", "dense" or "flex" ("flex": clamp only).
     """
 
     info = MixerInfo(neighbourhood="k×k window (clamped)", sharing="head", weights="query-key",
@@ -233,8 +256,9 @@ class NeighborhoodAttention(nn.Module):
     IMPLEMENTATIONS = ("auto", "aggregate", "dense", "flex")
 
     def __init__(self, dim: int, *, num_heads: int | None = None, kernel_size: int = 7,
-                 dilation: int = 1, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0, implementation: str = "auto"):
+                 dilation: int = 1, border: str = "clamp", position_bias: bool = True,
+                 qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 implementation: str = "auto"):
         super().__init__()
         self.dim = check_int("dim", dim)
         self.num_heads = resolve_heads(dim, num_heads)
@@ -242,11 +266,17 @@ class NeighborhoodAttention(nn.Module):
         self.dilation = check_int("dilation", dilation)
         if implementation not in self.IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {self.IMPLEMENTATIONS}, got {implementation!r}")
+        if border not in ("clamp", "zeros"):
+            raise ValueError(f"border must be 'clamp' or 'zeros', got {border!r}")
+        if border == "zeros" and implementation == "flex":
+            raise ValueError("implementation='flex' builds NATTEN's clamped windows only; "
+                             "use border='clamp' or another implementation")
         self.implementation = implementation
+        self.border = border
         self.scale = (dim // self.num_heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.rpb = nn.Parameter(torch.zeros(self.num_heads, 2 * kernel_size - 1, 2 * kernel_size - 1))
-        nn.init.trunc_normal_(self.rpb, std=0.02)
+        bias_table(self, "rpb", (self.num_heads, 2 * kernel_size - 1, 2 * kernel_size - 1),
+                   position_bias)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -257,7 +287,8 @@ class NeighborhoodAttention(nn.Module):
 
     def _positions(self, height: int, width: int, device):
         """Neighbour positions (K, H, W) and their bias table rows and columns."""
-        rows, cols = window_positions(height, width, self.kernel_size, self.dilation, "clamp", device)
+        rows, cols = window_positions(height, width, self.kernel_size, self.dilation, self.border,
+                                      device)
         i = torch.arange(height, device=device)[None, :, None]
         j = torch.arange(width, device=device)[None, None, :]
         rel_rows = torch.div(rows - i, self.dilation, rounding_mode="floor") + self.kernel_size - 1
@@ -265,9 +296,13 @@ class NeighborhoodAttention(nn.Module):
         return rows, cols, rel_rows, rel_cols
 
     def relative_bias(self, height: int, width: int, device=None) -> torch.Tensor:
-        """(h, K, H, W): B_h[j - i] for every pixel and neighbour."""
-        _, _, rel_rows, rel_cols = self._positions(height, width, device or self.rpb.device)
-        return self.rpb[:, rel_rows, rel_cols]
+        """(h, K, H, W): B_h[j - i] for every pixel and neighbour; -inf for neighbours outside
+        the map (border "zeros")."""
+        rows, cols, rel_rows, rel_cols = self._positions(height, width, device or self.rpb.device)
+        bias = self.rpb[:, rel_rows, rel_cols]
+        if self.border == "zeros":
+            bias = bias.masked_fill(~_inside(rows, cols, height, width), float("-inf"))
+        return bias
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(B, h, K, H, W): the attention weights of every pixel over its k×k window."""
@@ -277,7 +312,7 @@ class NeighborhoodAttention(nn.Module):
     def _weights(self, q, k):
         H, W = q.shape[-2:]
         logits = local_similarity(q * self.scale, k, self.kernel_size, self.dilation,
-                                  groups=self.num_heads, border="clamp")
+                                  groups=self.num_heads, border=self.border)
         return (logits + self.relative_bias(H, W, q.device)).softmax(dim=2)
 
     def _implementation(self, x: torch.Tensor) -> str:
@@ -317,10 +352,13 @@ class NeighborhoodAttention(nn.Module):
         device = device or self.rpb.device
         rows, cols, rel_rows, rel_cols = self._positions(height, width, device)
         N, K = height * width, self.kernel_size ** 2
-        keys = (rows * width + cols).view(K, N).T  # (N, K): the key index of each neighbour
+        keys = rows * width + cols
+        if self.border == "zeros":  # neighbours outside the map go to a spare column N, dropped
+            keys = keys.masked_fill(~_inside(rows, cols, height, width), N)
+        keys = keys.view(K, N).T  # (N, K): the key index of each neighbour
         bias = self.rpb[:, rel_rows, rel_cols].view(self.num_heads, K, N).transpose(1, 2)  # (h, N, K)
-        dense = torch.full((self.num_heads, N, N), float("-inf"), device=device, dtype=bias.dtype)
-        return dense.scatter(2, keys.expand(self.num_heads, N, K), bias)
+        dense = torch.full((self.num_heads, N, N + 1), float("-inf"), device=device, dtype=bias.dtype)
+        return dense.scatter(2, keys.expand(self.num_heads, N, K), bias)[..., :N]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, type(self).__name__)
@@ -338,7 +376,7 @@ class NeighborhoodAttention(nn.Module):
             y = rearrange(y, "b h (x y) d -> b x y (h d)", x=H)
         else:
             w = self.attn_drop(self._weights(q, k))
-            y = local_aggregate(v, w, self.kernel_size, self.dilation, border="clamp")
+            y = local_aggregate(v, w, self.kernel_size, self.dilation, border=self.border)
             y = y.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
         return self.proj_drop(self.proj(y)).permute(0, 3, 1, 2)  # back to (B, C, H, W)
 
@@ -374,9 +412,8 @@ class RelativeAttention(nn.Module):
         self.num_heads = resolve_heads(self.dim_out, num_heads)
         self.size = pair("size", size)
         self.qkv = nn.Conv2d(dim, 3 * self.dim_out, 1, bias=qkv_bias)
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * self.size[0] - 1) * (2 * self.size[1] - 1), self.num_heads))
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        bias_table(self, "relative_position_bias_table",
+                   ((2 * self.size[0] - 1) * (2 * self.size[1] - 1), self.num_heads), True)
         self.attn_drop = attn_drop
         self.proj = nn.Conv2d(self.dim_out, self.dim_out, 1)
         self.proj_drop = nn.Dropout(proj_drop)
