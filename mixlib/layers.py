@@ -1,22 +1,37 @@
 """Small layers the mixers and blocks share. All take and return (B, C, H, W) unless stated."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["LayerNorm2d", "LayerScale", "DropPath", "add_residual", "ConvMlp", "check_map",
-           "check_int", "check_divides", "pair"]
+           "check_int", "check_float", "check_probability", "check_divides", "pair"]
 
 
-def check_map(x: torch.Tensor, dim: int, owner: str) -> None:
-    """The mixer contract: x is (B, dim, H, W); anything else is a ValueError naming it."""
+def check_map(x: torch.Tensor, dim: int, owner: str | nn.Module) -> None:
+    """The mixer contract: x is a floating-point (B, dim, H, W) map, on the device of the
+    owner's weights (when `owner` is the module itself); anything else is a ValueError naming it.
+
+    Integer and bool maps are refused here rather than left to the backends: some of them
+    would compute in float and some fail inside torch, so the same input gave a result or a
+    traceback depending on the mixer.
+    """
+    name = owner if isinstance(owner, str) else type(owner).__name__
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{owner} expects x of shape (B, C, H, W), got {shape}")
+        raise ValueError(f"{name} expects x of shape (B, C, H, W), got {shape}")
     if x.shape[1] != dim:
-        raise ValueError(f"{owner} was built with dim={dim} channels, got x with {x.shape[1]} "
+        raise ValueError(f"{name} was built with dim={dim} channels, got x with {x.shape[1]} "
                          f"channels (shape {tuple(x.shape)})")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} expects a floating-point x, got dtype {x.dtype}")
+    weight = next(owner.parameters(), None) if isinstance(owner, nn.Module) else None
+    if weight is not None and weight.device != x.device:
+        raise ValueError(f"x is on {x.device} but {name}'s weights are on {weight.device}: "
+                         f"move one of them (e.g. mixer.to(x.device))")
 
 
 def check_int(name: str, value, *, minimum: int = 1, odd: bool = False) -> int:
@@ -24,6 +39,27 @@ def check_int(name: str, value, *, minimum: int = 1, odd: bool = False) -> int:
         kind = "an odd int" if odd else "an int"
         raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
     return value
+
+
+def check_float(name: str, value, *, minimum: float | None = None, above: float | None = None,
+                below: float | None = None) -> float:
+    """A finite real number, at least `minimum`, more than `above`, less than `below` (each
+    when given); else a ValueError naming it. NaN fails every comparison, so without the
+    finiteness test a NaN hyper-parameter passes range checks written as `if value < 0`."""
+    bounds = [f">= {minimum:g}" if minimum is not None else "", f"> {above:g}" if above is not None else "",
+              f"< {below:g}" if below is not None else ""]
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (minimum is None or value >= minimum) and (above is None or value > above)
+          and (below is None or value < below))
+    if not ok:
+        text = " and ".join(b for b in bounds if b)
+        raise ValueError(f"{name} must be a finite number{' ' + text if text else ''}, got {value!r}")
+    return float(value)
+
+
+def check_probability(name: str, value) -> float:
+    """A dropout or drop-path probability: a number in [0, 1)."""
+    return check_float(name, value, minimum=0.0, below=1.0)
 
 
 def pair(name: str, size) -> tuple[int, int]:
@@ -68,9 +104,7 @@ class DropPath(nn.Module):
 
     def __init__(self, p: float = 0.0):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop path probability p must be in [0, 1), got {p}")
-        self.p = p
+        self.p = check_probability("drop path probability p", p)
 
     def keep_mask(self, x: torch.Tensor) -> torch.Tensor | None:
         """(B, 1, ..., 1): 0 for a dropped sample, 1 / (1 - p) for a kept one; None when

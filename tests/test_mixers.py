@@ -115,3 +115,44 @@ def test_metadata_cites_the_bibliography(name):
 def test_unknown_name():
     with pytest.raises(ValueError, match="'conv3x3'"):
         mixers.build("conv3x3", DIM)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_empty_batch_gives_an_empty_output(name):
+    if name == "ddwconv":  # its per-image kernels reach ops' grouped conv with B·C = 0 groups
+        pytest.xfail("the per-sample static-weight path of mixlib.ops refuses B = 0 (issue 23)")
+    x = torch.randn(0, DIM, 13, 17)
+    assert make(name)(x).shape == x.shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool])
+def test_integer_and_bool_maps_are_refused_by_name(name, dtype):
+    # some backends computed these in float, others failed inside torch
+    with pytest.raises(ValueError, match=f"floating-point x, got dtype {dtype}"):
+        make(name)(torch.ones(2, DIM, 9, 11, dtype=dtype))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "pooling"])  # pooling has no weights
+def test_weights_on_another_device_are_refused_by_name(name):
+    mixer = make(name).to("meta")  # the one other device a CPU-only machine has
+    with pytest.raises(ValueError, match="x is on cpu but .* weights are on meta"):
+        mixer(torch.randn(2, DIM, 9, 11))
+
+
+@pytest.mark.parametrize("name,argument,value", [
+    (n, a, v) for n in ("window_attention", "neighborhood_attention", "relative_attention", "elsa")
+    for a in ("attn_drop", "proj_drop") for v in (1.5, -0.1, float("nan"))] + [
+    ("elsa", "gamma", float("nan")), ("elsa", "qk_scale", float("inf")),
+    ("gnconv", "scale", float("nan")), ("gnconv", "global_size", 0)])
+def test_bad_float_hyperparameters_are_refused_at_construction(name, argument, value):
+    # before: dropout 1.5 failed at the first training step, NaN scales built and output NaN
+    with pytest.raises(ValueError, match=rf"{argument}(\[0\])? must be"):
+        make(name, **{argument: value})
+
+
+def test_neighborhood_attention_names_a_map_smaller_than_its_clamped_window():
+    mixer = make("neighborhood_attention", kernel_size=5)
+    with pytest.raises(ValueError, match=r"at least 5×5, got x of shape \(1, 64, 4, 9\)"):
+        mixer(torch.randn(1, DIM, 4, 9))
+    assert make("neighborhood_attention", kernel_size=5, border="zeros")(torch.randn(1, DIM, 4, 9)).shape == (1, DIM, 4, 9)

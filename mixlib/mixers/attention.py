@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..layers import check_divides, check_int, check_map, pair
+from ..layers import check_divides, check_int, check_map, check_probability, pair
 from ..ops import clamped_neighbours, local_aggregate, local_similarity, window_positions
 from ._registry import MixerInfo, register_mixer
 
@@ -147,9 +147,9 @@ class WindowAttention(nn.Module):
         bias_table(self, "relative_position_bias_table", ((2 * M - 1) ** 2, self.num_heads),
                    position_bias)
         self.register_buffer("relative_position_index", swin_relative_index(M, M), persistent=False)
-        self.attn_drop = attn_drop
+        self.attn_drop = check_probability("attn_drop", attn_drop)
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = nn.Dropout(check_probability("proj_drop", proj_drop))
         self._masks: dict[tuple, torch.Tensor | None] = {}  # window_mask's, by (H, W, device)
 
     def relative_bias(self) -> torch.Tensor:
@@ -192,7 +192,7 @@ class WindowAttention(nn.Module):
         return self.shift_size if min(height, width) > self.window_size else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         B, C, H, W = x.shape
         M, shift = self.window_size, self._shift(H, W)
         x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
@@ -210,7 +210,8 @@ class WindowAttention(nn.Module):
             bias = bias.masked_fill(~mask[:, None], float("-inf"))
             bias = bias.expand(B, *bias.shape).flatten(0, 1)  # (B·nW, h, T, T)
         y = attend(q, k, v, bias, self.attn_drop if self.training else 0.0)
-        y = rearrange(y, "(b n) h t d -> b n t (h d)", b=B)
+        # n given, not b: einops cannot infer n from an empty batch (B = 0)
+        y = rearrange(y, "(b n) h t d -> b n t (h d)", n=(Hp // M) * (Wp // M))
         y = self.proj_drop(self.proj(y))
         y = rearrange(y, "b (nh nw) (m1 m2) c -> b (nh m1) (nw m2) c", nh=Hp // M, m1=M)
         if shift:
@@ -277,9 +278,9 @@ class NeighborhoodAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         bias_table(self, "rpb", (self.num_heads, 2 * kernel_size - 1, 2 * kernel_size - 1),
                    position_bias)
-        self.attn_drop = nn.Dropout(attn_drop)
+        self.attn_drop = nn.Dropout(check_probability("attn_drop", attn_drop))
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = nn.Dropout(check_probability("proj_drop", proj_drop))
 
     def _qkv(self, x: torch.Tensor):
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, 3C)
@@ -361,8 +362,14 @@ class NeighborhoodAttention(nn.Module):
         return dense.scatter(2, keys.expand(self.num_heads, N, K), bias)[..., :N]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         B, C, H, W = x.shape
+        span = self.kernel_size * self.dilation  # what a clamped window needs on each axis
+        if self.border == "clamp" and min(H, W) < span:
+            raise ValueError(f"NeighborhoodAttention(border='clamp') with kernel_size="
+                             f"{self.kernel_size}, dilation={self.dilation} needs maps of at least "
+                             f"{span}×{span}, got x of shape {tuple(x.shape)}; border='zeros' "
+                             f"takes any map")
         q, k, v = self._qkv(x)
         implementation = self._implementation(x)
         if implementation in ("dense", "flex"):
@@ -414,9 +421,9 @@ class RelativeAttention(nn.Module):
         self.qkv = nn.Conv2d(dim, 3 * self.dim_out, 1, bias=qkv_bias)
         bias_table(self, "relative_position_bias_table",
                    ((2 * self.size[0] - 1) * (2 * self.size[1] - 1), self.num_heads), True)
-        self.attn_drop = attn_drop
+        self.attn_drop = check_probability("attn_drop", attn_drop)
         self.proj = nn.Conv2d(self.dim_out, self.dim_out, 1)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = nn.Dropout(check_probability("proj_drop", proj_drop))
 
     def relative_bias(self, height: int, width: int) -> torch.Tensor:
         """(h, N, N): w_h[i - j] for every query i and key j of an H×W map."""
@@ -427,7 +434,7 @@ class RelativeAttention(nn.Module):
         return lookup_bias(self.relative_position_bias_table, index)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         B, C, H, W = x.shape
         q, k, v = _split_qkv(self.qkv(x), "b (three h d) x y -> three b h (x y) d",
                              h=self.num_heads)

@@ -77,7 +77,7 @@ class DWConv(nn.Module):
         return self.conv.weight.reshape(1, self.dim, self.kernel_size ** 2, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         y = local_aggregate(x, self.aggregation_weights(), self.kernel_size, self.dilation)
         if self.conv.bias is not None:
             y = y + self.conv.bias.view(1, -1, 1, 1)
@@ -127,7 +127,7 @@ class DynamicDWConv(nn.Module):
         return self.generator(x).view(B, self.dim, self.kernel_size ** 2, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         y = local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
         return y + self.bias.view(1, -1, 1, 1)
 
@@ -178,7 +178,7 @@ class InhomogeneousDWConv(nn.Module):
         return self.generator(x).view(B, self.groups, self.kernel_size ** 2, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         return local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
 
 
@@ -213,7 +213,7 @@ class Pooling(nn.Module):
         return w[None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         mean = F.avg_pool2d(x, self.pool_size, stride=1, padding=self.pool_size // 2,
                             count_include_pad=False)
         return mean - x

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import check_int, check_map
+from ..layers import check_float, check_int, check_map, check_probability
 from ..ops import local_aggregate
 from ._registry import MixerInfo, register_mixer
 from .attention import resolve_heads
@@ -67,9 +67,9 @@ class ELSA(nn.Module):
         self.group_width = check_int("group_width", group_width)
         if isinstance(lam, bool) or lam not in (0, 1):
             raise ValueError(f"lam must be 0 or 1 (the ghost multiplier is raised to it), got {lam!r}")
-        self.lam, self.gamma = int(lam), float(gamma)
+        self.lam, self.gamma = int(lam), check_float("gamma", gamma)
         self.dim_qk = math.ceil((dim // 3 * 2) / group_width) * group_width
-        self.scale = qk_scale if qk_scale is not None else (dim // self.num_heads) ** -0.5
+        self.scale = check_float("qk_scale", qk_scale) if qk_scale is not None else (dim // self.num_heads) ** -0.5
         K = kernel_size ** 2
         self.pre_proj = nn.Conv2d(dim, 2 * self.dim_qk + dim, 1, bias=qkv_bias)
         self.generator = nn.Sequential(
@@ -85,9 +85,9 @@ class ELSA(nn.Module):
             nn.init.trunc_normal_(self.ghost_add, std=0.02)
         else:
             self.ghost_add = None
-        self.attn_drop = nn.Dropout(attn_drop)
+        self.attn_drop = nn.Dropout(check_probability("attn_drop", attn_drop))
         self.post_proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = nn.Dropout(check_probability("proj_drop", proj_drop))
 
     def _split(self, x):
         return torch.split(self.pre_proj(x), (self.dim_qk, self.dim_qk, self.dim), dim=1)
@@ -112,7 +112,7 @@ class ELSA(nn.Module):
         return filters
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         q, k, v = self._split(x)
         attention = self.attn_drop(self.head_weights(q, k))
         if self.lam:  # a filter of its own for every channel

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import LayerNorm2d, check_int, check_map, pair
+from ..layers import LayerNorm2d, check_float, check_int, check_map, pair
 from ._registry import MixerInfo, register_mixer
 from .conv import DWConv
 
@@ -38,6 +38,8 @@ def spectral_filter(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     does; at the size they were made for, the layer is exactly a circular depthwise conv.
     """
     H, W = x.shape[-2:]
+    if x.numel() == 0:  # an empty batch: MKL refuses to plan an FFT over no data
+        return x.clone()
     real_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # no half FFTs
     spectrum = torch.fft.rfft2(x.to(real_dtype), dim=(2, 3), norm="ortho")  # (B, C, H, W // 2 + 1)
     if spectrum.shape[-2:] != weight.shape[1:3]:
@@ -78,7 +80,7 @@ class GlobalFilter(nn.Module):
         return torch.fft.irfft2(weight, s=self.size, dim=(1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         return spectral_filter(x, self.complex_weight)
 
 
@@ -108,7 +110,7 @@ class GlobalLocalFilter(nn.Module):
         self.post_norm = LayerNorm2d(dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         B, C, H, W = x.shape
         x = self.pre_norm(x)
         local, glob = x.chunk(2, dim=1)
@@ -149,17 +151,17 @@ class GnConv(nn.Module):
             raise ValueError(f"order={order} halves dim={dim} {order - 1} times: dim must be "
                              f"divisible by {2 ** (order - 1)}")
         self.dims = [dim // 2 ** i for i in range(order)][::-1]  # smallest first
-        self.scale = scale
+        self.scale = check_float("scale", scale)
         self.proj_in = nn.Conv2d(dim, 2 * dim, 1)
         if global_size is None:
             self.spatial = DWConv(sum(self.dims), kernel_size=kernel_size)
         else:
-            self.spatial = GlobalLocalFilter(sum(self.dims), size=global_size)
+            self.spatial = GlobalLocalFilter(sum(self.dims), size=pair("global_size", global_size))
         self.pws = nn.ModuleList(nn.Conv2d(self.dims[i], self.dims[i + 1], 1) for i in range(order - 1))
         self.proj_out = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         p, q = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)), dim=1)
         gates = torch.split(self.spatial(q) * self.scale, self.dims, dim=1)
         x = p * gates[0]

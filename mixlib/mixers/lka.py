@@ -88,6 +88,6 @@ class LargeKernelAttention(nn.Module):
         return kernel, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, type(self).__name__)
+        check_map(x, self.dim, self)
         attention = self.conv1(self.conv_spatial(self.conv0(x)))
         return x * attention

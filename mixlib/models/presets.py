@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from ..layers import LayerNorm2d
+from ..layers import LayerNorm2d, check_int, check_probability
 from ..mixers import (ELSA, DWConv, DynamicDWConv, GlobalFilter, GnConv, InhomogeneousDWConv,
                       LargeKernelAttention, Pooling, RelativeAttention, WindowAttention)
 from .backbone import Backbone, ClassifierHead, PositionEmbedding, hierarchy
@@ -61,7 +61,20 @@ def build(name: str, num_classes: int | None = None, **kwargs) -> Backbone:
         raise ValueError(f"name must be one of {available()}, got {name!r}")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    _check_shared(kwargs)
     return _MODELS[name](**kwargs)
+
+
+def _check_shared(kwargs: dict) -> None:
+    """The keyword arguments most presets share, checked by name before any layer is built: a
+    bad one would otherwise surface deep inside, under another name (a drop-path rate of 1.5
+    as the probability p of the block whose share of it reaches 1, an image size of 0 as a
+    window size of 0) or not at all (an image size of -5 for a convolutional model)."""
+    for key in ("num_classes", "image_size", "width"):
+        if key in kwargs:
+            check_int(key, kwargs[key])
+    if "drop_path_rate" in kwargs:
+        check_probability("drop_path_rate", kwargs["drop_path_rate"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,6 +171,8 @@ def van_b0(*, num_classes: int = 1000, drop_path_rate: float = 0.1) -> Backbone:
 
 @register_model
 def coatnet_0(*, num_classes: int = 1000, drop_path_rate: float = 0.0, image_size: int = 224) -> Backbone:
+    # the attention stages work on maps of image_size / 16 and / 32 pixels
+    check_int("image_size", image_size, minimum=32)
     dims, kinds = [96, 192, 384, 768], ["C", "C", "T", "T"]
     stem = nn.Sequential(nn.Conv2d(3, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.GELU(),
                          nn.Conv2d(64, 64, 3, 1, 1, bias=False))
@@ -201,7 +216,7 @@ def hornet_t_gf(*, num_classes: int = 1000, drop_path_rate: float = 0.2) -> Back
 
 @register_model
 def gfnet_ti(*, num_classes: int = 1000, drop_path_rate: float = 0.0, image_size: int = 224) -> Backbone:
-    size = (image_size // 16, image_size // 16)
+    size = (check_int("image_size", image_size, minimum=16) // 16,) * 2  # 16-pixel patches
     stem = nn.Sequential(nn.Conv2d(3, 256, 16, stride=16), PositionEmbedding(256, size))
     norm = partial(LayerNorm2d, eps=1e-6)
     return hierarchy(dims=[256], depths=[12], stem=stem,
