@@ -157,6 +157,71 @@ def test_hybrid_cctt_puts_convolutions_first_and_attention_last():
     assert kinds == [DWConv, DWConv, RelativeAttention, RelativeAttention]
 
 
+def test_coatnet_layouts_and_ablations_change_one_thing():
+    from mixlib.mixers import DWConv, RelativeAttention
+    for name, layout in [("ccct", "CCCT"), ("cttt", "CTTT")]:
+        model = models.build(f"{name}_cifar")
+        kinds = ["C" if type(stage[-1].mixer) is DWConv else "T" for stage in model.stages]
+        assert "".join(kinds) == layout
+        assert {type(stage[-1].mixer) for stage in model.stages} == {DWConv, RelativeAttention}
+    # the ablations keep their base preset's width: only the named hyper-parameter changes
+    for ablation, (base, overrides) in small.ABLATIONS.items():
+        assert small.WIDTHS["cifar"][ablation] == small.WIDTHS["cifar"][base]
+        rows, base_rows = small.stage_settings(f"{ablation}_cifar"), small.stage_settings(f"{base}_cifar")
+        for row, base_row in zip(rows, base_rows):
+            changed = {key for key in row if row[key] != base_row.get(key)}
+            assert changed == {key for key in overrides if overrides[key] != base_row.get(key)} != set()
+    assert not [n for n, _ in models.build("window_attention_nobias_cifar").named_parameters()
+                if "bias_table" in n]
+
+
+def test_stage_settings_say_what_each_cifar_mixer_is_per_stage():
+    na = small.stage_settings("neighborhood_attention_cifar")
+    assert [r["map"] for r in na] == [16, 8, 4, 2]
+    assert [r["width"] for r in na] == [28, 56, 112, 224]
+    assert [(r["kernel_size"], r["border"]) for r in na] == [(7, "clamp"), (7, "clamp"), (7, "zeros"), (7, "zeros")]
+    assert {r["window_size"] for r in small.stage_settings("window_attention_cifar")} == {4}
+    assert [r["order"] for r in small.stage_settings("gnconv_cifar")] == [2, 3, 4, 5]
+    assert [r["size"] for r in small.stage_settings("global_filter_imagenette", image_size=128)] == \
+        [(32, 32), (16, 16), (8, 8), (4, 4)]
+    # the table is the model: the built mixers have these hyper-parameters
+    model = models.build("neighborhood_attention_cifar")
+    assert [(s[-1].mixer.kernel_size, s[-1].mixer.border) for s in model.stages] == \
+        [(r["kernel_size"], r["border"]) for r in na]
+    with pytest.raises(ValueError, match="preset"):
+        small.stage_settings("swin_t")
+
+
+def _weights(model, kind):
+    return [m for m in model.modules() if isinstance(m, kind)]
+
+
+@pytest.mark.parametrize("name", [n for n in small.PRESETS if n.endswith("_cifar")])
+def test_small_models_start_from_the_papers_truncated_normal(name):
+    torch.manual_seed(0)
+    model = models.build(name)
+    layers = _weights(model, (torch.nn.Linear, torch.nn.Conv2d))
+    assert layers
+    for layer in layers:
+        w = layer.weight
+        # N(0, 0.02²) cut at ±2 in absolute terms, as timm's trunc_normal_: in effect not cut
+        if w.numel() >= 2000:
+            assert abs(w.std().item() - 0.02) < 0.0015, (name, w.shape, w.std())
+            assert abs(w.mean().item()) < 0.002
+        if layer.bias is not None:
+            assert not layer.bias.any()
+
+
+def test_init_torch_keeps_pytorchs_default():
+    torch.manual_seed(0)
+    model = models.build("dwconv_cifar", init="torch")
+    fc1 = model.stages[0][0].mlp
+    stds = [m.weight.std().item() for m in _weights(fc1, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert min(stds) > 0.05  # Kaiming-uniform at fan-in 36: 1/sqrt(3·36) = 0.096
+    with pytest.raises(ValueError, match="init"):
+        models.build("dwconv_cifar", init="kaiming")
+
+
 def test_small_window_attention_shifts_every_other_block():
     model = models.build("window_attention_cifar")
     shifts = [block.mixer.shift_size for block in model.stages[0] if hasattr(block, "mixer")]

@@ -2,19 +2,32 @@
 
 To compare mixers, everything but the mixer is the same: a convolutional stem, four stages
 of pre-norm MetaFormer blocks (BatchNorm, MLP ×3) at widths (w, 2w, 4w, 8w) and depths
-(2, 2, 4, 2), 3×3 stride-2 convs between stages, and a pooled linear head. Each mixer's
-hyper-parameters are fitted to the map it sees (heads of 16 channels, windows that tile the
-map, filters of the map's size), and the width w is chosen per mixer so that every model has
-about the same number of parameters, SMALL_BUDGET (the widths are in WIDTHS; a test checks
-every preset is within 15% of the budget, 1.7M to 2.3M).
+(2, 2, 4, 2), 3×3 stride-2 convs between stages, a pooled linear head, and the papers'
+initialisation (truncated normal, std 0.02; `init="torch"` keeps PyTorch's default). The width
+w is chosen per preset so that every model has about the same number of parameters,
+SMALL_BUDGET (the widths are in WIDTHS; a test checks every preset is within 15% of the
+budget, 1.7M to 2.3M).
 
 | preset                | image   | maps per stage          |
 |-----------------------|---------|-------------------------|
 | <mixer>_cifar         | 32 px   | 16, 8, 4, 2             |
 | <mixer>_imagenette    | 160 px  | 40, 20, 10, 5 (128 px: 32, 16, 8, 4) |
 
-A list of four mixer names makes a hybrid: "cctt_cifar" is CoAtNet's layout, depthwise
-convolutions in the first two stages and relative attention in the last two.
+Each mixer keeps its paper's own kind of mixing, with one size for every stage (`mixer_kwargs`;
+`stage_settings` lists them per stage): heads of 16 channels; 7×7 windows for the depthwise and
+dynamic convolutions, ELSA and neighbourhood attention; Swin's windows of 4×4 pixels, shifted
+by 2 in every second block; VAN's 21×21 kernel (dilation 3); filters and bias tables of the
+map's size for the global mixers; HorNet's orders 2, 3, 4, 5. Maps of 4×4 and 2×2 pixels (the
+last two CIFAR stages) are smaller than these windows: there every windowed mixer covers the
+whole map. Window attention is then one window, and neighbourhood attention, whose clamped
+windows (NATTEN) cannot be larger than the map, centres its window and masks the outside
+(`border="zeros"`), which is global attention too.
+
+A list of four mixer names makes a hybrid: CoAtNet's layouts "ccct", "cctt" and "cttt" put
+depthwise convolutions (C) and relative attention (T) in the four stages. ABLATIONS are presets
+of one mixer with one hyper-parameter changed, for the comparison's claims: window and
+neighbourhood attention without their relative position bias, and gnConv of order 1 (the gated
+convolution) in every stage.
 """
 from __future__ import annotations
 
@@ -24,58 +37,59 @@ from ..layers import check_int
 from ..mixers import build as build_mixer
 from .backbone import Backbone, ClassifierHead, hierarchy
 from .blocks import MetaFormerBlock
+from .init import init_weights
 from .presets import register_model
 
-__all__ = ["SMALL_BUDGET", "WIDTHS", "PRESETS", "small_metaformer", "mixer_kwargs", "fitted_block"]
+__all__ = ["SMALL_BUDGET", "WIDTHS", "PRESETS", "HYBRIDS", "ABLATIONS", "small_metaformer",
+           "mixer_kwargs", "fitted_block", "stage_settings"]
 
 SMALL_BUDGET = 2.0e6  # parameters, 10 classes
 DEPTHS = (2, 2, 4, 2)
 HEAD_WIDTH = 16
+LOCAL_WINDOW = 7  # DW, D-DW, I-D-DW, ELSA and neighbourhood attention (ConvNeXt, DWNet, NAT)
+SWIN_WINDOW = 4  # window attention's M: 4×4 and 2×2 windows on the 16- and 8-pixel CIFAR maps
 IMAGE_SIZE = {"cifar": 32, "imagenette": 160}
 STEM_STRIDE = {"cifar": 2, "imagenette": 4}
 
-# widths w (stage widths w, 2w, 4w, 8w) that put each mixer's model nearest SMALL_BUDGET, found
-# by a search over multiples of 4 (D-DW: 2; all within 15%; D-DW's kernel generator is heavy, so its
+# CoAtNet's vertical layouts: C = depthwise convolution, T = relative attention, per stage
+# (C-C-C-C and T-T-T-T are the dwconv and relative_attention presets)
+_C, _T = "dwconv", "relative_attention"
+HYBRIDS = {"ccct": [_C, _C, _C, _T], "cctt": [_C, _C, _T, _T], "cttt": [_C, _T, _T, _T]}
+# one mixer with hyper-parameters other than mixer_kwargs's, for the comparison's claims
+ABLATIONS = {"window_attention_nobias": ("window_attention", dict(position_bias=False)),
+             "neighborhood_attention_nobias": ("neighborhood_attention", dict(position_bias=False)),
+             "gnconv_order1": ("gnconv", dict(order=1))}
+# widths w (stage widths w, 2w, 4w, 8w) that put each preset nearest SMALL_BUDGET, found by a
+# search over multiples of 4 (D-DW: 2; all within 15%; D-DW's kernel generator is heavy, so its
 # model is the narrowest)
 _WIDTHS = {"dwconv": 36, "ddwconv": 22, "idwconv": 32, "pooling": 36, "window_attention": 28,
            "neighborhood_attention": 28, "relative_attention": 28, "lka": 32, "elsa": 24,
-           "gnconv": 28, "global_filter": 36, "cctt": 28}
+           "gnconv": 28, "global_filter": 36, "ccct": 30, "cctt": 28, "cttt": 28,
+           "window_attention_nobias": 28, "neighborhood_attention_nobias": 28, "gnconv_order1": 28}
 WIDTHS = {"cifar": _WIDTHS, "imagenette": {**_WIDTHS, "global_filter": 32}}
-HYBRIDS = {"cctt": ["dwconv", "dwconv", "relative_attention", "relative_attention"]}
 PRESETS: list[str] = []  # the names of the small presets, filled as they are registered (below)
-
-
-def _largest_odd_at_most(n: int, limit: int) -> int:
-    k = min(n, limit)
-    return k if k % 2 else k - 1
 
 
 def mixer_kwargs(name: str, dim: int, stage: int, map_size: int, index: int = 0) -> dict:
     """The hyper-parameters of mixer `name` in stage `stage` of a small model whose maps there
-    are map_size × map_size: heads of about 16 channels (as many as divide dim), windows and
-    filters fitted to the map; window attention shifts its windows in odd blocks (`index`),
-    as Swin does."""
+    are map_size × map_size: heads of about 16 channels (as many as divide dim), the papers'
+    windows (one size for every stage), filters and bias tables of the map's size; window
+    attention shifts its windows in odd blocks (`index`), as Swin does."""
     heads = next(h for h in range(max(dim // HEAD_WIDTH, 1), 0, -1) if dim % h == 0)
-    if name == "window_attention":
-        window = min(8, map_size)
-        return dict(num_heads=heads, window_size=window, shift_size=window // 2 if index % 2 else 0)
-    if name == "neighborhood_attention":
-        return dict(num_heads=heads, kernel_size=_largest_odd_at_most(map_size, 7))
+    if name == "window_attention":  # a map no larger than one window is one window, unshifted
+        return dict(num_heads=heads, window_size=SWIN_WINDOW,
+                    shift_size=SWIN_WINDOW // 2 if index % 2 else 0)
+    if name == "neighborhood_attention":  # NATTEN's clamped windows need the map to hold one
+        border = "clamp" if map_size >= LOCAL_WINDOW else "zeros"
+        return dict(num_heads=heads, kernel_size=LOCAL_WINDOW, border=border)
     if name == "relative_attention":
         return dict(num_heads=heads, size=(map_size, map_size))
     if name == "elsa":
-        return dict(num_heads=heads, kernel_size=7)
-    if name in ("ddwconv", "idwconv"):
-        # No BatchNorm in the kernel generators (the paper's have one): in this pre-norm network
-        # the training loss then stays at chance from the first steps (D-DW: 2.30 for 195
-        # steps; I-D-DW: 2.31 for 194, both seeds, CIFAR-10), while without it both learn as
-        # fast as a static kernel (I-D-DW: 1.88 after 24 steps). For D-DW the BatchNorm runs over
-        # one pooled vector per image, so each image's kernel depends on the rest of the batch.
-        # The ImageNet presets keep the papers' generators.
-        extra = dict(groups=heads) if name == "idwconv" else {}
-        return dict(kernel_size=7, norm_layer=nn.Identity, **extra)
-    if name == "dwconv":
-        return dict(kernel_size=7)
+        return dict(num_heads=heads, kernel_size=LOCAL_WINDOW)
+    if name == "idwconv":  # one kernel per head-sized group of channels, as attention's heads
+        return dict(kernel_size=LOCAL_WINDOW, groups=heads)
+    if name in ("dwconv", "ddwconv"):
+        return dict(kernel_size=LOCAL_WINDOW)
     if name == "gnconv":
         return dict(order=stage + 2)  # HorNet: orders 2, 3, 4, 5
     if name == "global_filter":
@@ -83,21 +97,49 @@ def mixer_kwargs(name: str, dim: int, stage: int, map_size: int, index: int = 0)
     return {}
 
 
-def fitted_block(names: list[str], maps: list[int], *, mlp_ratio: float):
+def fitted_block(names: list[str], maps: list[int], *, mlp_ratio: float,
+                 overrides: dict | None = None):
     """The `block` argument of `hierarchy` for the book's small models: a pre-norm MetaFormer
     block (BatchNorm) whose mixer is names[stage], its hyper-parameters fitted to the stage's
-    map of maps[stage] × maps[stage] pixels (`mixer_kwargs`)."""
+    map of maps[stage] × maps[stage] pixels (`mixer_kwargs`), then `overrides` (an ablation's)."""
     def block(stage, index, _, dim, drop_path):
         name = names[stage]
-        mixer = build_mixer(name, dim, **mixer_kwargs(name, dim, stage, maps[stage], index))
-        return MetaFormerBlock(dim, mixer, norm_layer=nn.BatchNorm2d, mlp_ratio=mlp_ratio,
-                               drop_path=drop_path)
+        kwargs = {**mixer_kwargs(name, dim, stage, maps[stage], index), **(overrides or {})}
+        return MetaFormerBlock(dim, build_mixer(name, dim, **kwargs), norm_layer=nn.BatchNorm2d,
+                               mlp_ratio=mlp_ratio, drop_path=drop_path)
     return block
+
+
+def _stage_maps(image_size: int, stem_stride: int, stages: int) -> list[int]:
+    maps = [-(-image_size // stem_stride)]  # stride-2 convs with padding 1 round up
+    for _ in range(stages - 1):
+        maps.append(-(-maps[-1] // 2))
+    return maps
+
+
+def stage_settings(preset: str, *, image_size: int | None = None) -> list[dict]:
+    """What the mixer of small preset `preset` is in each stage: one row per stage with the map
+    side, the width, the mixer's name and the hyper-parameters of the stage's first block,
+    read from the built model (so the table is what trains)."""
+    name, data = preset.rsplit("_", 1)
+    if data not in IMAGE_SIZE or name not in WIDTHS[data]:
+        raise ValueError(f"preset must be a small preset ({', '.join(PRESETS)}), got {preset!r}")
+    image_size = image_size or IMAGE_SIZE[data]
+    names, overrides = _mixers_of(name)
+    width = WIDTHS[data][name]
+    rows = []
+    for stage, map_size in enumerate(_stage_maps(image_size, STEM_STRIDE[data], len(DEPTHS))):
+        dim = width * 2 ** stage
+        kwargs = {**mixer_kwargs(names[stage], dim, stage, map_size), **overrides}
+        rows.append({"stage": stage + 1, "map": map_size, "width": dim, "blocks": DEPTHS[stage],
+                     "mixer": names[stage], **kwargs})
+    return rows
 
 
 def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 10,
                      image_size: int = 32, stem_stride: int = 2, depths=DEPTHS,
-                     mlp_ratio: float = 3.0, drop_path_rate: float = 0.05) -> Backbone:
+                     mlp_ratio: float = 3.0, drop_path_rate: float = 0.05,
+                     mixer_overrides: dict | None = None, init: str = "trunc_normal") -> Backbone:
     """A small four-stage MetaFormer with `mixers` (one name, or one per stage).
 
     Args:
@@ -109,6 +151,9 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
         depths: blocks per stage.
         mlp_ratio: the MLP's hidden width over C.
         drop_path_rate: stochastic depth of the last block.
+        mixer_overrides: hyper-parameters that replace `mixer_kwargs`'s in every stage.
+        init: "trunc_normal" (the papers': linear and conv weights N(0, 0.02²) truncated,
+            biases 0) or "torch" (PyTorch's default); see `models.init`.
     """
     names = [mixers] * len(depths) if isinstance(mixers, str) else list(mixers)
     if len(names) != len(depths):
@@ -116,31 +161,39 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
     check_int("width", width)
     if stem_stride not in (2, 4):
         raise ValueError(f"stem_stride must be 2 or 4, got {stem_stride}")
+    check_int("image_size", image_size)
     dims = [width * 2 ** s for s in range(len(depths))]
-    maps = [-(-image_size // stem_stride)]  # stride-2 convs with padding 1 round up
-    for _ in depths[1:]:
-        maps.append(-(-maps[-1] // 2))
+    maps = _stage_maps(image_size, stem_stride, len(depths))
     half = dims[0] // 2
     stem = [nn.Conv2d(3, half, 3, 1 if stem_stride == 2 else 2, 1, bias=False), nn.BatchNorm2d(half),
             nn.GELU(), nn.Conv2d(half, dims[0], 3, 2, 1, bias=False), nn.BatchNorm2d(dims[0])]
 
-    block = fitted_block(names, maps, mlp_ratio=mlp_ratio)
+    block = fitted_block(names, maps, mlp_ratio=mlp_ratio, overrides=mixer_overrides)
 
     def downsample(in_dim, dim):
         return nn.Sequential(nn.Conv2d(in_dim, dim, 3, 2, 1, bias=False), nn.BatchNorm2d(dim))
 
     head = ClassifierHead(dims[-1], num_classes, pre_norm=nn.BatchNorm2d(dims[-1]))
-    return hierarchy(dims=dims, depths=list(depths), stem=nn.Sequential(*stem), block=block,
-                     downsample=downsample, head=head, drop_path_rate=drop_path_rate)
+    model = hierarchy(dims=dims, depths=list(depths), stem=nn.Sequential(*stem), block=block,
+                      downsample=downsample, head=head, drop_path_rate=drop_path_rate)
+    return init_weights(model, init)
+
+
+def _mixers_of(name: str) -> tuple[list[str] | str, dict]:
+    """A small preset's mixer(s) and its ablation's overrides."""
+    if name in ABLATIONS:
+        mixer, overrides = ABLATIONS[name]
+        return [mixer] * len(DEPTHS), overrides
+    return HYBRIDS.get(name, [name] * len(DEPTHS)), {}
 
 
 def _register(name: str, data: str) -> None:
-    mixers = HYBRIDS.get(name, name)
+    mixers, overrides = _mixers_of(name)
 
     def preset(*, num_classes: int = 10, image_size: int = IMAGE_SIZE[data], **kwargs) -> Backbone:
         return small_metaformer(mixers, width=kwargs.pop("width", WIDTHS[data][name]),
                                 num_classes=num_classes, image_size=image_size,
-                                stem_stride=STEM_STRIDE[data], **kwargs)
+                                stem_stride=STEM_STRIDE[data], mixer_overrides=overrides, **kwargs)
 
     preset.__name__ = f"{name}_{data}"
     preset.__doc__ = f"The small {name} model for {data} (see mixlib.models.small)."
