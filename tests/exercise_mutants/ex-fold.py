@@ -1,0 +1,22 @@
+"""Wrong answers to ex-fold, chapter 2: The batch-folding trick (see README.md)."""
+
+# %% mutant: first-kernel
+# applies the first image's kernels to every image
+def per_image_dwconv(x, kernels):
+    C, k = x.shape[1], kernels.shape[-1]
+    return F.conv2d(x, kernels[0][:, None], padding=k // 2, groups=C)
+
+# %% mutant: channel-major
+# folds x channel-major, (C, B), but the kernels image-major, (B, C): the pairs mismatch
+def per_image_dwconv(x, kernels):
+    B, C, H, W = x.shape
+    k = kernels.shape[-1]
+    folded = x.transpose(0, 1).reshape(1, B * C, H, W)
+    y = F.conv2d(folded, kernels.reshape(B * C, 1, k, k), padding=k // 2, groups=B * C)
+    return y.view(B, C, H, W)
+
+# %% mutant: mean-kernel
+# averages the kernels over the batch, one convolution for all
+def per_image_dwconv(x, kernels):
+    C, k = x.shape[1], kernels.shape[-1]
+    return F.conv2d(x, kernels.mean(0)[:, None], padding=k // 2, groups=C)
