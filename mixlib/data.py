@@ -14,20 +14,23 @@ Where the images come from, in this order:
 
 The images are decoded once, straight from the archive (nothing is extracted to disk), into a
 tensor file in a cache folder outside the repository (``$MIXLIB_CACHE``, default
-``~/.cache/mixlib``); later calls load that file. Every file is written under a temporary name
-and renamed when complete, so an interrupted run leaves nothing half-written behind.
+``~/.cache/mixlib``); later calls load that file, checked against the checksum it holds (a
+damaged one is an error that names it). Every file is written under a temporary name and
+renamed when complete, so an interrupted run leaves nothing half-written behind; the
+temporary files of a process that was killed are removed by the next call. A downloaded
+Imagenette archive is checked against the MD5 published with it.
 
 ``MIXLIB_QUICK=1`` (or ``quick=True``) keeps the first few images of every class: a subset of a
 few hundred images for CI and for trying a notebook on a laptop.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import secrets
 import tarfile
+import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -37,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .files import atomic_write, file_digest, remove_stale_parts, save_torch, state_digest
 from .layers import check_int
 
 __all__ = [
@@ -108,6 +112,8 @@ IMAGENETTE = DatasetSpec(
 DATASETS = {spec.name: spec for spec in (CIFAR10, IMAGENETTE)}
 
 IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
+IMAGENETTE_MD5 = "e793b78cc4c9e9a4ccc0c1155377a412"  # published with it (torchvision's Imagenette)
+DOWNLOAD_TIMEOUT_S = 60  # for each connection and read: a stalled download fails instead of hanging
 
 
 @dataclass
@@ -175,27 +181,8 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("MIXLIB_CACHE", default)).expanduser()
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through `write(tmp)` to a temporary file beside `path`, then rename it into place:
-    `path` is whole or absent, never half-written (data caches, checkpoints, results)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
-    # created as open() would create `path` (mode 0o666 less the umask; mkstemp's are owner-only)
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _expected_sha256(archive: Path) -> str:
@@ -223,18 +210,24 @@ def _decode_archive(archive: Path, label_of: Callable[[str], int | None], image_
     """
     found: list[tuple[str, int, np.ndarray]] = []
     taken = [0] * num_classes
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            label = label_of(member.name)
-            if label is None:
-                continue
-            if per_class is not None and taken[label] >= per_class:
-                continue  # tar members are name-sorted, so "first" means first by path
-            taken[label] += 1
-            with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
-                found.append((member.name, label, _to_square(image, image_size)))
+    member = None
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                label = label_of(member.name)
+                if label is None:
+                    continue
+                if per_class is not None and taken[label] >= per_class:
+                    continue  # tar members are name-sorted, so "first" means first by path
+                taken[label] += 1
+                with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
+                    found.append((member.name, label, _to_square(image, image_size)))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:  # PIL's errors are OSErrors
+        where = f" at {member.name!r}" if member is not None else ""
+        raise DataError(f"{archive} cannot be read{where} ({type(error).__name__}: {error}): it is "
+                        f"truncated or damaged; copy or download it again") from error
     if not found:
         raise DataError(f"{archive} holds no images of the expected layout")
     found.sort(key=lambda item: item[0])
@@ -308,14 +301,34 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike | None = No
 
 def _cached(path: Path, spec: DatasetSpec, split: str,
             decode: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> ImageData:
+    if path.parent.is_dir():
+        remove_stale_parts(path.parent)  # a decode killed while it wrote (up to 154 MB)
     if not path.is_file():
         images, labels = decode()
-        atomic_write(path, lambda tmp: torch.save(
-            {"images": images, "labels": labels, "classes": list(spec.classes)}, tmp))
-    saved = torch.load(path, weights_only=True)
+        content = {"images": images, "labels": labels, "classes": list(spec.classes)}
+        save_torch(path, {**content, "checksum": state_digest(content)})
+    saved = _read_cache(path)
     if tuple(saved["classes"]) != spec.classes:
         raise DataError(f"cache file {path} has classes {saved['classes']}, expected {spec.classes}")
     return ImageData(saved["images"], saved["labels"], spec, split)
+
+
+def _read_cache(path: Path) -> dict:
+    """The decoded tensors of a cache file, checked against the checksum they were saved with
+    (caches from before it are read unchecked); a damaged file is a DataError naming it."""
+    remedy = "delete it, and the next call decodes the archive again"
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception as error:  # truncated, empty, garbage: torch's own messages name no file
+        raise DataError(f"cache file {path} cannot be read ({type(error).__name__}): it is "
+                        f"truncated or damaged; {remedy}") from error
+    if not isinstance(saved, dict) or not {"images", "labels", "classes"} <= set(saved):
+        raise DataError(f"cache file {path} does not hold decoded images; {remedy}")
+    expected = saved.pop("checksum", None)
+    if expected is not None and state_digest(saved) != expected:
+        raise DataError(f"cache file {path} is damaged: its content does not match the checksum "
+                        f"it was saved with; {remedy}")
+    return saved
 
 
 def _load_local(spec: DatasetSpec, split: str, folder: Path, cache: Path,
@@ -358,8 +371,11 @@ def _load_download(spec: DatasetSpec, split: str, cache: Path, per_class: int | 
 
     def decode():
         archive = downloads / Path(IMAGENETTE_URL).name
+        if downloads.is_dir():
+            remove_stale_parts(downloads)  # a download that was killed
         if not archive.is_file():
-            atomic_write(archive, lambda tmp: _fetch(IMAGENETTE_URL, tmp))
+            atomic_write(archive, lambda tmp: _fetch(IMAGENETTE_URL, tmp, md5=IMAGENETTE_MD5))
+        _check_md5(archive, IMAGENETTE_MD5)  # also a copy put there by hand
         split_folder = {"train": "train", "test": "val"}[split]
         images, labels = _decode_archive(
             archive, _folder_labeller(spec, f"imagenette2-160/{split_folder}"), spec.image_size,
@@ -370,10 +386,23 @@ def _load_download(spec: DatasetSpec, split: str, cache: Path, per_class: int | 
     return _cached(path, spec, split, decode)
 
 
-def _fetch(url: str, destination: Path) -> None:
-    with urllib.request.urlopen(url) as response, open(destination, "wb") as out:
-        while block := response.read(1 << 20):
-            out.write(block)
+def _fetch(url: str, destination: Path, *, md5: str) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+                open(destination, "wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        raise DataError(f"downloading {url} failed ({error}); try again, or point MIXLIB_DATA "
+                        f"at a folder holding the archives") from error
+    _check_md5(destination, md5, url)
+
+
+def _check_md5(archive: Path, md5: str, source: str | None = None) -> None:
+    actual = file_digest(archive, "md5")
+    if actual != md5:
+        raise DataError(f"{source or archive} is corrupt: its md5 is {actual}, the published one "
+                        f"is {md5}" + ("" if source else "; delete it to download it again"))
 
 
 def _download_cifar10(split: str, downloads: Path, per_class: int | None):

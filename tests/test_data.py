@@ -13,6 +13,7 @@ from PIL import Image
 
 from mixlib import data as mdata
 from mixlib.data import CIFAR10, IMAGENETTE, DataError, cutout, load, random_crop_flip
+from mixlib.files import file_digest
 
 ROOT = mdata.data_root()
 needs_data = pytest.mark.skipif(ROOT is None or not (ROOT / "cifar10-jpg").is_dir(),
@@ -112,8 +113,8 @@ def test_interrupted_decode_leaves_no_cache_file(tmp_path, monkeypatch):
     """A failure while the tensor file is written leaves neither it nor a temporary file."""
     images, labels = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64)
 
-    def broken_save(obj, path):
-        open(path, "wb").write(b"half")
+    def broken_save(obj, f):
+        f.write(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", broken_save)
@@ -151,6 +152,7 @@ def test_imagenette_download_path_gives_the_same_shapes(tmp_path, monkeypatch):
     archive = tmp_path / "imagenette2-160.tgz"
     _fake_imagenette(archive)
     monkeypatch.setattr(mdata, "IMAGENETTE_URL", archive.as_uri())
+    monkeypatch.setattr(mdata, "IMAGENETTE_MD5", file_digest(archive, "md5"))
     monkeypatch.setattr(mdata, "_check_counts", lambda *a: None)  # the fake has 2 per class
     d = load("imagenette", "test", cache_dir=tmp_path / "cache", download=True, quick=False)
     assert d.images.shape == (20, 3, 160, 160)
@@ -265,3 +267,101 @@ def test_atomic_write_leaves_the_file_whole_or_absent_with_ordinary_permissions(
     with pytest.raises(OSError, match="disk full"):
         mdata.atomic_write(target, fails)
     assert target.read_text() == "[1]" and list(target.parent.iterdir()) == [target]
+
+
+def _cache_of(tmp_path):
+    """A small decoded cache file written by _cached, and a loader that reads it again."""
+    images = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
+    labels = torch.tensor([0, 1])
+    path = tmp_path / "cache" / "x.pt"
+    mdata._cached(path, CIFAR10, "test", lambda: (images, labels))
+    return path, lambda: mdata._cached(path, CIFAR10, "test", lambda: pytest.fail("decoded again"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_an_unreadable_cache_is_an_error_that_names_it(tmp_path, damage):
+    path, again = _cache_of(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[:len(data) // 2], "empty": b"", "garbage": b"x" * 500}[damage])
+    with pytest.raises(DataError, match=f"cache file {path} cannot be read.*delete it"):
+        again()
+
+
+def test_a_flipped_byte_in_a_cache_is_found_by_its_checksum(tmp_path):
+    path, again = _cache_of(tmp_path)
+    assert torch.equal(again().labels, torch.tensor([0, 1]))
+    data = bytearray(path.read_bytes())
+    pixels = bytes(range(16, 32))  # image 0, channel 1: stored as they are in the file
+    data[data.index(pixels) + 5] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=f"cache file {path} is damaged: .* checksum"):
+        again()
+
+
+def test_a_cache_from_before_the_checksum_is_read_unchecked(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"images": torch.zeros(1, 3, 2, 2, dtype=torch.uint8), "labels": torch.tensor([4]),
+                "classes": list(CIFAR10.classes)}, path)
+    assert mdata._cached(path, CIFAR10, "test", lambda: pytest.fail("decoded")).labels.tolist() == [4]
+
+
+def test_the_temporary_file_of_a_killed_cache_write_is_removed(tmp_path):
+    dead = 2 ** 22 + 1  # above the default pid_max of 2^22: no process has it
+    (tmp_path / "cache").mkdir()
+    stale = tmp_path / "cache" / f".x.pt.{dead}.0123abcd.part"
+    live = tmp_path / "cache" / f".y.pt.{os.getpid()}.0123abcd.part"  # a writer still at work
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    _cache_of(tmp_path)
+    assert not stale.exists() and live.exists()
+
+
+def _truncated_archive(tmp_path):
+    folder = tmp_path / "data" / "cifar10-jpg"
+    folder.mkdir(parents=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for i in range(20):
+            array = np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            image = io.BytesIO()
+            Image.fromarray(array).save(image, format="PNG")  # incompressible enough to truncate
+            info = tarfile.TarInfo(f"cifar10/test/cat/{i:04d}.png")
+            info.size = image.tell()
+            image.seek(0)
+            tar.addfile(info, image)
+    archive = folder / "test.tar.gz"
+    archive.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    # a SHA256SUMS made again for the truncated file: the checksum cannot catch it
+    (folder / "SHA256SUMS").write_text(f"{file_digest(archive)}  test.tar.gz\n")
+    return archive
+
+
+def test_a_truncated_archive_with_a_matching_checksum_is_an_error_naming_it(tmp_path):
+    archive = _truncated_archive(tmp_path)
+    with pytest.raises(DataError, match=f"{archive} cannot be read .*truncated or damaged"):
+        load("cifar10", "test", root=tmp_path / "data", cache_dir=tmp_path / "cache", quick=True)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_downloaded_archive_is_checked_against_its_published_md5(tmp_path, monkeypatch):
+    archive = tmp_path / "imagenette2-160.tgz"
+    _fake_imagenette(archive)
+    monkeypatch.setattr(mdata, "IMAGENETTE_URL", archive.as_uri())  # "published": another md5
+    with pytest.raises(DataError, match=r"imagenette2-160.tgz is corrupt: its md5 is [0-9a-f]{32}, "
+                                        r"the published one is e793b78c"):
+        load("imagenette", "test", cache_dir=tmp_path / "cache", download=True, quick=True)
+    assert list((tmp_path / "cache" / "downloads").iterdir()) == []  # nothing kept
+
+
+def test_a_download_has_a_timeout_and_its_failure_names_the_url(tmp_path, monkeypatch):
+    seen = {}
+
+    def stalled(url, timeout=None):
+        seen["timeout"] = timeout
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(mdata.urllib.request, "urlopen", stalled)
+    with pytest.raises(DataError, match=f"downloading {mdata.IMAGENETTE_URL} failed \\(timed out\\)"):
+        load("imagenette", "test", cache_dir=tmp_path / "cache", download=True, quick=True)
+    assert seen["timeout"] == mdata.DOWNLOAD_TIMEOUT_S
+    assert list((tmp_path / "cache" / "downloads").iterdir()) == []
