@@ -141,3 +141,84 @@ def load_bench(path: str | Path) -> tuple[dict[str, dict], dict]:
     data = json.loads(Path(path).read_text())
     return ({row["model"]: row for row in data["rows"]},
             {**data["environment"], "batch": data.get("batch"), "commit": data.get("commit")})
+
+
+# ----------------------------------------------------------------------------------------------
+# the comparison's statistics: intervals over seeds, paired differences, verdicts
+
+# two-sided 95% quantiles of Student's t, t_{0.975, df}, for df = 1..30 (beyond: 1.96 is within 2%)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_interval(values: list[float]) -> dict:
+    """Mean of `values` and its 95% t-interval (n − 1 degrees of freedom): ``mean``, ``low``,
+    ``high``, ``n``. One value has no interval (low and high are NaN)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("values must hold at least one number, got none")
+    mean = statistics.fmean(values)
+    if n == 1:
+        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": 1}
+    quantile = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    half = quantile * statistics.stdev(values) / n ** 0.5
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
+    """a − b in accuracy points over the seeds both have (paired: seed s against seed s), with
+    `t_interval`'s mean and interval and the seeds used."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "seeds": []}
+    return {**t_interval([100 * (a[s] - b[s]) for s in seeds]), "seeds": seeds}
+
+
+def verdict(differences: list[dict], kind: str, *, margin: float) -> str:
+    """The protocol's verdict (`mixlib.protocol.Claim`) from paired differences a − b, one per
+    rival (kind "best" has several): "reproduces", "contradicts", "undecided at this scale",
+    or "pending" while any difference has fewer than two seeds."""
+    if kind not in ("better", "equal", "best"):
+        raise ValueError(f"kind must be 'better', 'equal' or 'best', got {kind!r}")
+    if any(d["n"] < 2 for d in differences):
+        return "pending"
+    if kind == "equal":
+        (d,) = differences
+        if -margin <= d["low"] and d["high"] <= margin:
+            return "reproduces"
+        if d["low"] > margin or d["high"] < -margin:
+            return "contradicts"
+        return "undecided at this scale"
+    if all(d["low"] > 0 for d in differences):
+        return "reproduces"
+    if any(d["high"] < 0 for d in differences):
+        return "contradicts"
+    return "undecided at this scale"
+
+
+def accuracies(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict[int, float]:
+    """{seed: final test accuracy} of `model`'s runs at one budget."""
+    return {r["seed"]: r["test_acc"] for r in runs
+            if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)}
+
+
+def verdicts(runs: list[dict], claims=None) -> list[dict]:
+    """One row per claim of the protocol (`mixlib.protocol.CLAIMS` unless `claims` is given):
+    its paired differences a − b (one per rival), and the verdict the protocol's rule gives."""
+    from . import protocol  # the protocol is data about runs; results only reads it
+
+    rows = []
+    for claim in claims if claims is not None else protocol.CLAIMS:
+        epochs = protocol.EPOCHS if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
+        suffix = "_cifar" if claim.data == "cifar10" else f"_{claim.data}"
+
+        def acc(preset):
+            return accuracies(runs, preset + suffix, epochs=epochs, dataset=claim.data)
+
+        rivals = claim.b if isinstance(claim.b, tuple) else (claim.b,)
+        differences = [{"b": rival, **paired_difference(acc(claim.a), acc(rival))} for rival in rivals]
+        rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
+                     "a": claim.a, "kind": claim.kind, "differences": differences,
+                     "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN)})
+    return rows

@@ -1,6 +1,7 @@
 """mixlib.results: reading runs back, and the per-model summary the book prints."""
 import json
 import math
+import statistics
 
 import pytest
 
@@ -115,3 +116,57 @@ def test_load_run_without_evaluation_and_bad_budgets(tmp_path):
         results.budget(run, goal=90, seconds=3600)
     with pytest.raises(FileNotFoundError, match="empty"):
         results.load_run(tmp_path / "empty")
+
+
+def test_t_interval_matches_the_t_table():
+    from mixlib.results import t_interval
+    values = [1.0, 2.0, 4.0]
+    sd = statistics.stdev(values)
+    interval = t_interval(values)
+    assert interval["mean"] == pytest.approx(7 / 3)
+    assert interval["high"] - interval["mean"] == pytest.approx(4.303 * sd / 3 ** 0.5)
+    assert math.isnan(t_interval([0.5])["low"])
+    with pytest.raises(ValueError, match="values"):
+        t_interval([])
+
+
+def test_paired_difference_pairs_seed_with_seed():
+    from mixlib.results import paired_difference
+    a = {0: 0.80, 1: 0.70, 2: 0.90}
+    b = {0: 0.79, 1: 0.69, 2: 0.89, 3: 0.10}  # seed 3 has no partner: left out
+    d = paired_difference(a, b)
+    assert d["seeds"] == [0, 1, 2] and d["n"] == 3
+    # unpaired, the seeds' spread (10 points) would swamp the one-point difference; paired, none
+    assert d["mean"] == pytest.approx(1.0) and d["high"] - d["low"] == pytest.approx(0, abs=1e-9)
+
+
+@pytest.mark.parametrize("kind, diffs, expected", [
+    ("better", [(0.5, 1.5)], "reproduces"),
+    ("better", [(-1.5, -0.5)], "contradicts"),
+    ("better", [(-0.5, 1.5)], "undecided at this scale"),
+    ("equal", [(-0.8, 0.9)], "reproduces"),
+    ("equal", [(1.2, 3.0)], "contradicts"),
+    ("equal", [(0.5, 1.5)], "undecided at this scale"),
+    ("best", [(0.1, 1.0), (0.2, 2.0)], "reproduces"),
+    ("best", [(0.1, 1.0), (-2.0, -0.1)], "contradicts"),
+    ("best", [(0.1, 1.0), (-0.1, 2.0)], "undecided at this scale"),
+])
+def test_verdict_rules(kind, diffs, expected):
+    from mixlib.results import verdict
+    differences = [{"low": low, "high": high, "n": 3} for low, high in diffs]
+    assert verdict(differences, kind, margin=1.0) == expected
+    assert verdict([{**differences[0], "n": 1}] + differences[1:], kind, margin=1.0) == "pending"
+
+
+def test_verdicts_read_the_protocols_claims_off_runs():
+    from mixlib import protocol
+    from mixlib.results import verdicts
+    claim = next(c for c in protocol.CLAIMS if c.key == "learned_over_pooling")
+    runs = [{"model": f"{preset}_cifar", "seed": s, "epochs": protocol.EPOCHS, "dataset": "cifar10",
+             "test_acc": acc + 0.001 * s}
+            for preset, acc in (("dwconv", 0.85), ("pooling", 0.80)) for s in protocol.SEEDS]
+    (row,) = verdicts(runs, [claim])
+    assert row["verdict"] == "reproduces" and row["differences"][0]["mean"] == pytest.approx(5.0)
+    # the same runs at another budget are not this claim's
+    other = [{**r, "epochs": protocol.EPOCHS + 1} for r in runs]
+    assert verdicts(other, [claim])[0]["verdict"] == "pending"

@@ -1,0 +1,144 @@
+"""The comparison's protocol as data: which runs, in which order, and which claims they test.
+
+Fixed before the first run (``results/protocol.md`` explains each choice; changes after the
+runs started are listed there with their reason). ``python -m mixlib.sweep`` runs what
+``RUNS`` lists and the results folder lacks; ``mixlib.results.verdicts`` reads every claim's
+verdict off the finished runs with the rule stated in ``Claim``.
+
+    from mixlib import protocol
+    protocol.RUNS[:4]       # the pilot
+    protocol.CLAIMS         # what the runs test
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Run", "Claim", "EPOCHS", "SEEDS", "MARGIN", "PILOT", "MAIN", "ABLATIONS",
+           "IMAGENETTE", "IMAGENETTE_EPOCHS", "IMAGENETTE_SIZE", "RUNS", "CLAIMS", "runs_of"]
+
+EPOCHS = 15  # E: every CIFAR-10 run of the sweep (the pilot checks it against 2E)
+SEEDS = (0, 1, 2)
+MARGIN = 1.0  # accuracy points: "about equal" means the whole 95% interval lies within ±MARGIN
+IMAGENETTE_EPOCHS = 10
+IMAGENETTE_SIZE = 128
+
+# the twelve small presets: eleven mixers and CoAtNet's C-C-T-T
+MAIN = ("dwconv", "ddwconv", "idwconv", "pooling", "window_attention", "neighborhood_attention",
+        "relative_attention", "lka", "elsa", "gnconv", "global_filter", "cctt")
+# presets that exist only for a claim: CoAtNet's other layouts (C-C-C-C and T-T-T-T are dwconv
+# and relative_attention), the position bias removed, gnConv of order 1
+ABLATIONS = ("ccct", "cttt", "window_attention_nobias", "neighborhood_attention_nobias",
+             "gnconv_order1")
+# the pilot: DW conv against local attention (the book's central pair) at E and 2E, seed 0
+PILOT = ("dwconv", "neighborhood_attention")
+# the receptive-field claims at 128 px (maps 32, 16, 8, 4)
+IMAGENETTE = ("dwconv", "lka", "global_filter", "window_attention", "neighborhood_attention",
+              "idwconv")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of ``python -m mixlib.train`` with the book's recipe (its defaults)."""
+
+    preset: str  # a small preset's mixer part: "dwconv" trains dwconv_cifar on CIFAR-10
+    seed: int
+    epochs: int = EPOCHS
+    data: str = "cifar10"
+
+    @property
+    def model(self) -> str:
+        return f"{self.preset}_{'cifar' if self.data == 'cifar10' else self.data}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-s{self.seed}-e{self.epochs}"
+
+    def train_args(self) -> list[str]:
+        """The arguments of ``python -m mixlib.train`` (without --out, --name, --resume)."""
+        args = ["--model", self.model, "--data", self.data, "--seed", str(self.seed),
+                "--epochs", str(self.epochs)]
+        if self.data == "imagenette":
+            args += ["--image-size", str(IMAGENETTE_SIZE)]
+        return args
+
+
+def _seeds(presets, seeds, **kwargs) -> list[Run]:
+    return [Run(preset, seed, **kwargs) for seed in seeds for preset in presets]
+
+
+# The order the sweep runs them in: the pilot first (it decides whether E stands), then seed 0 of
+# every preset before any second seed, so an interrupted sweep has the widest table it can.
+RUNS: tuple[Run, ...] = tuple(
+    [Run(p, 0) for p in PILOT] + [Run(p, 0, 2 * EPOCHS) for p in PILOT]
+    + _seeds([p for p in MAIN if p not in PILOT], [0])
+    + _seeds(MAIN, SEEDS[1:])
+    + _seeds(ABLATIONS, SEEDS)
+    + _seeds(IMAGENETTE, SEEDS, epochs=IMAGENETTE_EPOCHS, data="imagenette")
+)
+
+
+def runs_of(preset: str, *, epochs: int = EPOCHS, data: str = "cifar10") -> list[Run]:
+    """The protocol's runs of one preset at one budget, by seed."""
+    return [r for r in RUNS if (r.preset, r.epochs, r.data) == (preset, epochs, data)]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim, as a comparison of presets at the protocol's budget.
+
+    The difference is ``a − b`` in test accuracy points, seed by seed (paired: seed s of a
+    against seed s of b). With the 95% t-interval of its mean over seeds, the verdict is:
+
+    - kind "better" (a beats b): "reproduces" if the interval lies above 0, "contradicts" if
+      it lies below 0, else "undecided at this scale";
+    - kind "equal" (a about equals b): "reproduces" if the interval lies within ±MARGIN,
+      "contradicts" if it lies wholly outside (beyond +MARGIN or below −MARGIN), else undecided;
+    - kind "best" (a beats each of `b`, a tuple): "reproduces" if every interval lies above 0,
+      "contradicts" if any lies below 0, else undecided.
+
+    Fewer than two paired seeds give "pending".
+    """
+
+    key: str
+    statement: str
+    paper: str  # bibliography key (book/references.bib)
+    a: str
+    b: str | tuple[str, ...]
+    kind: str = "better"
+    data: str = "cifar10"
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("dw_vs_window", "A depthwise convolution is about as good as local (window) attention",
+          "han2022connection", "dwconv", "window_attention", "equal"),
+    Claim("ddw_over_dw", "Dynamic weights help: D-DW beats the static DW conv",
+          "han2022connection", "ddwconv", "dwconv"),
+    Claim("idw_over_dw", "Dynamic weights help: I-D-DW beats the static DW conv",
+          "han2022connection", "idwconv", "dwconv"),
+    Claim("idw_vs_ddw", "Per-pixel and per-image dynamic kernels are about as good",
+          "han2022connection", "idwconv", "ddwconv", "equal"),
+    Claim("lka_over_dw", "A large kernel attention (21×21, decomposed) beats a 7×7 DW conv",
+          "guo2023van", "lka", "dwconv"),
+    Claim("cctt_best", "C-C-T-T is the best of CoAtNet's five vertical layouts",
+          "dai2021coatnet", "cctt", ("dwconv", "ccct", "cttt", "relative_attention"), "best"),
+    Claim("sliding_over_window", "Sliding windows beat non-overlapping windows",
+          "zhou2021elsa", "neighborhood_attention", "window_attention"),
+    Claim("bias_window", "The relative position bias matters for window attention",
+          "zhou2021elsa", "window_attention", "window_attention_nobias"),
+    Claim("bias_sliding", "The relative position bias matters for sliding-window attention",
+          "zhou2021elsa", "neighborhood_attention", "neighborhood_attention_nobias"),
+    Claim("order_helps", "Higher-order interactions help: gnConv of orders 2–5 beats order 1",
+          "rao2022hornet", "gnconv", "gnconv_order1"),
+    Claim("global_vs_local", "A global filter is about as good as a local 7×7 kernel",
+          "rao2021gfnet", "global_filter", "dwconv", "equal"),
+    Claim("learned_over_pooling", "A learned mixer beats pooling",
+          "yu2022metaformer", "dwconv", "pooling"),
+    Claim("lka_over_dw_128", "At 128 px, LKA's larger field beats a 7×7 DW conv",
+          "guo2023van", "lka", "dwconv", data="imagenette"),
+    Claim("global_vs_local_128", "At 128 px, a global filter is about as good as a 7×7 kernel",
+          "rao2021gfnet", "global_filter", "dwconv", "equal", data="imagenette"),
+    Claim("sliding_over_window_128", "At 128 px, sliding windows beat non-overlapping windows",
+          "zhou2021elsa", "neighborhood_attention", "window_attention", data="imagenette"),
+    Claim("idw_over_dw_128", "At 128 px, I-D-DW beats the static DW conv",
+          "han2022connection", "idwconv", "dwconv", data="imagenette"),
+)

@@ -1,0 +1,186 @@
+"""The comparison's sweep: the protocol's runs that the results folder lacks, resumable.
+
+    python -m mixlib.sweep plan                          # every run, in order, and its state
+    nice -n 19 python -m mixlib.sweep run --workers 2    # two one-thread runs side by side
+    python -m mixlib.sweep run --only dwconv_cifar-s0-e15 --max-runs 1
+
+Each run is ``python -m mixlib.train`` in a child process (``OMP_NUM_THREADS`` = --threads),
+training into a work folder (``--work``, default ``$MIXLIB_CACHE/sweep``, outside the
+repository, so its checkpoints survive a fresh checkout of the same machine). A finished run's
+``result.json`` and ``metrics.jsonl`` are copied into ``--results``/<data>/<run>/ (default
+``results/sweep``), each file atomically; that folder is what the book reads and what git keeps.
+A run whose copy is there is skipped, a stopped one resumes from its checkpoint, and a second
+sweep on the same results folder is refused (an OS lock that a killed sweep releases).
+With ``--commit``, each finished run is committed on its own (only its two files).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import protocol
+from .data import atomic_write
+
+__all__ = ["state", "pending", "run_one", "sweep", "main", "SweepLocked"]
+
+RESULT_FILES = ("result.json", "metrics.jsonl")
+
+
+class SweepLocked(RuntimeError):
+    """Another sweep holds the results folder."""
+
+
+def _default_work() -> Path:
+    return Path(os.environ.get("MIXLIB_CACHE", Path.home() / ".cache" / "mixlib")) / "sweep"
+
+
+def state(run: protocol.Run, results: Path, work: Path) -> str:
+    """"done" (its result is in `results`), "stopped" (a checkpoint waits in `work`) or "todo"."""
+    if (results / run.data / run.name / "result.json").is_file():
+        return "done"
+    if (work / run.name / "checkpoint.pt").is_file():
+        return "stopped"
+    return "todo"
+
+
+def select(only: list[str] | None) -> list[protocol.Run]:
+    """The protocol's runs, or those named in `only` (run names, or model names for all their
+    runs); an unknown name is an error, not an empty sweep."""
+    if not only:
+        return list(protocol.RUNS)
+    known = {r.name for r in protocol.RUNS} | {r.model for r in protocol.RUNS}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ValueError(f"only names runs or presets the protocol does not list: {unknown} "
+                         f"(`python -m mixlib.sweep plan` lists them)")
+    return [r for r in protocol.RUNS if r.name in only or r.model in only]
+
+
+def pending(runs: list[protocol.Run], results: Path) -> list[protocol.Run]:
+    return [r for r in runs if not (results / r.data / r.name / "result.json").is_file()]
+
+
+def _copy_result(run: protocol.Run, work: Path, results: Path) -> list[Path]:
+    folder = results / run.data / run.name
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in ("metrics.jsonl", "result.json"):  # result.json last: its presence means done
+        source = work / run.name / name
+        atomic_write(folder / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
+        copied.append(folder / name)
+    return copied
+
+
+def _commit(paths: list[Path], message: str, repo: Path, log) -> None:
+    """Commit just these files; other staged or edited files stay as they are."""
+    for attempt in range(20):  # another git process (a person, an editor) may hold the index
+        add = subprocess.run(["git", "-C", str(repo), "add", "--", *map(str, paths)],
+                             capture_output=True, text=True)
+        done = add.returncode == 0 and subprocess.run(
+            ["git", "-C", str(repo), "commit", "-q", "-m", message, "--", *map(str, paths)],
+            capture_output=True, text=True).returncode == 0
+        if done:
+            return
+        time.sleep(3 + attempt)
+    log(f"could not commit {[str(p) for p in paths]}; commit them by hand")
+
+
+def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commit_repo: Path | None,
+            log=print, python: str = sys.executable) -> bool:
+    """Train `run` (resuming it if it was stopped) and copy its result; True if it finished."""
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    command = [python, "-m", "mixlib.train", *run.train_args(), "--out", str(work),
+               "--name", run.name, "--resume"]
+    log(f"start {run.name} ({state(run, results, work)})")
+    started = time.time()
+    with open(work / f"{run.name}.log", "a") as out:
+        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0 or not (work / run.name / "result.json").is_file():
+        log(f"failed {run.name} (exit {code}); see {work / f'{run.name}.log'}")
+        return False
+    copied = _copy_result(run, work, results)
+    log(f"done {run.name} in {(time.time() - started) / 60:.0f} min")
+    if commit_repo is not None:
+        _commit(copied, f"results: sweep run {run.name} ({run.data}, {run.epochs} epochs, "
+                        f"seed {run.seed})", commit_repo, log)
+    return True
+
+
+def sweep(runs: list[protocol.Run], *, results: Path, work: Path, workers: int = 2,
+          threads: int = 1, max_runs: int | None = None, commit_repo: Path | None = None,
+          log=print) -> int:
+    """Run the pending ones of `runs`, `workers` at a time, in the protocol's order; returns the
+    number that finished. Holds an exclusive lock on `results` while it runs."""
+    results.mkdir(parents=True, exist_ok=True)
+    lock = open(results / ".sweep.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SweepLocked(f"another sweep is running on results={str(results)!r}") from None
+    try:
+        todo = pending(runs, results)[:max_runs]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            finished = pool.map(lambda r: run_one(r, results=results, work=work, threads=threads,
+                                                  commit_repo=commit_repo, log=log), todo)
+            return sum(finished)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mixlib.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["plan", "run"])
+    parser.add_argument("--results", type=Path, default=Path("results/sweep"))
+    parser.add_argument("--work", type=Path, default=None, help="checkpoints (default "
+                        "$MIXLIB_CACHE/sweep)")
+    parser.add_argument("--only", nargs="+", default=None, help="run or model names")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads of each run")
+    parser.add_argument("--max-runs", type=int, default=None)
+    parser.add_argument("--commit", action="store_true", help="commit each finished run")
+    args = parser.parse_args(argv)
+    for name in ("workers", "threads", "max_runs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    work = args.work or _default_work()
+    try:
+        runs = select(args.only)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.command == "plan":
+        for run in runs:
+            print(f"{state(run, args.results, work):8s} {run.data:10s} {run.name}")
+        return 0
+    repo = None
+    if args.commit:  # the repository that holds the results folder
+        args.results.mkdir(parents=True, exist_ok=True)
+        top = subprocess.run(["git", "-C", str(args.results), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True)
+        if top.returncode != 0:
+            parser.error(f"--commit: results={str(args.results)!r} is not inside a git repository")
+        repo = Path(top.stdout.strip())
+    try:
+        done = sweep(runs, results=args.results, work=work, workers=args.workers,
+                     threads=args.threads, max_runs=args.max_runs, commit_repo=repo,
+                     log=lambda message: print(f"{time.strftime('%H:%M:%S')} {message}", flush=True))
+    except SweepLocked as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{done} run(s) finished; {len(pending(runs, args.results))} still pending")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

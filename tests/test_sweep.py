@@ -1,0 +1,91 @@
+"""The comparison's protocol and its sweep: what runs, in which order, and that an interrupted
+sweep picks up where it stopped without running anything twice."""
+import fcntl
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mixlib import models, protocol, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_protocol_run_is_a_preset_and_runs_once():
+    names = [run.name for run in protocol.RUNS]
+    assert len(names) == len(set(names))
+    assert {run.model for run in protocol.RUNS} <= set(models.available())
+    # the pilot comes first: its presets at E and 2E
+    assert [(r.preset, r.epochs) for r in protocol.RUNS[:4]] == \
+        [(p, protocol.EPOCHS) for p in protocol.PILOT] + [(p, 2 * protocol.EPOCHS) for p in protocol.PILOT]
+    assert protocol.EPOCHS >= 15 and len(protocol.SEEDS) >= 3
+    # seed 0 of every main preset before any second seed
+    first_seed1 = next(i for i, r in enumerate(protocol.RUNS) if r.seed == 1)
+    assert {r.preset for r in protocol.RUNS[:first_seed1]} >= set(protocol.MAIN)
+
+
+def test_every_claim_compares_runs_of_the_protocol_with_a_cited_paper():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    for claim in protocol.CLAIMS:
+        assert f"{{{claim.paper}," in bib, claim.key
+        rivals = claim.b if isinstance(claim.b, tuple) else (claim.b,)
+        epochs = protocol.EPOCHS if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
+        for preset in (claim.a, *rivals):
+            assert len(protocol.runs_of(preset, epochs=epochs, data=claim.data)) == len(protocol.SEEDS), \
+                (claim.key, preset)
+        assert claim.kind in ("better", "equal", "best")
+        assert (claim.kind == "best") == isinstance(claim.b, tuple)
+
+
+def test_the_protocol_page_lists_the_runs_and_claims_the_code_runs():
+    page = (ROOT / "results" / "protocol.md").read_text()
+    for preset in {r.model for r in protocol.RUNS}:
+        assert f"`{preset}`" in page, preset
+    for claim in protocol.CLAIMS:
+        assert f"`{claim.key}`" in page, claim.key
+    assert re.search(rf"\bE = {protocol.EPOCHS}\b", page)
+
+
+def test_select_refuses_a_name_the_protocol_does_not_list():
+    assert [r.name for r in sweep.select(["dwconv_cifar-s0-e15"])] == ["dwconv_cifar-s0-e15"]
+    assert {r.seed for r in sweep.select(["lka_cifar"])} == set(protocol.SEEDS)
+    with pytest.raises(ValueError, match="only names.*'dwconv_cifr'"):
+        sweep.select(["dwconv_cifr"])
+    with pytest.raises(SystemExit):
+        sweep.main(["plan", "--only", "dwconv_cifr"])
+    with pytest.raises(SystemExit):
+        sweep.main(["run", "--workers", "0"])
+
+
+def test_a_second_sweep_on_the_same_results_is_refused(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    with open(results / ".sweep.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(sweep.SweepLocked, match="another sweep"):
+            sweep.sweep([protocol.RUNS[0]], results=results, work=tmp_path / "work")
+    # released (as by a killed process): a sweep with nothing to do goes through
+    (results / "cifar10" / protocol.RUNS[0].name).mkdir(parents=True)
+    (results / "cifar10" / protocol.RUNS[0].name / "result.json").write_text("{}")
+    assert sweep.sweep([protocol.RUNS[0]], results=results, work=tmp_path / "work") == 0
+
+
+def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXLIB_QUICK", "1")  # the child trains on the quick subset
+    monkeypatch.chdir(ROOT)  # python -m mixlib.train from this checkout
+    run = protocol.Run("pooling", seed=0, epochs=1)
+    results, work = tmp_path / "results", tmp_path / "work"
+    messages = []
+    assert sweep.state(run, results, work) == "todo"
+    assert sweep.sweep([run], results=results, work=work, workers=1, log=messages.append) == 1
+    folder = results / "cifar10" / run.name
+    result = json.loads((folder / "result.json").read_text())
+    assert (result["model"], result["seed"], result["epochs"]) == ("pooling_cifar", 0, 1)
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 1
+    assert sweep.state(run, results, work) == "done"
+    assert (work / run.name / "checkpoint.pt").is_file()  # checkpoints stay out of the results
+    assert not list(results.rglob("*.pt"))
+    # nothing left to do: no child process is started
+    monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: pytest.fail("ran again"))
+    assert sweep.sweep([run], results=results, work=work, log=messages.append) == 0
