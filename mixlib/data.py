@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .files import atomic_write, file_digest, remove_stale_parts, save_torch, state_digest
+from .files import atomic_write, file_digest, load_checked, remove_stale_parts, save_checked
 from .layers import check_int
 
 __all__ = [
@@ -305,8 +305,7 @@ def _cached(path: Path, spec: DatasetSpec, split: str,
         remove_stale_parts(path.parent)  # a decode killed while it wrote (up to 154 MB)
     if not path.is_file():
         images, labels = decode()
-        content = {"images": images, "labels": labels, "classes": list(spec.classes)}
-        save_torch(path, {**content, "checksum": state_digest(content)})
+        save_checked(path, {"images": images, "labels": labels, "classes": list(spec.classes)})
     saved = _read_cache(path)
     if tuple(saved["classes"]) != spec.classes:
         raise DataError(f"cache file {path} has classes {saved['classes']}, expected {spec.classes}")
@@ -317,17 +316,9 @@ def _read_cache(path: Path) -> dict:
     """The decoded tensors of a cache file, checked against the checksum they were saved with
     (caches from before it are read unchecked); a damaged file is a DataError naming it."""
     remedy = "delete it, and the next call decodes the archive again"
-    try:
-        saved = torch.load(path, weights_only=True)
-    except Exception as error:  # truncated, empty, garbage: torch's own messages name no file
-        raise DataError(f"cache file {path} cannot be read ({type(error).__name__}): it is "
-                        f"truncated or damaged; {remedy}") from error
-    if not isinstance(saved, dict) or not {"images", "labels", "classes"} <= set(saved):
+    saved = load_checked(path, DataError, what="cache file ", remedy=remedy, weights_only=True)
+    if not {"images", "labels", "classes"} <= set(saved):
         raise DataError(f"cache file {path} does not hold decoded images; {remedy}")
-    expected = saved.pop("checksum", None)
-    if expected is not None and state_digest(saved) != expected:
-        raise DataError(f"cache file {path} is damaged: its content does not match the checksum "
-                        f"it was saved with; {remedy}")
     return saved
 
 

@@ -5,6 +5,8 @@
 - ``save_torch(path, obj)``: ``torch.save`` the same way.
 - ``state_digest(obj)``: a SHA-256 of what ``torch.load`` gives back (tensors, dicts, lists,
   plain values), so that a file can carry the checksum of its own content.
+- ``save_checked(path, content)`` and ``load_checked(path, ...)``: a dict saved with the
+  checksum of its content, and read back checked.
 - ``remove_stale_parts(folder)``: the temporary files of writers that were killed.
 - ``file_digest(path)``: a file's SHA-256 (or another hashlib algorithm).
 """
@@ -21,8 +23,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["DiskFullError", "atomic_write", "save_torch", "state_digest", "file_digest",
-           "remove_stale_parts", "naming_a_full_disk"]
+__all__ = ["DiskFullError", "atomic_write", "save_torch", "state_digest", "save_checked",
+           "load_checked", "file_digest", "remove_stale_parts", "naming_a_full_disk"]
 
 # the temporary name atomic_write uses: .<name>.<pid>.<8 hex digits>.part
 _PART = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.part")
@@ -103,6 +105,31 @@ def _feed(digest, obj) -> None:
             _feed(digest, value)
     else:
         digest.update(f"{type(obj).__name__} {obj!r};".encode())
+
+
+def save_checked(path: Path, content: dict) -> None:
+    """save_torch a dict with one more key, "checksum": the state_digest of the rest."""
+    save_torch(path, {**content, "checksum": state_digest(content)})
+
+
+def load_checked(path: Path, error: type[Exception], *, what: str = "", remedy: str,
+                 **load_kwargs) -> dict:
+    """The dict save_checked wrote at `path`, without its checksum. A file torch cannot read
+    (truncated, empty, garbage: torch's own messages name no file), or whose content does not
+    match its checksum (a flipped byte), raises `error` naming `what` and the file, and the
+    `remedy`. A dict without a checksum, from before there was one, is returned unchecked."""
+    try:
+        state = torch.load(path, **load_kwargs)
+    except Exception as failure:
+        raise error(f"{what}{path} cannot be read ({type(failure).__name__}): it is truncated or "
+                    f"damaged; {remedy}") from failure
+    if not isinstance(state, dict):
+        raise error(f"{what}{path} does not hold what it should; {remedy}")
+    expected = state.pop("checksum", None)
+    if expected is not None and state_digest(state) != expected:
+        raise error(f"{what}{path} is damaged: its content does not match the checksum it was "
+                    f"saved with; {remedy}")
+    return state
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

@@ -46,8 +46,12 @@ def check_float(name: str, value, *, minimum: float | None = None, above: float 
     """A finite real number, at least `minimum`, more than `above`, less than `below` (each
     when given); else a ValueError naming it. NaN fails every comparison, so without the
     finiteness test a NaN hyper-parameter passes range checks written as `if value < 0`."""
-    bounds = [f">= {minimum:g}" if minimum is not None else "", f"> {above:g}" if above is not None else "",
-              f"< {below:g}" if below is not None else ""]
+    low = f"[{minimum:g}" if minimum is not None else f"({above:g}" if above is not None else None
+    if low and below is not None:
+        bounds = [f"in {low}, {below:g})"]
+    else:
+        bounds = [f">= {minimum:g}" if minimum is not None else "",
+                  f"> {above:g}" if above is not None else "", f"< {below:g}" if below is not None else ""]
     ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
           and (minimum is None or value >= minimum) and (above is None or value > above)
           and (below is None or value < below))

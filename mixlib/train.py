@@ -22,17 +22,28 @@ steps). ``--resume`` continues from the checkpoint, mid-epoch included, and on t
 with exactly the weights of an uninterrupted run: the data order, the augmentation and the
 dropout draw from generators whose states the checkpoint holds.
 A start from scratch refuses a folder that already holds a run (it would overwrite one and mix
-their metrics), and nothing restarts or resumes a finished one. A loss that is not finite
-stops the run with a message; the last checkpoint is the last good one.
+their metrics), and nothing restarts or resumes a finished one; a run holds an OS lock on its
+folder (released when the process ends, killed or not), so a second run into it is refused.
+A resume refuses other settings than the checkpoint's (the budget, the data, the recipe), and a
+checkpoint that cannot be read back whole (its checksum) is an error that names it. A loss or
+weights that are not finite stop the run with a message; no checkpoint holds them. SIGTERM and
+Ctrl-C stop the run at the end of the current step with a checkpoint (exit status 128 + the
+signal's number); a second one stops it at once. Bad settings are refused before anything is
+trained (a usage error on the command line): non-finite numbers, an absent device, a run folder
+that cannot be written, a batch or an image count the data cannot fill.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
 import platform
+import signal
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,13 +56,19 @@ import torch.nn.functional as F
 from . import data as mdata
 from . import models
 from .bench import code_commit, environment
-from .layers import check_int
+from .files import DiskFullError, load_checked, naming_a_full_disk, remove_stale_parts, save_checked
+from .layers import check_float, check_int
 
-__all__ = ["TrainConfig", "train", "main", "NonFiniteLoss", "RunFolderError"]
+__all__ = ["TrainConfig", "train", "main", "NonFiniteLoss", "RunFolderError", "CheckpointError",
+           "SettingError"]
 
-# what a resumed run must share with the run that wrote the checkpoint
+# what a resumed run must share with the run that wrote the checkpoint: the budget, the data and
+# the recipe (a field added later is compared with its default when an older checkpoint lacks it)
 RESUME_MUST_MATCH = ("model", "data", "epochs", "batch_size", "seed", "max_train_images", "quick",
-                     "model_kwargs", "image_size", "log_every", "padding", "cutout", "optimizer")
+                     "model_kwargs", "image_size", "log_every", "padding", "cutout", "optimizer",
+                     "lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "ema",
+                     "tta", "channels_last")
+AMP = ("auto", "bf16", "fp16", "off")
 
 # each optimizer's own scale of learning rate and weight decay: AdamW's decay is decoupled
 # (multiplied by the learning rate), SGD's is an L2 term in the gradient
@@ -65,7 +82,19 @@ class NonFiniteLoss(RuntimeError):
 
 class RunFolderError(ValueError):
     """The run folder does not fit the request: a start from scratch where a run already is,
-    or a resume whose checkpoint was made with other settings. Nothing has been written."""
+    a resume whose checkpoint was made with other settings, a folder another run holds.
+    Nothing has been written."""
+
+
+class CheckpointError(RunFolderError):
+    """A checkpoint that cannot be read back whole: truncated, overwritten, or with content that
+    does not match the checksum it was saved with. Nothing has been written."""
+
+
+class SettingError(ValueError):
+    """A setting this machine, the disk or the data cannot meet (an absent device, a run folder
+    that cannot be written, more images or a larger batch than the data holds), found before
+    anything was trained."""
 
 
 @dataclass
@@ -102,24 +131,44 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
             check_int(name, getattr(self, name))
+        check_int("seed", self.seed, minimum=0)
         check_int("cutout", self.cutout, minimum=0)  # 0: none
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1) (0 turns it off), got {self.ema!r}")
+        check_int("padding", self.padding, minimum=0)  # 0: no shift
+        for name in ("image_size", "stop_after_steps", "max_train_images"):  # None: not asked for
+            if getattr(self, name) is not None:  # (a 0 used to mean "all images" or "no stop")
+                check_int(name, getattr(self, name))
+        # NaN passes no range test written as `value < 0`: every float is checked finite here,
+        # before a NaN learning rate could fill a checkpoint with NaN weights
+        check_float("ema", self.ema, minimum=0.0, below=1.0)  # 0 turns the average off
         if self.optimizer not in OPTIMIZER_DEFAULTS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_DEFAULTS)}, "
                              f"got {self.optimizer!r}")
         for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be at least 0, got {self.weight_decay!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        check_float("momentum", self.momentum, minimum=0.0, below=1.0)
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        check_float("lr", self.lr, above=0.0)
+        check_float("warmup_epochs", self.warmup_epochs, minimum=0.0)
+        check_float("label_smoothing", self.label_smoothing, minimum=0.0, below=1.0)
+        if self.amp not in AMP:
+            raise ValueError(f"amp must be one of {AMP}, got {self.amp!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or "
+                                 f"'cuda:0', got {self.device!r}") from None
+        if self.run is not None and (self.run in ("", ".", "..") or "/" in self.run):
+            raise ValueError(f"run (the run folder's name, --name) must be a folder name, "
+                             f"got {self.run!r}")
         if self.data not in mdata.DATASETS:
             raise ValueError(f"data must be one of {sorted(mdata.DATASETS)}, got {self.data!r}")
-        side = self.image_size or mdata.DATASETS[self.data].image_size  # the training crops' side
+        stored = mdata.DATASETS[self.data].image_size  # the shift reflects the stored images
+        if self.padding >= stored:
+            raise ValueError(f"padding must be less than the {stored}-pixel side of the "
+                             f"{self.data} images, got padding={self.padding}")
+        side = self.image_size or stored  # the training crops' side
         if self.cutout > side:
             raise ValueError(f"cutout must be at most the {side}-pixel side of the training images, "
                              f"got cutout={self.cutout}")
@@ -246,10 +295,151 @@ def _prepare(images, spec, channels_last, image_size, *, train, generator=None, 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def _device(config: TrainConfig) -> torch.device:
+    """The device to train on, refused by name when this machine does not have it."""
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(config.device)
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:  # no driver, no such index, not compiled in
+        raise SettingError(f"device={config.device!r} is not available on this machine "
+                           f"({str(error).splitlines()[0]})") from None
+    return device
+
+
+class _RunFolder:
+    """The run folder, for one run at a time: made if needed, locked (flock on the folder itself:
+    the kernel releases it when the process ends, killed or not, and nothing is left in the
+    folder), checked for writing, and cleared of the temporary files of a killed run. A folder
+    this run made and left empty (a setting refused before training) is removed again."""
+
+    def __init__(self, path: Path, *, out: str, lead: bool):
+        self.path, self.out, self.lead = path, out, lead
+        self.fd, self.made = None, False
+
+    def __enter__(self):
+        if not self.lead:  # under torchrun, rank 0 writes and holds the lock
+            return self
+        self.made = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as error:  # a file where a folder should be, no permission, ...
+            self._release(failed=True)
+            raise SettingError(f"out={self.out!r}: the run folder {self.path} cannot be made or "
+                               f"opened ({error.strerror})") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._release(failed=True)
+            raise RunFolderError(f"{self.path} is in use: another process is training into it "
+                                 f"(it holds the folder's lock); wait for it to end, or start "
+                                 f"this run under another name (--name) or folder (--out)") from None
+        try:  # now, not at the first checkpoint 100 steps in
+            tempfile.TemporaryFile(dir=self.path).close()
+        except OSError as error:
+            self._release(failed=True)
+            raise SettingError(f"out={self.out!r}: the run folder {self.path} cannot be written "
+                               f"({error.strerror})") from None
+        remove_stale_parts(self.path, any_writer=True)  # the lock holder is the only writer
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        self._release(failed=kind is not None)
+
+    def _release(self, *, failed: bool) -> None:
+        if failed and self.made:
+            try:
+                self.path.rmdir()  # only if empty: a run that wrote anything keeps its folder
+            except OSError:
+                pass
+        if self.fd is not None:
+            os.close(self.fd)  # and with it the lock
+            self.fd = None
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT (Ctrl-C) ask the loop to stop at the end of the current step, with a
+    checkpoint; a second one acts as it would have without this (the handler before it). Only
+    the main thread can install handlers; elsewhere nothing changes."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGTERM, signal.SIGINT):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame):
+        self.received = signal.Signals(number).name
+        signal.signal(number, self._previous[number])
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def requested(self, world: int, device: torch.device) -> bool:
+        """Whether a signal came, to this process or (under torchrun) to any: all stop together."""
+        if world == 1:
+            return self.received is not None
+        flag = torch.tensor([float(self.received is not None)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self.received is None:
+            self.received = "a signal to another process"
+        return bool(flag.item())
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """The checkpoint at `path`, checked against the checksum it was saved with (checkpoints from
+    before the checksum are read unchecked); a file that cannot be read back whole is a
+    CheckpointError that names it."""
+    remedy = "restore it from a copy, or move it away and start the run again"
+    state = load_checked(path, CheckpointError, remedy=remedy, map_location="cpu",
+                         weights_only=False)  # RNG states stay on the CPU
+    if "model" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint of mixlib.train; {remedy}")
+    return state
+
+
+def _last_good(checkpoint_path: Path) -> str:
+    return (f"the last good state is in {checkpoint_path}" if checkpoint_path.is_file() else
+            f"no checkpoint was written before it ({checkpoint_path} does not exist)")
+
+
+def _not_finite(modules: dict) -> list[str]:
+    """The floating-point tensors of the modules' state dicts that hold NaN or infinity."""
+    return [f"{owner}.{name}" for owner, module in modules.items() if module is not None
+            for name, t in module.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def _complete_metrics(path: Path, history: list[dict], log) -> None:
+    """metrics.jsonl as the checkpoint's history says: a kill between the end-of-epoch
+    checkpoint and the line's append lost the line (the resume goes on from the next epoch)."""
+    expected = "".join(json.dumps(record) + "\n" for record in history)
+    current = path.read_text() if path.is_file() else ""
+    if current == expected:
+        return
+    with naming_a_full_disk(path):
+        if expected.startswith(current):  # lines missing at the end: appended
+            with open(path, "a") as f:
+                f.write(expected[len(current):])
+        else:  # a half-written line, or lines the checkpoint does not have: rewritten whole
+            mdata.atomic_write(path, lambda tmp: tmp.write_text(expected))
+    log(f"{path}: the lines of epochs the checkpoint holds and it lacked were written again")
+
+
 def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
-    """Train `config.model` on `config.data`; returns the result record (also written to disk)."""
-    device = torch.device(config.device if config.device != "auto" else
-                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    """Train `config.model` on `config.data`; returns the result record (also written to disk).
+
+    A run stopped early (``stop_after_steps``, or SIGTERM / SIGINT) returns
+    ``{"stopped_at_step": step}``, with ``"stopped_by"``: the signal's name, if one stopped it.
+    """
+    device = _device(config)
     rank, world = _distributed(device.type == "cuda")
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -257,11 +447,16 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     amp = config.amp
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
-    if amp not in ("bf16", "fp16", "off"):
-        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {config.amp!r}")
+    run_dir = Path(config.out) / config.run_name()
+    with _RunFolder(run_dir, out=config.out, lead=rank == 0), _StopSignals() as signals:
+        return _train(config, resume, log, device=device, rank=rank, world=world, amp=amp,
+                      run_dir=run_dir, signals=signals)
+
+
+def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank: int, world: int,
+           amp: str, run_dir: Path, signals: _StopSignals) -> dict:
     commit = code_commit()  # the code this run starts with (files edited during a run do not count)
     commits = [commit]  # one per start and resume: a run resumed across commits ran them all
-    run_dir = Path(config.out) / config.run_name()
     checkpoint_path = run_dir / "checkpoint.pt"
     elsewhere = "start a new one under another name (--name) or folder (--out)"
     if (run_dir / "result.json").is_file():  # a resume would only rewrite its record
@@ -273,13 +468,14 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     if found and not resuming:
         how = "resume it (--resume), or " if has_checkpoint else ""
         raise RunFolderError(f"{run_dir} already holds a run ({', '.join(found)}): {how}{elsewhere}")
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)
     train_data = mdata.load(config.data, "train", quick=config.quick)
     test_data = mdata.load(config.data, "test", quick=config.quick)
-    if config.max_train_images:
+    if config.max_train_images is not None:
+        if config.max_train_images > len(train_data):
+            raise SettingError(f"max_train_images={config.max_train_images} is more than the "
+                               f"{len(train_data)} training images")
         train_data = train_data.balanced_head(config.max_train_images)
     train_data, test_data = train_data.to(device), test_data.to(device)
 
@@ -288,12 +484,12 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     optimizer = _optimizer(config, model, fused=device.type == "cuda" or None)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     if config.batch_size % world:
-        raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {world} processes")
+        raise SettingError(f"batch_size={config.batch_size} must be a multiple of the {world} processes")
     local_batch = config.batch_size // world
     steps_per_epoch = len(train_data) // config.batch_size  # full batches only
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size={config.batch_size} is larger than the {len(train_data)} "
-                         f"training images")
+        raise SettingError(f"batch_size={config.batch_size} is larger than the {len(train_data)} "
+                           f"training images")
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
 
@@ -304,8 +500,9 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     step_log, window = [], (0, 0.0)  # the loss curve; images and summed loss since its last point
     epoch_order = None
     epoch_stats = (0, 0, 0.0)  # images seen, correct, summed loss: so far in this epoch
+    metrics_path = run_dir / "metrics.jsonl"
     if resuming:
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states stay on the CPU
+        state = _load_checkpoint(checkpoint_path)
         saved = asdict(_saved_config(state))
         for key in RESUME_MUST_MATCH:
             if saved[key] != getattr(config, key):
@@ -340,6 +537,8 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         epoch_stats = state["epoch_stats"]
         step_log, window = state["step_log"], state["window"]
         commits = state.get("commits", [None]) + [commit]  # None: a checkpoint from before they were kept
+        if rank == 0:
+            _complete_metrics(metrics_path, history, log)
         log(f"resumed {run_dir} at step {step} of {total_steps}")
     elif resume:
         log(f"no checkpoint in {run_dir}: starting from scratch")
@@ -347,6 +546,13 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     seen, correct, loss_sum = epoch_stats
 
     def checkpoint():  # called by every rank at the same steps
+        # every rank checks (their weights are the same): one raising alone would leave the
+        # others waiting in the next all-reduce
+        not_finite = _not_finite({"model": model, "ema": ema.model if ema else None})
+        if not_finite:
+            raise NonFiniteLoss(f"weights that are not finite at step {step} ({', '.join(not_finite[:3])}"
+                                f"{', ...' if len(not_finite) > 3 else ''}), not saved; "
+                                f"{_last_good(checkpoint_path)}")
         rngs = {"augment_rng": augment_rng.get_state().cpu(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         rank_rngs = [rngs]
@@ -362,7 +568,10 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                     "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
                     "window": window, "config": asdict(config), "commits": commits,
                     "amp": amp}  # the precision "auto" resolved to on this device
-        mdata.atomic_write(checkpoint_path, lambda tmp: torch.save(snapshot, tmp))
+        save_checked(checkpoint_path, snapshot)  # with the checksum of its content
+
+    def stopped() -> dict:
+        return {"stopped_at_step": step, **({"stopped_by": signals.received} if signals.received else {})}
 
     train_model = model
     if world > 1:
@@ -371,7 +580,6 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
     if config.compile:
         train_model = torch.compile(train_model)
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    metrics_path = run_dir / "metrics.jsonl"
 
     from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
     while step < total_steps:
@@ -382,6 +590,7 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         started = time.perf_counter()
         seen, correct, loss_sum = epoch_stats if index else (0, 0, 0.0)
         epoch_stats = (0, 0, 0.0)
+        stop = False
         bar = tqdm(total=steps_per_epoch, initial=index, desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=rank != 0 or not sys.stderr.isatty(), leave=False)
         while index < steps_per_epoch:
@@ -403,14 +612,14 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
                 where = f"rank {rank}'s loss is {loss.item()}" if world > 1 else \
                     f"the loss is {loss.item()}"
                 raise NonFiniteLoss(f"a loss that is not finite at step {step} (epoch {epoch + 1}; "
-                                    f"{where}); the last good state is in {checkpoint_path}")
+                                    f"{where}); {_last_good(checkpoint_path)}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if not scaler.is_enabled():  # fp16's scaler skips steps with inf gradients itself
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
                 if not torch.isfinite(grad_norm):
                     raise NonFiniteLoss(f"the gradient norm is {grad_norm.item()} at step {step} "
-                                        f"(epoch {epoch + 1}); the last good state is in {checkpoint_path}")
+                                        f"(epoch {epoch + 1}); {_last_good(checkpoint_path)}")
             scaler.step(optimizer)
             scaler.update()
             if ema is not None:
@@ -429,12 +638,14 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                             img_s=f"{seen * world / (time.perf_counter() - started):.0f}")
-            stop = config.stop_after_steps is not None and step >= config.stop_after_steps
+            # at the end of a step: the generators hold no draw of the next one yet
+            stop = ((config.stop_after_steps is not None and step >= config.stop_after_steps)
+                    or signals.requested(world, device))
             if stop and index < steps_per_epoch:  # mid-epoch: checkpoint and leave
                 elapsed += time.perf_counter() - started
                 checkpoint()
                 bar.close()
-                return {"stopped_at_step": step}
+                return stopped()
             if stop:
                 break  # at an epoch's end: evaluate and checkpoint first
             if step % config.checkpoint_every == 0 and index < steps_per_epoch:
@@ -453,13 +664,15 @@ def train(config: TrainConfig, *, resume: bool = False, log=print) -> dict:
         history.append(record)
         epoch_order = None
         checkpoint()
-        if rank == 0:  # after the checkpoint: a kill in between cannot write the line twice
-            with open(metrics_path, "a") as f:
+        if rank == 0:  # after the checkpoint: a kill in between loses the line, which the
+            # resume writes again (_complete_metrics); before it, it would be written twice
+            with naming_a_full_disk(metrics_path), open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             log(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.3f}, "
                 f"train acc {record['train_acc']:.3f}, test acc {test_acc:.4f}, {elapsed:.0f} s")
-        if config.stop_after_steps is not None and step >= config.stop_after_steps and step < total_steps:
-            return {"stopped_at_step": step}
+        stop = stop or signals.requested(world, device)  # a signal during the evaluation
+        if stop and step < total_steps:
+            return stopped()
 
     params = sum(p.numel() for p in model.parameters())
     result = {"model": config.model, "dataset": config.data, "seed": config.seed,
@@ -486,7 +699,7 @@ def evaluate_checkpoint(run_dir: str | os.PathLike, *, device: str = "cpu") -> d
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"run_dir={str(run_dir)!r} holds no checkpoint.pt")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _load_checkpoint(path)
     config = _saved_config(state)
     device = torch.device(device)
     test_data = mdata.load(config.data, "test", quick=config.quick).to(device)
@@ -523,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cutout", type=int, default=defaults.cutout,
                         help="cut a square of this side out of each training image (0: off)")
     parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--amp", default=defaults.amp, choices=["auto", "bf16", "fp16", "off"])
+    parser.add_argument("--amp", default=defaults.amp, choices=AMP)
     parser.add_argument("--no-tta", dest="tta", action="store_false")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--compile", action="store_true")
@@ -534,24 +747,31 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     resume = args.pop("resume")
     width = args.pop("width")
-    args["model_kwargs"] = {"width": width} if width else {}
+    args["model_kwargs"] = {"width": width} if width is not None else {}  # (0 is no default)
     if args["model"] not in models.available():
         parser.error(f"--model must be one of {models.available()}, got {args['model']!r}")
     try:
+        if width is not None:
+            check_int("width", width)
         config = TrainConfig(**args)
     except ValueError as error:  # a bad value on the command line: a usage error, no traceback
         parser.error(str(error))
     try:
         result = train(config, resume=resume)
-    except NonFiniteLoss as error:
+    except (NonFiniteLoss, DiskFullError) as error:
         print(f"stopped: {error}", file=sys.stderr)
         return 2
-    except RunFolderError as error:  # nothing was trained: say why, like a usage error
+    except (RunFolderError, SettingError) as error:  # nothing was trained: a usage error
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    if "stopped_by" in result:
+        print(f"stopped by {result['stopped_by']} at step {result['stopped_at_step']}: the checkpoint "
+              f"holds it; continue with --resume", file=sys.stderr)
+        number = getattr(signal.Signals, result["stopped_by"], None)
+        return 128 + int(number) if number is not None else 1
     if "test_acc" in result:
         print(json.dumps({k: result[k] for k in ("model", "dataset", "seed", "epochs", "test_acc",
                                                  "train_time_s")}))

@@ -119,7 +119,7 @@ def test_resume_reads_a_checkpoint_from_before_per_rank_generators(tmp_path):
     path = tmp_path / "b" / "tiny" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
     state.update(state.pop("rank_rngs")[0])  # the old layout
-    del state["commits"]
+    del state["commits"], state["checksum"]  # the checksum came later still
     del state["config"]["cutout"], state["config"]["padding"]  # fields added later: the defaults
     torch.save(state, path)
     resumed = mtrain.train(tiny_config(tmp_path / "b"), resume=True, log=lambda *a: None)
@@ -277,7 +277,7 @@ def test_the_cli_reports_a_bad_value_as_a_usage_error(capsys):
     assert stop.value.code == 2 and "cutout must be an int >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         mtrain.main(["--model", "dwconv_cifar", "--optimizer", "sgd", "--momentum", "1.5"])
-    assert stop.value.code == 2 and "momentum must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert stop.value.code == 2 and "momentum must be a finite number in [0, 1), got 1.5" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:  # larger than the image: before any data is read
         mtrain.main(["--model", "dwconv_imagenette", "--data", "imagenette", "--image-size", "128",
                      "--cutout", "129"])
@@ -294,10 +294,210 @@ def test_run_names_say_the_budget_precision_cutout_and_optimizer(tmp_path):
     assert tiny_config(tmp_path, cutout=12).run_name() == "tiny"  # a name given is kept
 
 
+NAN, INF = float("nan"), float("inf")
+
+
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("checkpoint_every", 0), ("ema", 1.0), ("lr", 0.0),
                                          ("cutout", -1), ("cutout", 2.5), ("cutout", 33),
                                          ("data", "mnist"), ("optimizer", "adam"), ("momentum", 1.0),
-                                         ("weight_decay", -0.1)])
+                                         ("weight_decay", -0.1),
+                                         # issue 23: accepted before, or failing later inside torch
+                                         ("lr", NAN), ("lr", INF), ("weight_decay", NAN),
+                                         ("weight_decay", INF), ("momentum", NAN), ("ema", NAN),
+                                         ("label_smoothing", NAN), ("label_smoothing", -0.5),
+                                         ("label_smoothing", 2.0), ("warmup_epochs", -1.0),
+                                         ("warmup_epochs", NAN), ("warmup_epochs", INF),
+                                         ("stop_after_steps", 0), ("stop_after_steps", -1),
+                                         ("max_train_images", 0), ("max_train_images", -5),
+                                         ("image_size", 0), ("image_size", -5), ("padding", -1),
+                                         ("padding", 32), ("seed", -1), ("device", "foo"),
+                                         ("run", ".."), ("run", "a/b"), ("run", ""), ("amp", "fp8")])
 def test_bad_config_names_the_field(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(tmp_path, **{field: value})
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+def _same_weights(a, b):
+    return all(torch.equal(a[key], b[key]) for key in a)
+
+
+@needs_data
+def test_a_metrics_line_lost_after_the_checkpoint_is_written_again_on_resume(tmp_path):
+    # a kill between the end-of-epoch checkpoint and the append loses epoch 1's line: here
+    # the line is taken away, or half of it is left, as a kill during the write would
+    for damage in ("lost", "half"):
+        mtrain.train(tiny_config(tmp_path, run=damage, stop_after_steps=6), log=lambda *a: None)
+        metrics = tmp_path / damage / "metrics.jsonl"
+        line = metrics.read_text()
+        metrics.write_text("" if damage == "lost" else line[: len(line) // 2])
+        resumed = mtrain.train(tiny_config(tmp_path, run=damage), resume=True, log=lambda *a: None)
+        lines = [json.loads(x) for x in metrics.read_text().splitlines()]
+        assert lines == resumed["history"] and [x["epoch"] for x in lines] == [1, 2]
+
+
+def _hold(folder):
+    """A process that holds the run folder's lock until it is killed."""
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@needs_data
+def test_a_second_run_into_a_held_folder_is_refused_until_the_holder_dies(tmp_path):
+    (tmp_path / "tiny").mkdir()
+    holder = _hold(tmp_path / "tiny")
+    try:
+        for resume in (False, True):
+            with pytest.raises(mtrain.RunFolderError, match="tiny is in use: another process"):
+                mtrain.train(tiny_config(tmp_path, stop_after_steps=1), resume=resume, log=lambda *a: None)
+        assert list((tmp_path / "tiny").iterdir()) == []  # nothing written
+    finally:
+        holder.kill()  # SIGKILL: no clean-up ran, the kernel released the lock
+        holder.wait()
+    done = mtrain.train(tiny_config(tmp_path, stop_after_steps=1), log=lambda *a: None)
+    assert done == {"stopped_at_step": 1}
+
+
+@needs_data
+@pytest.mark.parametrize("field,value", [("lr", 1e-3), ("weight_decay", 0.01), ("label_smoothing", 0.0),
+                                         ("ema", 0.99), ("warmup_epochs", 1.0), ("tta", False),
+                                         ("channels_last", False), ("momentum", 0.8)])
+def test_resume_refuses_a_changed_recipe(tmp_path, field, value):
+    # before, the new value was taken and result.json recorded it as if the whole run used it
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=3), log=lambda *a: None)
+    before = (tmp_path / "tiny" / "checkpoint.pt").read_bytes()
+    with pytest.raises(mtrain.RunFolderError, match=f"--resume with {field}={value!r}, but"):
+        mtrain.train(tiny_config(tmp_path, **{field: value}), resume=True, log=lambda *a: None)
+    assert (tmp_path / "tiny" / "checkpoint.pt").read_bytes() == before
+
+
+@needs_data
+def test_an_older_checkpoint_without_the_new_fields_resumes_with_their_defaults(tmp_path):
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=3, warmup_epochs=1.0), log=lambda *a: None)
+    path = tmp_path / "tiny" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    del state["checksum"], state["config"]["warmup_epochs"], state["config"]["tta"]
+    torch.save(state, path)
+    resumed = mtrain.train(tiny_config(tmp_path, warmup_epochs=1.0), resume=True, log=lambda *a: None)
+    assert resumed["steps"] == 12
+
+
+@needs_data
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "flipped"])
+def test_a_damaged_checkpoint_is_an_error_that_names_it(tmp_path, damage):
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=3), log=lambda *a: None)
+    path = tmp_path / "tiny" / "checkpoint.pt"
+    data = bytearray(path.read_bytes())
+    if damage == "flipped":  # one byte of a weight, in the file as it is stored
+        weight = next(t for t in _weights(path).values() if t.dim() == 1 and t.numel() >= 16)
+        at = data.index(weight.numpy().tobytes()[:64]) + 13
+        data[at] ^= 0x01
+    else:
+        data = {"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"x" * 1000}[damage]
+    path.write_bytes(bytes(data))
+    said = "does not match the checksum" if damage == "flipped" else "cannot be read"
+    with pytest.raises(mtrain.CheckpointError, match=f"{path} (is damaged: its content )?{said}"):
+        mtrain.train(tiny_config(tmp_path), resume=True, log=lambda *a: None)
+    with pytest.raises(mtrain.CheckpointError, match=str(path)):
+        mtrain.evaluate_checkpoint(tmp_path / "tiny")
+
+
+@needs_data
+def test_weights_that_are_not_finite_are_never_saved(tmp_path, monkeypatch):
+    # a finite loss does not prove finite weights: the moving average is not in the loss
+    real = mtrain.EMA.update
+
+    def poisoned(self, model, step):
+        real(self, model, step)
+        if step == 1:
+            next(self.model.parameters()).data.fill_(float("nan"))
+
+    monkeypatch.setattr(mtrain.EMA, "update", poisoned)
+    with pytest.raises(mtrain.NonFiniteLoss, match=r"not finite at step 4 \(ema\..*not saved; no "
+                                                   r"checkpoint was written before it"):
+        mtrain.train(tiny_config(tmp_path), log=lambda *a: None)
+    assert not (tmp_path / "tiny" / "checkpoint.pt").exists()
+
+
+@needs_data
+def test_sigterm_stops_at_the_next_step_with_a_checkpoint_and_the_resume_is_exact(tmp_path, monkeypatch, capsys):
+    import signal
+    mtrain.train(tiny_config(tmp_path / "a"), log=lambda *a: None)
+    real, calls = mtrain.F.cross_entropy, {"n": 0}
+
+    def terminated(*args, **kwargs):  # a SIGTERM arrives during step 8 (epoch 2)
+        calls["n"] += 1
+        if calls["n"] == 8:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mtrain.F, "cross_entropy", terminated)
+    argv = ["--model", "dwconv_cifar", "--width", "8", "--epochs", "2", "--batch-size", "64",
+            "--lr", "3e-3", "--warmup-epochs", "0.5", "--checkpoint-every", "4", "--log-every", "4",
+            "--device", "cpu", "--out", str(tmp_path / "b"), "--name", "tiny"]
+    monkeypatch.setenv("MIXLIB_QUICK", "1")
+    assert mtrain.main(argv) == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM at step 8" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+    run = tmp_path / "b" / "tiny"
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 8
+    assert not list(run.glob(".*.part"))
+    monkeypatch.setattr(mtrain.F, "cross_entropy", real)
+    assert mtrain.main(argv + ["--resume"]) == 0
+    assert _same_weights(_weights(tmp_path / "a" / "tiny" / "checkpoint.pt"), _weights(run / "checkpoint.pt"))
+
+
+@needs_data
+def test_stale_temporary_files_in_the_run_folder_are_removed(tmp_path):
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=3), log=lambda *a: None)
+    stale = tmp_path / "tiny" / f".checkpoint.pt.{os.getpid()}.0123abcd.part"  # a killed write
+    stale.write_bytes(b"x" * 1000)
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=4), resume=True, log=lambda *a: None)
+    assert not stale.exists()
+
+
+@needs_data
+def test_a_run_folder_that_cannot_be_written_is_refused_before_training(tmp_path, monkeypatch):
+    def refused(*args, **kwargs):  # as on a read-only folder (root writes anywhere, so faked)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mtrain.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(mtrain.mdata, "load", lambda *a, **k: pytest.fail("data loaded"))
+    with pytest.raises(mtrain.SettingError, match=r"tiny cannot be written \(Permission denied\)"):
+        mtrain.train(tiny_config(tmp_path), log=lambda *a: None)
+    assert not (tmp_path / "tiny").exists()  # the folder it made is gone again
+
+
+@needs_data
+def test_a_full_disk_is_named(tmp_path, monkeypatch, capsys):
+    from mixlib import files
+    real_open = open
+
+    def full(path, mode="r", *args, **kwargs):  # every checkpoint lands on /dev/full
+        return real_open("/dev/full", mode, *args, **kwargs) if "w" in mode else real_open(path, mode)
+
+    monkeypatch.setattr(files, "open", full, raising=False)
+    with pytest.raises(files.DiskFullError, match=r"no space left on the device to write .*tiny/checkpoint.pt"):
+        mtrain.train(tiny_config(tmp_path), log=lambda *a: None)
+    assert not (tmp_path / "tiny").exists()  # no temporary file left (the folder was empty)
+
+
+@needs_data
+def test_settings_the_data_or_machine_cannot_meet_are_usage_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MIXLIB_QUICK", "1")
+    base = ["--model", "dwconv_cifar", "--width", "4", "--device", "cpu", "--out", str(tmp_path)]
+    for extra, said in ((["--batch-size", "1000"], "batch_size=1000 is larger than the 400"),
+                        (["--max-train-images", "401"], "max_train_images=401 is more than the 400"),
+                        (["--device", "cuda:99"], "device='cuda:99' is not available")):
+        assert mtrain.main(base + extra) == 2
+        assert said in capsys.readouterr().err.split("error:", 1)[1]
+    assert list(tmp_path.iterdir()) == []  # no run folder left behind
+    with pytest.raises(SystemExit):
+        mtrain.main(base + ["--width", "0"])  # before: 0 meant the preset's default width
+    assert "width must be an int >= 1, got 0" in capsys.readouterr().err
