@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The comparison's sweep on one CUDA GPU: the protocol's CIFAR-10 runs (mixlib.protocol), several
+# at once, into results/sweep-gpu/ (a separate hardware column beside the CPU's results/sweep/).
+# Needs only the repository, the CIFAR-10 tarballs and a preinstalled PyTorch (2.11 or newer):
+# nothing is downloaded, and the images are decoded once from the JPEG tarballs on the machine.
+#
+#   MIXLIB_DATA=data scripts/sweep_gpu.sh     # data/cifar10-jpg/ holds the tarballs
+#   QUICK=1 scripts/sweep_gpu.sh              # seconds on a CPU: two runs on 400 images (CI)
+#
+# WORKERS runs share the GPU (default 8, each with 2 CPU threads for its data); a finished run
+# is skipped and a stopped one resumes, as with the CPU sweep. The summary of what finished is
+# written to $RESULTS/summary.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python}
+results=${RESULTS:-results/sweep-gpu}
+work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu}
+workers=${WORKERS:-8}
+only=()
+if [[ ${QUICK:-0} == 1 ]]; then
+  export MIXLIB_QUICK=1
+  results=${RESULTS:-$work/results}
+  workers=2
+  only=(--only dwconv_cifar-s0-e15 pooling_cifar-s0-e15)
+else
+  runs=$("$python" -c "from mixlib import protocol; print(' '.join(r.name for r in protocol.RUNS if r.data == 'cifar10'))")
+  only=(--only $runs)
+  "$python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: use QUICK=1 on a CPU'"
+fi
+"$python" - <<'PY'
+import torch
+print(f"torch {torch.__version__}, " + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"))
+PY
+# decode the tarballs once before the workers start, so they do not all decode at the same time
+"$python" -c "from mixlib import data; [data.load('cifar10', s) for s in ('train', 'test')]"
+started=$(date +%s)
+"$python" -m mixlib.sweep run "${only[@]}" --results "$results" --work "$work" \
+  --workers "$workers" --threads 2
+"$python" - "$results" "$(( $(date +%s) - started ))" <<'PY' | tee "$results/summary.txt"
+import sys
+from mixlib import results
+folder, seconds = sys.argv[1], int(sys.argv[2])
+runs = results.load_runs(folder)
+print(f"{len(runs)} runs in {folder}, this call {seconds / 60:.1f} min")
+for row in results.summarize(runs):
+    print(f"{row['model']:40s} e{row['epochs']:<3d} seeds {row['seeds']}  {100 * row['mean_acc']:.2f}%")
+PY
