@@ -3,6 +3,7 @@
     python -m mixlib.sweep plan                          # every run, in order, and its state
     nice -n 19 python -m mixlib.sweep run --workers 2    # two one-thread runs side by side
     python -m mixlib.sweep run --only dwconv_cifar-s0-e15 --max-runs 1
+    python -m mixlib.sweep weights                       # trained weights of finished runs
 
 Each run is ``python -m mixlib.train`` in a child process (``OMP_NUM_THREADS`` = --threads),
 training into a work folder (``--work``, default ``$MIXLIB_CACHE/sweep``, outside the
@@ -11,12 +12,18 @@ repository, so its checkpoints survive a fresh checkout of the same machine). A 
 ``results/sweep``), each file atomically; that folder is what the book reads and what git keeps.
 A run whose copy is there is skipped, a stopped one resumes from its checkpoint, and a second
 sweep on the same results folder is refused (an OS lock that a killed sweep releases).
-With ``--commit``, each finished run is committed on its own (only its two files).
+With ``--commit``, each finished run is committed on its own (only its files).
+
+Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
+the run reports) in ``--weights``/<model>.pt (default ``results/weights``), in float16 (under 5 MB
+for the ~2 M-parameter presets), loadable with ``torch.load(weights_only=True)`` and by
+``mixlib.models.trained(name)``.
 """
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -25,10 +32,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
 from . import protocol
 from .data import atomic_write
 
-__all__ = ["state", "pending", "run_one", "sweep", "main", "SweepLocked"]
+__all__ = ["state", "pending", "run_one", "sweep", "export_weights", "main", "SweepLocked"]
 
 RESULT_FILES = ("result.json", "metrics.jsonl")
 
@@ -67,10 +76,36 @@ def pending(runs: list[protocol.Run], results: Path) -> list[protocol.Run]:
     return [r for r in runs if not (results / r.data / r.name / "result.json").is_file()]
 
 
-def _copy_result(run: protocol.Run, work: Path, results: Path) -> list[Path]:
+def keeps_weights(run: protocol.Run) -> bool:
+    """Whether `run` is the one whose weights the book keeps: seed 0 at the protocol's budget."""
+    epochs = protocol.EPOCHS if run.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
+    return run.seed == 0 and run.epochs == epochs
+
+
+def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
+    """The final weights of finished `run` (its moving average, what it reports) from its last
+    checkpoint in `work` into `folder`/<model>.pt: float16 tensors and the run's identity,
+    loadable with ``torch.load(weights_only=True)``."""
+    result = json.loads((work / run.name / "result.json").read_text())
+    state = torch.load(work / run.name / "checkpoint.pt", map_location="cpu", weights_only=False)
+    if state["step"] != result["steps"]:
+        raise ValueError(f"the checkpoint of {run.name} is at step {state['step']}, not the "
+                         f"run's last ({result['steps']})")
+    weights = state["ema"] if state["ema"] is not None else state["model"]
+    record = {"model": run.model, "run": run.name, "test_acc": result["test_acc"],
+              "commit": result["commit"],
+              "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run.model}.pt"
+    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    return path
+
+
+def _copy_result(run: protocol.Run, work: Path, results: Path,
+                 weights: Path | None = None) -> list[Path]:
     folder = results / run.data / run.name
     folder.mkdir(parents=True, exist_ok=True)
-    copied = []
+    copied = [export_weights(run, work, weights)] if weights and keeps_weights(run) else []
     for name in ("metrics.jsonl", "result.json"):  # result.json last: its presence means done
         source = work / run.name / name
         atomic_write(folder / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
@@ -93,7 +128,7 @@ def _commit(paths: list[Path], message: str, repo: Path, log) -> None:
 
 
 def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commit_repo: Path | None,
-            log=print, python: str = sys.executable) -> bool:
+            weights: Path | None = None, log=print, python: str = sys.executable) -> bool:
     """Train `run` (resuming it if it was stopped) and copy its result; True if it finished."""
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -106,7 +141,7 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     if code != 0 or not (work / run.name / "result.json").is_file():
         log(f"failed {run.name} (exit {code}); see {work / f'{run.name}.log'}")
         return False
-    copied = _copy_result(run, work, results)
+    copied = _copy_result(run, work, results, weights)
     log(f"done {run.name} in {(time.time() - started) / 60:.0f} min")
     if commit_repo is not None:
         _commit(copied, f"results: sweep run {run.name} ({run.data}, {run.epochs} epochs, "
@@ -116,7 +151,7 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
 
 def sweep(runs: list[protocol.Run], *, results: Path, work: Path, workers: int = 2,
           threads: int = 1, max_runs: int | None = None, commit_repo: Path | None = None,
-          log=print) -> int:
+          weights: Path | None = None, log=print) -> int:
     """Run the pending ones of `runs`, `workers` at a time, in the protocol's order; returns the
     number that finished. Holds an exclusive lock on `results` while it runs."""
     results.mkdir(parents=True, exist_ok=True)
@@ -130,7 +165,8 @@ def sweep(runs: list[protocol.Run], *, results: Path, work: Path, workers: int =
         todo = pending(runs, results)[:max_runs]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             finished = pool.map(lambda r: run_one(r, results=results, work=work, threads=threads,
-                                                  commit_repo=commit_repo, log=log), todo)
+                                                  commit_repo=commit_repo, weights=weights,
+                                                  log=log), todo)
             return sum(finished)
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
@@ -140,8 +176,10 @@ def sweep(runs: list[protocol.Run], *, results: Path, work: Path, workers: int =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mixlib.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["plan", "run"])
+    parser.add_argument("command", choices=["plan", "run", "weights"])
     parser.add_argument("--results", type=Path, default=Path("results/sweep"))
+    parser.add_argument("--weights", type=Path, default=Path("results/weights"),
+                        help="where seed 0's trained weights go")
     parser.add_argument("--work", type=Path, default=None, help="checkpoints (default "
                         "$MIXLIB_CACHE/sweep)")
     parser.add_argument("--only", nargs="+", default=None, help="run or model names")
@@ -163,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             print(f"{state(run, args.results, work):8s} {run.data:10s} {run.name}")
         return 0
+    if args.command == "weights":  # runs finished before their weights were kept
+        for run in runs:
+            if keeps_weights(run) and (work / run.name / "result.json").is_file():
+                print(export_weights(run, work, args.weights))
+        return 0
     repo = None
     if args.commit:  # the repository that holds the results folder
         args.results.mkdir(parents=True, exist_ok=True)
@@ -174,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         done = sweep(runs, results=args.results, work=work, workers=args.workers,
                      threads=args.threads, max_runs=args.max_runs, commit_repo=repo,
+                     weights=args.weights,
                      log=lambda message: print(f"{time.strftime('%H:%M:%S')} {message}", flush=True))
     except SweepLocked as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from mixlib import models, protocol, sweep
 
@@ -75,10 +76,11 @@ def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_pat
     monkeypatch.setenv("MIXLIB_QUICK", "1")  # the child trains on the quick subset
     monkeypatch.chdir(ROOT)  # python -m mixlib.train from this checkout
     run = protocol.Run("pooling", seed=0, epochs=1)
-    results, work = tmp_path / "results", tmp_path / "work"
+    results, work, weights = tmp_path / "results", tmp_path / "work", tmp_path / "weights"
     messages = []
     assert sweep.state(run, results, work) == "todo"
-    assert sweep.sweep([run], results=results, work=work, workers=1, log=messages.append) == 1
+    assert sweep.sweep([run], results=results, work=work, workers=1, weights=weights,
+                       log=messages.append) == 1
     folder = results / "cifar10" / run.name
     result = json.loads((folder / "result.json").read_text())
     assert (result["model"], result["seed"], result["epochs"]) == ("pooling_cifar", 0, 1)
@@ -86,6 +88,28 @@ def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_pat
     assert sweep.state(run, results, work) == "done"
     assert (work / run.name / "checkpoint.pt").is_file()  # checkpoints stay out of the results
     assert not list(results.rglob("*.pt"))
+    assert not list(weights.glob("*"))  # a one-epoch run is not the protocol's budget: no weights kept
+    # at the protocol's budget, seed 0 keeps its weights: they load in one line and give the run's
+    # accuracy back (float16 rounding aside)
+    kept = protocol.Run("pooling", seed=0)
+    (work / kept.name).mkdir()
+    for name in ("checkpoint.pt", "result.json"):
+        (work / kept.name / name).write_bytes((work / run.name / name).read_bytes())
+    with pytest.raises(ValueError, match="not the run's last"):  # a stale checkpoint is refused
+        result = json.loads((work / kept.name / "result.json").read_text())
+        (work / kept.name / "result.json").write_text(json.dumps({**result, "steps": 7}))
+        sweep.export_weights(kept, work, weights)
+    (work / kept.name / "result.json").write_text(json.dumps(result))
+    path = sweep.export_weights(kept, work, weights)
+    assert path.stat().st_size < 5 * 2 ** 20
+    record = torch.load(path, weights_only=True)
+    assert record["run"] == kept.name and record["state_dict"]["head.fc.weight"].dtype == torch.float16
+    model = models.trained("pooling_cifar", folder=weights)
+    ema = torch.load(work / run.name / "checkpoint.pt", weights_only=False)["ema"]
+    assert torch.allclose(model.state_dict()["head.fc.weight"], ema["head.fc.weight"], atol=1e-3, rtol=1e-3)
+    assert model.trained_from["test_acc"] == result["test_acc"] and not model.training
+    with pytest.raises(FileNotFoundError, match="dwconv_cifar.*pooling_cifar"):
+        models.trained("dwconv_cifar", folder=weights)
     # nothing left to do: no child process is started
     monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: pytest.fail("ran again"))
     assert sweep.sweep([run], results=results, work=work, log=messages.append) == 0
