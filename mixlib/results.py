@@ -62,6 +62,8 @@ def summarize(runs: list[dict]) -> list[dict]:
             "params": group[0]["params"], "test_acc": accs,
             "mean_acc": statistics.fmean(accs), "min_acc": min(accs), "max_acc": max(accs),
             "std_acc": statistics.stdev(accs) if len(accs) > 1 else float("nan"),
+            # the 95% t-interval of the mean, as fractions like the accuracies (NaN for one seed)
+            "ci_low": t_interval(accs)["low"], "ci_high": t_interval(accs)["high"],
             "mean_train_time_s": statistics.fmean(times),
             "threads": group[0]["hardware"].get("threads"), "commit": group[0]["commit"],
         })

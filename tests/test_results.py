@@ -170,3 +170,11 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     # the same runs at another budget are not this claim's
     other = [{**r, "epochs": protocol.EPOCHS + 1} for r in runs]
     assert verdicts(other, [claim])[0]["verdict"] == "pending"
+
+
+def test_summary_rows_carry_the_t_interval_of_the_mean(tmp_path):
+    for seed, acc in enumerate((0.60, 0.62, 0.64)):
+        write_run(tmp_path, "m_cifar", seed, acc)
+    (row,) = results.summarize(results.load_runs(tmp_path))
+    half = 4.303 * 0.02 / 3 ** 0.5
+    assert row["ci_low"] == pytest.approx(0.62 - half) and row["ci_high"] == pytest.approx(0.62 + half)
