@@ -13,6 +13,6 @@ def adaptive_jvp(mixer, x1, x2, direction):
 # %% mutant: one-point
 # computes both products at x1
 def adaptive_jvp(mixer, x1, x2, direction):
-    _, change1 = torch.func.jvp(mixer, (x1,), (direction,))
-    _, change2 = torch.func.jvp(mixer, (x1,), (direction,))
+    _, change1 = torch.autograd.functional.jvp(mixer, x1, direction)
+    _, change2 = torch.autograd.functional.jvp(mixer, x1, direction)
     return not torch.allclose(change1, change2, atol=1e-9, rtol=0)
