@@ -1,6 +1,6 @@
 """Reading the results that `mixlib.train` and `mixlib.bench` write: the book's numbers.
 
-    runs = load_runs("results/runs/compare-cifar10")      # one dict per result.json
+    runs = load_runs("results/sweep")                      # one dict per result.json
     table = summarize(runs)                                # one row per model, over its seeds
     run = load_run("results/runs/denseconv_cifar-cifar10-s0-e24-bf16")  # one run
     print(describe_budget(run, goal=0.9, seconds=3600))    # how far it got, and when
