@@ -215,7 +215,9 @@ def student_notebook(notebook):
             if not cell.source and "nbgrader" not in cell.metadata:
                 continue
         source, replaced = clear_solutions(cell.source, cell.cell_type)
-        if _meta(cell).get("solution"):
+        # a code cell tagged "solution" without nbgrader metadata is the book's older format
+        legacy = cell.cell_type == "code" and "solution" in cell.metadata.get("tags", [])
+        if _meta(cell).get("solution") or legacy:
             solutions += 1
             if not replaced:  # a solution cell without a region is replaced whole
                 source = CODE_STUB if cell.cell_type == "code" else TEXT_STUB

@@ -148,8 +148,26 @@ def test_clearing_follows_nbgrader():
         exercises.clear_solutions("### BEGIN SOLUTION\nx = 1")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {
         "grade": False, "grade_id": "x", "locked": False, "schema_version": 3, "solution": True}})])
+    nb.cells.append(nbformat.v4.new_code_cell("y = 2", metadata={"tags": ["solution"]}))  # older format
     student, count = exercises.student_notebook(nb)
-    assert count == 1 and student.cells[0].source == exercises.CODE_STUB
+    assert count == 2 and [c.source for c in student.cells] == [exercises.CODE_STUB] * 2
+
+
+def test_a_student_copy_fails_every_check_until_solved(tmp_path, monkeypatch):
+    """Chapter 1's students' copy, run whole as nbval runs it: every check cell fails, and no
+    cell outside the exercises does."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MIXLIB_QUICK", "1")
+    student, _ = exercises.student_notebook(notebook(CHAPTERS[0]))
+    NotebookClient(student, timeout=600, allow_errors=True,
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    failed = {i for i, c in enumerate(student.cells) if c.cell_type == "code"
+              and any(o.output_type == "error" for o in c.outputs)}
+    _, found = exercises.exercises_of(student)
+    checks = {i for exercise in found.values() for i in exercise.checks}
+    solutions = {exercise.solution for exercise in found.values()}
+    assert checks <= failed and failed <= checks | solutions
 
 
 def test_student_copies(tmp_path, capsys):
