@@ -23,9 +23,10 @@ from mixlib import exercises
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 MUTANTS = Path(__file__).resolve().parent / "exercise_mutants"
-# Chapter 8 is being rebuilt; its exercises join nbgrader's format and this test with it.
+# Chapter 8 is being rebuilt; its exercises join nbgrader's format and this test with it, and
+# so do later chapters' when they get exercises: then they move from PENDING into CHAPTERS.
 PENDING = {"08_side_by_side.ipynb"}
-CHAPTERS = sorted(p.name for p in NOTEBOOKS.glob("0*.ipynb") if p.name not in PENDING)
+CHAPTERS = sorted(p.name for p in NOTEBOOKS.glob("0[1-7]_*.ipynb"))
 KINDS = ("Implement", "Derive", "Predict, then run", "Question")
 
 
