@@ -180,7 +180,8 @@ def test_stage_settings_say_what_each_cifar_mixer_is_per_stage():
     assert [r["map"] for r in na] == [16, 8, 4, 2]
     assert [r["width"] for r in na] == [28, 56, 112, 224]
     assert [(r["kernel_size"], r["border"]) for r in na] == [(7, "clamp"), (7, "clamp"), (7, "zeros"), (7, "zeros")]
-    assert {r["window_size"] for r in small.stage_settings("window_attention_cifar")} == {4}
+    windows = small.stage_settings("window_attention_cifar")
+    assert {r["window_size"] for r in windows} == {4} and {r["shift_size"] for r in windows} == {"0/2"}
     assert [r["order"] for r in small.stage_settings("gnconv_cifar")] == [2, 3, 4, 5]
     assert [r["size"] for r in small.stage_settings("global_filter_imagenette", image_size=128)] == \
         [(32, 32), (16, 16), (8, 8), (4, 4)]

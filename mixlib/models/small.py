@@ -119,8 +119,9 @@ def _stage_maps(image_size: int, stem_stride: int, stages: int) -> list[int]:
 
 def stage_settings(preset: str, *, image_size: int | None = None) -> list[dict]:
     """What the mixer of small preset `preset` is in each stage: one row per stage with the map
-    side, the width, the mixer's name and the hyper-parameters of the stage's first block,
-    read from the built model (so the table is what trains)."""
+    side, the width, the mixer's name and its hyper-parameters, as `fitted_block` gives them to
+    the stage's blocks; a value that alternates between even and odd blocks (Swin's shift) reads
+    "even/odd"."""
     name, data = preset.rsplit("_", 1)
     if data not in IMAGE_SIZE or name not in WIDTHS[data]:
         raise ValueError(f"preset must be a small preset ({', '.join(PRESETS)}), got {preset!r}")
@@ -130,7 +131,9 @@ def stage_settings(preset: str, *, image_size: int | None = None) -> list[dict]:
     rows = []
     for stage, map_size in enumerate(_stage_maps(image_size, STEM_STRIDE[data], len(DEPTHS))):
         dim = width * 2 ** stage
-        kwargs = {**mixer_kwargs(names[stage], dim, stage, map_size), **overrides}
+        even, odd = ({**mixer_kwargs(names[stage], dim, stage, map_size, index), **overrides}
+                     for index in (0, 1))
+        kwargs = {k: v if odd[k] == v else f"{v}/{odd[k]}" for k, v in even.items()}
         rows.append({"stage": stage + 1, "map": map_size, "width": dim, "blocks": DEPTHS[stage],
                      "mixer": names[stage], **kwargs})
     return rows
