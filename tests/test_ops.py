@@ -329,3 +329,136 @@ def test_clamp_needs_a_large_enough_map():
         local_aggregate(torch.zeros(1, 2, 4, 9), torch.zeros(1, 1, 25, 1, 1), 5, border="clamp")
     with pytest.raises(ValueError, match="border"):
         local_aggregate(torch.zeros(1, 2, 4, 9), torch.zeros(1, 1, 9, 1, 1), 3, border="reflect")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 22: one border rule, devices, half precision, derivatives of every order, torch.func
+
+EXACT_BACKENDS = ["reference", "lean"]  # test_triton.py runs the same checks on "triton"
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS + ["auto"])
+@pytest.mark.parametrize("k,d,size", [(5, 1, 4), (3, 3, 8), (3, 2, 5)])
+def test_clamp_too_small_raises_on_every_op(backend, k, d, size):
+    """A map shorter than kernel_size·dilation along one axis: a ValueError, for both ops."""
+    v, q = torch.zeros(1, 2, size, 11), torch.zeros(1, 2, 11, size)
+    with pytest.raises(ValueError, match="kernel_size \\* dilation"):
+        local_aggregate(v, torch.zeros(1, 1, k * k, size, 11), k, d, backend, border="clamp")
+    with pytest.raises(ValueError, match="kernel_size \\* dilation"):
+        local_similarity(q, q, k, d, backend=backend, border="clamp")
+
+
+def test_clamp_fits_exactly_kernel_size_times_dilation():
+    """The size check's boundary: an axis of exactly k·d pixels is enough."""
+    from mixlib.ops import clamped_neighbours
+    assert clamped_neighbours(6, 3, 2).max() == 5
+    assert clamped_neighbours(3, 1, 4).tolist() == [[0, 1, 2]]  # k = 1 fits any axis
+
+
+def test_weights_on_another_device_name_the_argument():
+    """The meta device stands in for a GPU: every device mismatch is a ValueError up front."""
+    v, w = torch.zeros(1, 2, 5, 5), torch.zeros(1, 1, 9, 5, 5, device="meta")
+    with pytest.raises(ValueError, match="w must be on the device of v \\(cpu\\), got w on meta"):
+        local_aggregate(v, w, 3)
+    with pytest.raises(ValueError, match="k must be on the device of q \\(cpu\\), got k on meta"):
+        local_similarity(v, v.to("meta"), 3)
+
+
+def test_lean_accumulates_half_precision_in_float32():
+    """bfloat16 inputs, sums in float32, one rounding at the end: the error is that rounding.
+    Summing 25 bfloat16 products in bfloat16 was 3-5 times worse (issue 23)."""
+    k = 5
+    v = torch.randn(2, 8, 12, 12, generator=torch.Generator().manual_seed(0)).bfloat16()
+    w = torch.randn(2, 2, k * k, 12, 12, generator=torch.Generator().manual_seed(1)).bfloat16()
+    exact = local_aggregate(v.double(), w.double(), k, backend="reference")
+    got = local_aggregate(v, w, k, backend="lean")
+    assert got.dtype == torch.bfloat16
+    rounding = (exact.bfloat16().double() - exact).abs().max()
+    assert (got.double() - exact).abs().max() <= 1.01 * rounding
+    q = v.flip(1)
+    exact = local_similarity(q.double(), v.double(), k, groups=2, backend="reference")
+    got = local_similarity(q, v, k, groups=2, backend="lean")
+    inside = exact.isfinite()
+    rounding = (exact[inside].bfloat16().double() - exact[inside]).abs().max()
+    assert (got.double()[inside] - exact[inside]).abs().max() <= 1.01 * rounding
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+@pytest.mark.parametrize("border", ["zeros", "clamp"])
+def test_second_derivatives(backend, border):
+    """gradgradcheck: the backward is itself differentiable and exact (finite differences)."""
+    v, w = rand(1, 4, 6, 7, grad=True), rand(1, 2, 9, 6, 7, grad=True, seed=1)
+    assert torch.autograd.gradgradcheck(
+        lambda v, w: local_aggregate(v, w, 3, 2, backend, border=border), (v, w),
+        eps=1e-6, atol=1e-6, fast_mode=True)
+    q, key = rand(1, 4, 6, 7, grad=True, seed=2), rand(1, 4, 6, 7, grad=True, seed=3)
+
+    def finite_logits(q, key):
+        logits = local_similarity(q, key, 3, 2, groups=2, backend=backend, border=border)
+        return logits.masked_fill(logits.isinf(), 0.0)
+
+    assert torch.autograd.gradgradcheck(finite_logits, (q, key), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def func_transforms_agree(backend, border="zeros"):
+    """torch.func.grad, vmap and jvp through one backend equal plain autograd through the
+    reference (float64, 1e-12). Shared with test_triton.py."""
+    v, w = rand(2, 4, 6, 7), rand(2, 2, 9, 6, 7, seed=1)
+    q, key = rand(2, 4, 6, 7, seed=2), rand(2, 4, 6, 7, seed=3)
+
+    def loss(backend):
+        def f(v, w, q, key):
+            logits = local_similarity(q, key, 3, groups=2, backend=backend, border=border)
+            y = local_aggregate(v, logits.softmax(2) * w, 3, backend=backend, border=border)
+            return (y ** 2).sum()
+        return f
+
+    expected = torch.autograd.grad(loss("reference")(
+        *(t.requires_grad_() for t in (v, w, q, key))), (v, w, q, key))
+    got = torch.func.grad(loss(backend), argnums=(0, 1, 2, 3))(
+        *(t.detach() for t in (v, w, q, key)))
+    for a, b in zip(got, expected):
+        assert torch.allclose(a, b, atol=TOL, rtol=0)
+    v, w = v.detach(), w.detach()
+    # vmap over a batch of weights, one sample each: the same as the batch at once
+    one = lambda backend: lambda v, w: local_aggregate(  # noqa: E731
+        v[None], w[None], 3, backend=backend, border=border)[0]
+    assert torch.allclose(torch.func.vmap(one(backend))(v, w),
+                          local_aggregate(v, w, 3, backend="reference", border=border), atol=TOL, rtol=0)
+    # vmap over values only, the weights shared: w's batch axis of 1 broadcasts
+    assert torch.allclose(torch.func.vmap(one(backend), in_dims=(0, None))(v, w[0]),
+                          local_aggregate(v, w[:1], 3, backend="reference", border=border), atol=TOL, rtol=0)
+    # jvp of a bilinear op: op(dv, w) + op(v, dw)
+    dv, dw = rand(*v.shape, seed=4), rand(*w.shape, seed=5)
+    _, tangent = torch.func.jvp(lambda v, w: local_aggregate(v, w, 3, backend=backend, border=border),
+                                (v, w), (dv, dw))
+    ref = lambda a, b: local_aggregate(a, b, 3, backend="reference", border=border)  # noqa: E731
+    assert torch.allclose(tangent, ref(dv, w) + ref(v, dw), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("border", ["zeros", "clamp"])
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+def test_torch_func_grad_vmap_jvp(backend, border):
+    func_transforms_agree(backend, border)
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+@pytest.mark.parametrize("border", ["zeros", "clamp"])
+def test_ops_compile_as_one_graph(backend, border):
+    """torch.compile(fullgraph=True): no graph break, no data-dependent size (the clamp rule's
+    size check is an int comparison, not a tensor reduction), and the same numbers."""
+    v, w = rand(1, 4, 6, 7, grad=True), rand(1, 2, 9, 6, 7, grad=True, seed=1)
+
+    def f(v, w):
+        logits = local_similarity(v, v, 3, groups=2, backend=backend, border=border)
+        return local_aggregate(v, logits.softmax(2) * w, 3, backend=backend, border=border)
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(f)(v, w)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    assert torch.allclose(compiled(v, w), f(v, w), atol=TOL, rtol=0)
+    got = torch.autograd.grad(compiled(v, w).sum(), (v, w))
+    expected = torch.autograd.grad(f(v, w).sum(), (v, w))
+    for a, b in zip(got, expected):
+        assert torch.allclose(a, b, atol=TOL, rtol=0)

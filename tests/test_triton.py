@@ -5,6 +5,9 @@ conftest.py before anything imports triton), so CI proves them on the CPU; with 
 tests run natively. Tolerances: float64 to 1e-12 (float64 accumulation); float32 to 1e-5; float16
 and bfloat16 against a float64 reference of the same rounded inputs, to 1e-2 relative to the
 output's scale (the kernels accumulate in float32 and round once when they store).
+
+The kernels handle 128 pixels per program: the multi-block tests use odd maps of 3 to 6
+blocks, so that the last block is partly outside the map.
 """
 
 import pytest
@@ -114,8 +117,7 @@ def test_neighborhood_attention_runs_on_the_kernels():
 def test_auto_picks_triton_on_cuda(monkeypatch):
     from mixlib.ops import triton_kernels
     calls = []
-    monkeypatch.setattr(triton_kernels.TritonAggregate, "apply",
-                        lambda *a: calls.append(1) or a[0])
+    monkeypatch.setattr(triton_kernels, "aggregate", lambda x, *a: calls.append(1) or x.clone())
     local_aggregate(rand(B, C, H, W), rand(B, 2, 9, H, W), 3)
     assert calls
 
@@ -126,3 +128,97 @@ def test_triton_backend_needs_cuda_or_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="TRITON_INTERPRET"):
         local_aggregate(rand(B, C, H, W), rand(B, 2, 9, H, W), 3, backend="triton")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 22: the border rule, derivatives of every order, torch.func and torch.compile, and
+# maps of several blocks
+
+
+@pytest.mark.parametrize("k,d,size", [(5, 1, 4), (3, 3, 8), (3, 2, 5)])
+def test_clamp_too_small_raises(k, d, size):
+    from test_ops import test_clamp_too_small_raises_on_every_op
+    test_clamp_too_small_raises_on_every_op("triton", k, d, size)
+
+
+@pytest.mark.parametrize("border", ["zeros", "clamp"])
+def test_second_derivatives(border):
+    """The backward is the three ops again: gradgradcheck holds (it read zeros before)."""
+    from test_ops import test_second_derivatives
+    test_second_derivatives("triton", border)
+
+
+@pytest.mark.parametrize("border", ["zeros", "clamp"])
+def test_torch_func_grad_vmap_jvp(border):
+    from test_ops import func_transforms_agree
+    func_transforms_agree("triton", border)
+
+
+def test_ops_compile_as_one_graph():
+    from test_ops import test_ops_compile_as_one_graph
+    test_ops_compile_as_one_graph("triton", "clamp")
+
+
+# 323 pixels: 3 blocks of 128, the last partly outside the map. One image of 4 channels in
+# 2 groups keeps the interpreter (one Python step per program and offset) to seconds.
+HEIGHT, WIDTH = 17, 19
+
+
+@pytest.mark.parametrize("border,dilation,k", [("zeros", 1, 3), ("zeros", 2, 5), ("clamp", 1, 5),
+                                               ("clamp", 3, 3)])
+def test_multi_block_maps_float64(border, dilation, k):
+    """Values and both gradients of both ops, per-pixel and static weights, equal reference."""
+    groups, height, width = 2, HEIGHT, WIDTH
+    v, q = rand(1, 4, height, width), rand(1, 4, height, width, seed=3)
+    upstream = rand(1, 4, height, width, seed=2)
+    for shape in [(1, groups, k * k, height, width), (1, groups, k * k, 1, 1)]:
+        w = rand(*shape, seed=1)
+        results = {}
+        for backend in ("reference", "triton"):
+            results[backend] = grads(lambda v, w: local_aggregate(
+                v, w, k, dilation, backend, border=border), (v, w), upstream)
+        (y_ref, g_ref), (y, g) = results["reference"], results["triton"]
+        assert torch.allclose(y, y_ref, atol=1e-12, rtol=0), shape
+        for a, b in zip(g, g_ref):
+            assert torch.allclose(a, b, atol=1e-12, rtol=0), shape
+    results = {}
+    for backend in ("reference", "triton"):
+        results[backend] = grads(lambda q, key: local_similarity(
+            q, key, k, dilation, groups=groups, backend=backend, border=border).nan_to_num(
+            neginf=0.0), (q, v), rand(1, groups, k * k, height, width, seed=4))
+    (s_ref, g_ref), (s, g) = results["reference"], results["triton"]
+    assert torch.allclose(s, s_ref, atol=1e-12, rtol=0)
+    for a, b in zip(g, g_ref):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("border,dilation", [("zeros", 2), ("clamp", 1)])
+def test_multi_block_maps_low_precision(dtype, tol, border, dilation):
+    """Each dtype on 3 blocks, forward and backward, against float64 of the same inputs."""
+    k, groups, height, width = 3, 2, HEIGHT, WIDTH
+    v = rand(1, 4, height, width).to(dtype)
+    w = rand(1, groups, k * k, height, width, seed=1).to(dtype)
+    upstream = rand(1, 4, height, width, seed=2).to(dtype)
+    expected, expected_grads = grads(lambda v, w: local_aggregate(
+        v, w, k, dilation, "reference", border=border), (v.double(), w.double()), upstream.double())
+    got, got_grads = grads(lambda v, w: local_aggregate(
+        v, w, k, dilation, "triton", border=border), (v, w), upstream)
+    for a, b in zip((got, *got_grads), (expected, *expected_grads)):
+        assert a.dtype == dtype
+        assert (a.double() - b).abs().max() <= tol * b.abs().max()
+
+
+def test_deterministic_mode_gives_identical_bits():
+    """Deterministic algorithms on: the backward runs (no error) and repeats bit for bit (the
+    kernels have no atomics; test_compile_triton checks their compiled code for any)."""
+    v, w = rand(B, C, H, W), rand(1, 2, 9, 1, W, seed=1)
+    upstream = rand(B, C, H, W, seed=2)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [grads(lambda v, w: local_aggregate(v, w, 3, 1, "triton", border="clamp"),
+                      (v, w), upstream)[1] for _ in range(2)]
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert all(torch.equal(a, b) for a, b in zip(*runs))

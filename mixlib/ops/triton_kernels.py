@@ -1,18 +1,23 @@
-"""Fused Triton kernels for local_similarity and local_aggregate (forward and backward).
+"""Fused Triton kernels of the three bilinear ops behind local_aggregate and local_similarity.
 
 The kernels read neighbours straight from the input (the k*k-times copy that unfold makes is
-never built): a program handles one (image, channel) or (image, group) and a block of pixels,
-and loops over the K = k*k offsets, accumulating in float32 for float32, bfloat16 and float16 inputs (float64 in float64).
+never built). A program handles one (image, channel), or one (image, group) for similarity,
+and a block of pixels, and sums in float32 for float32, bfloat16 and float16 inputs (float64 in
+float64), rounding once when it stores.
 
-- aggregate forward: y[b, c, i] = Σ_o w[b, g(c), o, i] · v[b, c, n(i, o)]    (gather)
-- aggregate backward: grad_v[b, c, n(i, o)] += w · grad_y[b, c, i]            (atomic scatter)
-                      grad_w[b, g, o, i] += Σ_{c in g} grad_y · v[n(i, o)]   (atomic where shared)
-- similarity forward: logits[b, g, o, i] = Σ_{c in g} q[b, c, i] · k[b, c, n(i, o)]
-- similarity backward: grad_q by gather, grad_k by atomic scatter.
+- ``aggregate(x, w)``:  y[b, c, i] = Σ_o w[b, g(c), o, i] · x[b, c, n(i, o)]              (gather)
+- ``adjoint(x, w)``:    y[b, c, j] = Σ_{(i, o): n(i, o) = j} w[b, g, o, i] · x[b, c, i]
+- ``similarity(q, k)``: s[b, g, o, i] = Σ_{c in g} q[b, c, i] · k[b, c, n(i, o)]
 
-n(i, o) is the o-th neighbour of pixel i under the border rule: i + d·o with zeros outside
-("zeros"), or NATTEN's window shifted inward ("clamp"). Broadcast weights (a size-1 batch,
-height or width axis) are read with stride 0, and their gradient is summed with atomics.
+Every derivative of each op is one of the three again (``library``), so the backward needs no
+kernel of its own and derivatives of any order are exact. No kernel uses atomics: the adjoint,
+a scatter, is computed as a gather over the pixels i that can read j, so every sum runs in a
+fixed order and results are deterministic (``torch.use_deterministic_algorithms`` holds).
+
+n(i, o) is the o-th neighbour of pixel i under the border rule, read from the position tables
+of ``geometry.axis_neighbours`` (one (k, H) table for rows, one (k, W) for columns): the rule
+is written once, in PyTorch, and the kernels never repeat it. A position outside the image
+reads a zero. Broadcast weights (a size-1 batch, height or width axis) are read with stride 0.
 
 Launch on CUDA tensors; on the CPU the same kernels run under ``TRITON_INTERPRET=1`` (set
 before this module is imported), which is how CI tests them.
@@ -23,137 +28,108 @@ import torch
 import triton
 import triton.language as tl
 
+from .geometry import axis_neighbours, window_reach
+
 BLOCK = 128
 
 
 @triton.jit
-def _neighbour(pos, t, length, RADIUS: tl.constexpr, DILATION: tl.constexpr,
-               KERNEL: tl.constexpr, CLAMP: tl.constexpr):
-    """Position of the t-th neighbour (t = 0..k-1) of `pos` along an axis; may be outside for
-    zero padding (the caller masks it)."""
-    if CLAMP:
-        phase = pos % DILATION
-        index = pos // DILATION
-        sub_length = (length - phase + DILATION - 1) // DILATION
-        start = tl.maximum(index - RADIUS, 0)
-        start = tl.where(index + RADIUS >= sub_length, sub_length - KERNEL, start)
-        return (start + t) * DILATION + phase
-    return pos + (t - RADIUS) * DILATION
+def _program(C, H, W, G_CH, w_sb, w_sg, BLOCK_SIZE: tl.constexpr):
+    """One (image, channel) and a block of its pixels: the channel's offset, its weights'
+    offset, the pixel indices, their rows and columns, and which of them are in the map."""
+    bc = tl.program_id(0).to(tl.int64)  # int64: offsets pass 2^31 on large batches
+    w_base = (bc // C) * w_sb + ((bc % C) // G_CH) * w_sg
+    pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    return bc * H * W, w_base, pix, pix // W, pix % W, pix < H * W
 
 
 @triton.jit
-def _aggregate_fwd(v_ptr, w_ptr, y_ptr, C, H, W, G_CH,
-                   w_sb, w_sg, w_so, w_sh, w_sw,
-                   KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
-                   ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    bc = tl.program_id(0).to(tl.int64)  # one (image, channel); int64: offsets pass 2^31
-    b = bc // C
-    g = (bc % C) // G_CH
-    pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    inside = pix < H * W
-    row, col = pix // W, pix % W
-    base = bc * H * W
+def _aggregate(x_ptr, w_ptr, rows_ptr, cols_ptr, y_ptr, C, H, W, G_CH,
+               w_sb, w_sg, w_so, w_sh, w_sw,
+               KERNEL: tl.constexpr, ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+    base, w_base, pix, row, col, inside = _program(C, H, W, G_CH, w_sb, w_sg, BLOCK_SIZE)
     acc = tl.zeros((BLOCK_SIZE,), dtype=ACC)
-    for o in tl.static_range(KERNEL * KERNEL):
-        r = _neighbour(row, o // KERNEL, H, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        c = _neighbour(col, o % KERNEL, W, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        ok = inside & (r >= 0) & (r < H) & (c >= 0) & (c < W)
-        value = tl.load(v_ptr + base + r * W + c, mask=ok, other=0.0).to(ACC)
-        weight = tl.load(w_ptr + b * w_sb + g * w_sg + o * w_so + row * w_sh + col * w_sw,
-                         mask=inside, other=0.0).to(ACC)
-        acc += weight * value
+    for ty in range(KERNEL):  # a loop, not unrolled: registers stay flat in k
+        r = tl.load(rows_ptr + ty * H + row, mask=inside, other=-1)
+        row_ok = inside & (r >= 0) & (r < H)
+        for tx in tl.static_range(KERNEL):
+            c = tl.load(cols_ptr + tx * W + col, mask=inside, other=-1)
+            ok = row_ok & (c >= 0) & (c < W)
+            value = tl.load(x_ptr + base + r * W + c, mask=ok, other=0.0).to(ACC)
+            weight = tl.load(w_ptr + w_base + (ty * KERNEL + tx) * w_so + row * w_sh + col * w_sw,
+                             mask=ok, other=0.0).to(ACC)
+            acc += weight * value
     tl.store(y_ptr + base + pix, acc.to(y_ptr.dtype.element_ty), mask=inside)
 
 
 @triton.jit
-def _aggregate_bwd(v_ptr, w_ptr, gy_ptr, gv_ptr, gw_ptr, C, H, W, G_CH,
-                   w_sb, w_sg, w_so, w_sh, w_sw,
-                   NEED_V: tl.constexpr, NEED_W: tl.constexpr, STATIC: tl.constexpr,
-                   KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
-                   ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    bc = tl.program_id(0).to(tl.int64)
-    b = bc // C
-    g = (bc % C) // G_CH
-    pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    inside = pix < H * W
-    row, col = pix // W, pix % W
-    base = bc * H * W
-    grad = tl.load(gy_ptr + base + pix, mask=inside, other=0.0).to(ACC)
-    for o in tl.static_range(KERNEL * KERNEL):
-        r = _neighbour(row, o // KERNEL, H, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        c = _neighbour(col, o % KERNEL, W, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        ok = inside & (r >= 0) & (r < H) & (c >= 0) & (c < W)
-        w_offset = b * w_sb + g * w_sg + o * w_so
-        if NEED_V:
-            weight = tl.load(w_ptr + w_offset + row * w_sh + col * w_sw, mask=inside, other=0.0)
-            tl.atomic_add(gv_ptr + base + r * W + c, weight.to(ACC) * grad, mask=ok)
-        if NEED_W:
-            value = tl.load(v_ptr + base + r * W + c, mask=ok, other=0.0).to(ACC)
-            if STATIC:  # one weight for every pixel: sum the block first, one atomic
-                tl.atomic_add(gw_ptr + w_offset, tl.sum(grad * value, axis=0))
-            else:
-                tl.atomic_add(gw_ptr + w_offset + row * w_sh + col * w_sw, grad * value, mask=inside)
+def _adjoint(x_ptr, w_ptr, rows_ptr, cols_ptr, y_ptr, C, H, W, G_CH, DILATION,
+             w_sb, w_sg, w_so, w_sh, w_sw,
+             KERNEL: tl.constexpr, REACH: tl.constexpr, ACC: tl.constexpr,
+             BLOCK_SIZE: tl.constexpr):
+    # Pixel j = (row, col) sums over the pixels i that read it. Such an i lies at most REACH
+    # steps of d away along each axis and in j's sub-axis; j is i's t-th neighbour along an
+    # axis when j = start(i) + t·d with 0 <= t < k, start(i) = the table's first row.
+    base, w_base, pix, row, col, inside = _program(C, H, W, G_CH, w_sb, w_sg, BLOCK_SIZE)
+    acc = tl.zeros((BLOCK_SIZE,), dtype=ACC)
+    for sy in range(2 * REACH + 1):
+        ri = row + (sy - REACH) * DILATION
+        row_in = inside & (ri >= 0) & (ri < H)
+        ty = (row - tl.load(rows_ptr + ri, mask=row_in, other=0)) // DILATION  # exact: same phase
+        row_ok = row_in & (ty >= 0) & (ty < KERNEL)
+        for sx in tl.static_range(2 * REACH + 1):
+            ci = col + (sx - REACH) * DILATION
+            col_in = (ci >= 0) & (ci < W)
+            tx = (col - tl.load(cols_ptr + ci, mask=row_ok & col_in, other=0)) // DILATION
+            ok = row_ok & col_in & (tx >= 0) & (tx < KERNEL)
+            value = tl.load(x_ptr + base + ri * W + ci, mask=ok, other=0.0).to(ACC)
+            weight = tl.load(w_ptr + w_base + (ty * KERNEL + tx) * w_so + ri * w_sh + ci * w_sw,
+                             mask=ok, other=0.0).to(ACC)
+            acc += weight * value
+    tl.store(y_ptr + base + pix, acc.to(y_ptr.dtype.element_ty), mask=inside)
 
 
 @triton.jit
-def _similarity_fwd(q_ptr, k_ptr, out_ptr, C, H, W, G, G_CH,
-                    KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
-                    ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+def _similarity(q_ptr, k_ptr, rows_ptr, cols_ptr, out_ptr, C, H, W, G, G_CH,
+                KERNEL: tl.constexpr, MASKED: tl.constexpr, ACC: tl.constexpr,
+                BLOCK_SIZE: tl.constexpr):
     bg = tl.program_id(0).to(tl.int64)  # one (image, group)
-    b, g = bg // G, bg % G
+    first = ((bg // G) * C + (bg % G) * G_CH) * H * W  # the group's first channel
     pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
     inside = pix < H * W
     row, col = pix // W, pix % W
-    for o in tl.static_range(KERNEL * KERNEL):
-        r = _neighbour(row, o // KERNEL, H, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        c = _neighbour(col, o % KERNEL, W, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        ok = inside & (r >= 0) & (r < H) & (c >= 0) & (c < W)
-        acc = tl.zeros((BLOCK_SIZE,), dtype=ACC)
-        for ch in range(G_CH):
-            base = (b * C + g * G_CH + ch) * H * W
-            query = tl.load(q_ptr + base + pix, mask=inside, other=0.0).to(ACC)
-            key = tl.load(k_ptr + base + r * W + c, mask=ok, other=0.0).to(ACC)
-            acc += query * key
-        acc = tl.where(ok, acc, float("-inf"))
-        tl.store(out_ptr + (bg * KERNEL * KERNEL + o) * H * W + pix,
-                 acc.to(out_ptr.dtype.element_ty), mask=inside)
+    for ty in range(KERNEL):
+        r = tl.load(rows_ptr + ty * H + row, mask=inside, other=-1)
+        row_ok = inside & (r >= 0) & (r < H)
+        for tx in tl.static_range(KERNEL):
+            c = tl.load(cols_ptr + tx * W + col, mask=inside, other=-1)
+            ok = row_ok & (c >= 0) & (c < W)
+            acc = tl.zeros((BLOCK_SIZE,), dtype=ACC)
+            for ch in range(G_CH):
+                base = first + ch * H * W
+                query = tl.load(q_ptr + base + pix, mask=inside, other=0.0).to(ACC)
+                key = tl.load(k_ptr + base + r * W + c, mask=ok, other=0.0).to(ACC)
+                acc += query * key
+            if MASKED:  # a neighbour outside the image gets no attention after a softmax
+                acc = tl.where(ok, acc, float("-inf"))
+            tl.store(out_ptr + (bg * KERNEL * KERNEL + ty * KERNEL + tx) * H * W + pix,
+                     acc.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-@triton.jit
-def _similarity_bwd(q_ptr, k_ptr, gl_ptr, gq_ptr, gk_ptr, C, H, W, G, G_CH,
-                    NEED_Q: tl.constexpr, NEED_K: tl.constexpr,
-                    KERNEL: tl.constexpr, DILATION: tl.constexpr, CLAMP: tl.constexpr,
-                    ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    bc = tl.program_id(0).to(tl.int64)  # one (image, channel); int64: offsets pass 2^31
-    b = bc // C
-    bg = b * G + (bc % C) // G_CH
-    pix = tl.program_id(1) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    inside = pix < H * W
-    row, col = pix // W, pix % W
-    base = bc * H * W
-    query = tl.load(q_ptr + base + pix, mask=inside, other=0.0).to(ACC)
-    grad_q = tl.zeros((BLOCK_SIZE,), dtype=ACC)
-    for o in tl.static_range(KERNEL * KERNEL):
-        r = _neighbour(row, o // KERNEL, H, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        c = _neighbour(col, o % KERNEL, W, KERNEL // 2, DILATION, KERNEL, CLAMP)
-        ok = inside & (r >= 0) & (r < H) & (c >= 0) & (c < W)
-        grad = tl.load(gl_ptr + (bg * KERNEL * KERNEL + o) * H * W + pix, mask=ok, other=0.0)
-        grad = grad.to(ACC)
-        if NEED_Q:
-            grad_q += grad * tl.load(k_ptr + base + r * W + c, mask=ok, other=0.0).to(ACC)
-        if NEED_K:
-            tl.atomic_add(gk_ptr + base + r * W + c, grad * query, mask=ok)
-    if NEED_Q:
-        tl.store(gq_ptr + base + pix, grad_q.to(gq_ptr.dtype.element_ty), mask=inside)
+# ----------------------------------------------------------------------------------------------
+# Launchers: plain functions of tensors (autograd, vmap and torch.compile live in ``library``)
 
 
-def _torch_accumulator(x: torch.Tensor) -> torch.dtype:
+def accumulator(dtype: torch.dtype):
     """float64 stays float64; every other dtype accumulates in float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _accumulator(x: torch.Tensor):
-    return tl.float64 if x.dtype == torch.float64 else tl.float32
+def _tables(x: torch.Tensor, kernel_size: int, dilation: int, border: str):
+    """The (k, H) row and (k, W) column position tables of the border rule, int32."""
+    H, W = x.shape[-2:]
+    return tuple(axis_neighbours(length, kernel_size, dilation, border, x.device).to(torch.int32)
+                 for length in (H, W))
 
 
 def _grid(rows: int, height: int, width: int):
@@ -165,62 +141,34 @@ def _weight_strides(w: torch.Tensor):
     return tuple(0 if size == 1 else stride for size, stride in zip(w.shape, w.stride()))
 
 
-class TritonAggregate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, v, w, kernel_size, dilation, border):
-        v, w = v.contiguous(), w.contiguous()
-        B, C, H, W = v.shape
-        G = w.shape[1]
-        y = torch.empty_like(v)
-        _aggregate_fwd[_grid(B * C, H, W)](
-            v, w, y, C, H, W, C // G, *_weight_strides(w), KERNEL=kernel_size,
-            DILATION=dilation, CLAMP=border == "clamp", ACC=_accumulator(v), BLOCK_SIZE=BLOCK)
-        ctx.save_for_backward(v, w)
-        ctx.window = (kernel_size, dilation, border)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        v, w = ctx.saved_tensors
-        kernel_size, dilation, border = ctx.window
-        B, C, H, W = v.shape
-        G = w.shape[1]
-        need_v, need_w = ctx.needs_input_grad[:2]
-        acc = _torch_accumulator(v)
-        grad_v = torch.zeros(v.shape, device=v.device, dtype=acc) if need_v else v
-        grad_w = torch.zeros(w.shape, device=w.device, dtype=acc) if need_w else w
-        _aggregate_bwd[_grid(B * C, H, W)](
-            v, w, grad_y.contiguous(), grad_v, grad_w, C, H, W, C // G, *_weight_strides(w),
-            NEED_V=need_v, NEED_W=need_w, STATIC=w.shape[3:] == (1, 1), KERNEL=kernel_size,
-            DILATION=dilation, CLAMP=border == "clamp", ACC=_accumulator(v), BLOCK_SIZE=BLOCK)
-        return (grad_v.to(v.dtype) if need_v else None, grad_w.to(w.dtype) if need_w else None,
-                None, None, None)
+def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
+    x, w = x.contiguous(), w.contiguous()
+    B, C, H, W = x.shape
+    y = torch.empty_like(x)
+    _aggregate[_grid(B * C, H, W)](
+        x, w, *_tables(x, kernel_size, dilation, border), y, C, H, W, C // w.shape[1],
+        *_weight_strides(w), KERNEL=kernel_size, ACC=accumulator(x.dtype), BLOCK_SIZE=BLOCK)
+    return y
 
 
-class TritonSimilarity(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, kernel_size, dilation, groups, border):
-        q, k = q.contiguous(), k.contiguous()
-        B, C, H, W = q.shape
-        logits = q.new_empty(B, groups, kernel_size ** 2, H, W)
-        _similarity_fwd[_grid(B * groups, H, W)](
-            q, k, logits, C, H, W, groups, C // groups, KERNEL=kernel_size, DILATION=dilation,
-            CLAMP=border == "clamp", ACC=_accumulator(q), BLOCK_SIZE=BLOCK)
-        ctx.save_for_backward(q, k)
-        ctx.window = (kernel_size, dilation, groups, border)
-        return logits
+def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
+    x, w = x.contiguous(), w.contiguous()
+    B, C, H, W = x.shape
+    y = torch.empty_like(x)
+    _adjoint[_grid(B * C, H, W)](
+        x, w, *_tables(x, kernel_size, dilation, border), y, C, H, W, C // w.shape[1], dilation,
+        *_weight_strides(w), KERNEL=kernel_size, REACH=window_reach(kernel_size, border),
+        ACC=accumulator(x.dtype), BLOCK_SIZE=BLOCK)
+    return y
 
-    @staticmethod
-    def backward(ctx, grad_logits):
-        q, k = ctx.saved_tensors
-        kernel_size, dilation, groups, border = ctx.window
-        B, C, H, W = q.shape
-        need_q, need_k = ctx.needs_input_grad[:2]
-        grad_q = torch.empty_like(q) if need_q else q
-        grad_k = torch.zeros(k.shape, device=k.device, dtype=_torch_accumulator(k)) if need_k else k
-        _similarity_bwd[_grid(B * C, H, W)](
-            q, k, grad_logits.contiguous(), grad_q, grad_k, C, H, W, groups, C // groups,
-            NEED_Q=need_q, NEED_K=need_k, KERNEL=kernel_size, DILATION=dilation,
-            CLAMP=border == "clamp", ACC=_accumulator(q), BLOCK_SIZE=BLOCK)
-        return (grad_q if need_q else None, grad_k.to(k.dtype) if need_k else None,
-                None, None, None, None)
+
+def similarity(q, k, kernel_size: int, dilation: int, groups: int, border: str,
+               masked: bool) -> torch.Tensor:
+    q, k = q.contiguous(), k.contiguous()
+    B, C, H, W = q.shape
+    logits = q.new_empty(B, groups, kernel_size ** 2, H, W)
+    _similarity[_grid(B * groups, H, W)](
+        q, k, *_tables(q, kernel_size, dilation, border), logits, C, H, W, groups, C // groups,
+        KERNEL=kernel_size, MASKED=masked and border == "zeros", ACC=accumulator(q.dtype),
+        BLOCK_SIZE=BLOCK)
+    return logits
