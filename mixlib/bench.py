@@ -433,10 +433,13 @@ def preset_names(which: str) -> list[str]:
 
 
 def bench_models(names: list[str], *, device: torch.device, batch: int, repeats: int,
-                 vs_timm: bool = False, amp: str = "off") -> list[dict]:
+                 vs_timm: bool = False, amp: str = "off", turns: bool = False) -> list[dict]:
+    """One row per preset (`bench_model`); with `turns`, also every preset's training speed
+    measured in turns, one step of each per round (``train_img_s_turns``): on a machine shared
+    with other work, the speeds to compare presets by."""
     from . import models
 
-    rows = []
+    rows, steps = [], {}
     for name in names:
         small = name.endswith(("_cifar", "_imagenette"))
         image_size = 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
@@ -445,6 +448,8 @@ def bench_models(names: list[str], *, device: torch.device, batch: int, repeats:
         row = {"model": name, "image_size": image_size,
                **bench_model(ours, image_size=image_size, batch=batch, device=device, repeats=repeats,
                              amp=amp)}
+        if turns:
+            steps[name] = _training_step(ours, *_batch(batch, image_size, device))
         if vs_timm and name in TIMM_TWINS and not small:
             import timm
 
@@ -458,6 +463,10 @@ def bench_models(names: list[str], *, device: torch.device, batch: int, repeats:
             row["timm_train_img_s"] = batch / ms["timm"] * 1e3
             row["train_speed_vs_timm"] = ms["timm"] / ms["mixlib"]
         rows.append(row)
+    if turns:
+        ms = time_each_ms(steps, device, repeats)
+        for row in rows:
+            row["train_img_s_turns"] = batch / ms[row["model"]] * 1e3
     return rows
 
 
@@ -519,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     mod.add_argument("--vs-timm", action="store_true", help="timm's same models beside them")
     mod.add_argument("--amp", default="off", choices=["off", *AMP_DTYPES],
                      help="also time training under autocast to this type, beside float32")
+    mod.add_argument("--turns", action="store_true",
+                     help="also time every preset's training step in turns (train_img_s_turns)")
     mod.add_argument("--json", help="also write the rows and the environment to this file")
     args = parser.parse_args(argv)
 
@@ -530,9 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         small = all(n.endswith(("_cifar", "_imagenette")) for n in names)
         batch = args.batch or (64 if small else 8)  # 64 ImageNet images at 224 px take 20 GB
         rows = bench_models(names, device=device, batch=batch, repeats=args.repeats,
-                            vs_timm=args.vs_timm, amp=args.amp)
+                            vs_timm=args.vs_timm, amp=args.amp, turns=args.turns)
         title, table = f"models, batch {batch}, training = forward + backward + AdamW step", format_models(rows)
-        extra = {"batch": batch, "repeats": args.repeats, "amp": args.amp}
+        extra = {"batch": batch, "repeats": args.repeats, "amp": args.amp, "turns": args.turns}
     elif args.what == "mlp":
         kwargs = dict(shapes=((2, 8, 8), (2, 64, 2)), repeats=1) if args.quick else \
             dict(repeats=args.repeats)

@@ -130,3 +130,20 @@ def test_bench_which_small_is_the_mixer_presets_and_all_adds_the_reference_netwo
     assert {"denseconv_cifar", "dwconv_refnet_cifar", "swin_t", "dwconv_cifar"} <= set(bench.preset_names("all"))
     with pytest.raises(ValueError, match="which must be one of .* got 'tiny'"):
         bench.preset_names("tiny")
+
+
+def test_models_in_turns_time_every_preset_in_the_same_rounds(monkeypatch):
+    seen = []
+    real = bench.time_each_ms
+
+    def spy(runs, device, repeats):
+        seen.append(sorted(runs))
+        return real(runs, device, repeats)
+
+    monkeypatch.setattr(bench, "time_each_ms", spy)
+    rows = bench.bench_models(["pooling_cifar", "dwconv_cifar"], device=torch.device("cpu"), batch=2,
+                              repeats=1, turns=True)
+    assert seen == [["dwconv_cifar", "pooling_cifar"]]  # one call: both steps in each round
+    assert all(row["train_img_s_turns"] > 0 for row in rows)
+    plain = bench.bench_models(["pooling_cifar"], device=torch.device("cpu"), batch=2, repeats=1)
+    assert "train_img_s_turns" not in plain[0]
