@@ -1,0 +1,177 @@
+"""Compile the Triton kernels ahead of time for GPUs this machine need not have.
+
+    python -m mixlib.ops.compile_check [--all] [--archs 75,80,90] [--json out.json]
+
+Each specialisation (kernel × dtype × kernel size × constexpr variant) goes through Triton's
+whole pipeline (Triton IR, LLVM, PTX, and ptxas, which Triton ships, to a cubin) for each
+compute capability, with no GPU and no CUDA driver: what a GPU would JIT on first use fails
+here first. For each cubin it reports the registers per thread and the local memory (spills)
+that ``cuobjdump --dump-resource-usage`` (also shipped with Triton) reads from it, and it checks
+that no kernel uses atomics (the results must not depend on the order of a race).
+
+The default set is a CI subset: every kernel, variant and dtype at k = 7 for sm_75 (Colab's
+T4), and every kernel and variant in bfloat16 at k = 13 for sm_80 and sm_90. ``--all`` compiles
+every specialisation (k = 1..13, four dtypes) for every capability, a few minutes on two cores.
+Exit status 1 if any specialisation fails to compile or uses atomics.
+
+TRITON_INTERPRET must be unset: under the interpreter ``triton.jit`` returns functions that
+cannot be compiled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ARCHS = (75, 80, 90)
+DTYPES = ("fp32", "bf16", "fp16", "fp64")
+KERNEL_SIZES = (1, 3, 5, 7, 9, 11, 13)
+
+# (argument names of the pointers, then the int arguments) of each kernel; constexprs follow
+_POINTERS = {"_aggregate": ("x_ptr", "w_ptr", "rows_ptr", "cols_ptr", "y_ptr"),
+             "_adjoint": ("x_ptr", "w_ptr", "rows_ptr", "cols_ptr", "y_ptr"),
+             "_similarity": ("q_ptr", "k_ptr", "rows_ptr", "cols_ptr", "out_ptr")}
+_INTS = {"_aggregate": ("C", "H", "W", "G_CH", "w_sb", "w_sg", "w_so", "w_sh", "w_sw"),
+         "_adjoint": ("C", "H", "W", "G_CH", "DILATION", "w_sb", "w_sg", "w_so", "w_sh", "w_sw"),
+         "_similarity": ("C", "H", "W", "G", "G_CH")}
+
+
+def variants(kernel: str, k: int) -> list[dict]:
+    """The constexpr settings a launch can give `kernel` at kernel size k (besides dtype)."""
+    if kernel == "_adjoint":  # how far the pixels that read a pixel lie: zeros, then clamp
+        return [{"REACH": k // 2}, {"REACH": 2 * (k // 2)}][: 1 if k == 1 else 2]
+    if kernel == "_similarity":
+        return [{"MASKED": False}, {"MASKED": True}]
+    return [{}]
+
+
+def specialisations(full: bool) -> list[tuple[str, str, int, dict, int]]:
+    """(kernel, dtype, k, variant, arch) for every compilation to run."""
+    kernels = tuple(_POINTERS)
+    if full:
+        plan = [(kernels, DTYPES, KERNEL_SIZES, ARCHS)]
+    else:
+        plan = [(kernels, DTYPES, (7,), (75,)), (kernels, ("bf16",), (13,), (80, 90))]
+    return [(kernel, dtype, k, variant, arch)
+            for kernel_set, dtypes, sizes, archs in plan
+            for arch in archs for k in sizes for dtype in dtypes for kernel in kernel_set
+            for variant in variants(kernel, k)]
+
+
+def _tools() -> Path:
+    import triton.backends.nvidia
+    return Path(triton.backends.nvidia.__file__).parent / "bin"
+
+
+def resource_usage(cubin: bytes) -> dict:
+    """Registers, local memory (spills) and stack of the one function in a cubin."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([str(_tools() / "cuobjdump"), "--dump-resource-usage", f.name],
+                             capture_output=True, text=True, check=True).stdout
+    found = dict(re.findall(r"\b(REG|STACK|LOCAL|SHARED):(\d+)", out))
+    return {"registers": int(found["REG"]), "local_bytes": int(found["LOCAL"]),
+            "stack_bytes": int(found["STACK"])}
+
+
+def compile_one(kernel: str, dtype: str, k: int, variant: dict, arch: int) -> dict:
+    import triton
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from . import triton_kernels
+
+    signature = {name: ("*i32" if name.endswith(("rows_ptr", "cols_ptr")) else f"*{dtype}")
+                 for name in _POINTERS[kernel]}
+    signature.update({name: "i32" for name in _INTS[kernel]})
+    constexprs = {"KERNEL": k, "ACC": tl.float64 if dtype == "fp64" else tl.float32,
+                  "BLOCK_SIZE": triton_kernels.BLOCK, **variant}
+    signature.update({name: "constexpr" for name in constexprs})
+    # pointers from the PyTorch allocator are 16-byte aligned: what a launch specialises on
+    aligned = {(i,): [["tt.divisibility", 16]] for i in range(len(_POINTERS[kernel]))}
+    start = time.perf_counter()
+    compiled = triton.compile(
+        ASTSource(getattr(triton_kernels, kernel), signature, constexprs=constexprs, attrs=aligned),
+        target=GPUTarget("cuda", arch, 32))
+    return {"kernel": kernel, "dtype": dtype, "k": k, "variant": variant, "arch": f"sm_{arch}",
+            **resource_usage(compiled.asm["cubin"]),
+            "num_warps": compiled.metadata.num_warps, "shared_bytes": compiled.metadata.shared,
+            "atomics": "atomic" in compiled.asm["ttir"],
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _compile_spec(spec) -> dict:
+    try:
+        return compile_one(*spec)
+    except Exception as error:  # report every failure, not only the first
+        kernel, dtype, k, variant, arch = spec
+        return {"kernel": kernel, "dtype": dtype, "k": k, "variant": variant, "arch": f"sm_{arch}",
+                "error": f"{type(error).__name__}: {error}"}
+
+
+def run(full: bool = False, archs=ARCHS, workers: int | None = None) -> list[dict]:
+    """Compile the chosen specialisations in a fresh Triton cache (a warm cache would skip
+    the compilation this checks), `workers` processes at a time."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise ValueError("TRITON_INTERPRET=1 is set: the interpreter's kernels cannot be compiled; "
+                         "run this in a process without it")
+    specs = [s for s in specialisations(full) if s[4] in archs]
+    workers = workers or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["TRITON_CACHE_DIR"] = cache
+        if workers == 1:
+            return [_compile_spec(s) for s in specs]
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_compile_spec, specs))
+
+
+def format_table(results: list[dict]) -> str:
+    """Registers and spills per kernel, variant, dtype and k, one column per capability."""
+    archs = sorted({r["arch"] for r in results})
+    rows = {}
+    for r in results:
+        key = (r["kernel"], json.dumps(r["variant"]), r["dtype"], r["k"])
+        rows.setdefault(key, {})[r["arch"]] = (
+            "FAILED" if "error" in r else f"{r['registers']} / {r['local_bytes']}")
+    lines = ["| kernel | variant | dtype | k | " + " | ".join(archs) + " |",
+             "|---|---|---|---|" + "---|" * len(archs)]
+    for (kernel, variant, dtype, k), cells in sorted(rows.items()):
+        lines.append(f"| {kernel} | {variant} | {dtype} | {k} | "
+                     + " | ".join(cells.get(a, "") for a in archs) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="every specialisation, not the CI subset")
+    parser.add_argument("--archs", default=",".join(map(str, ARCHS)),
+                        help="compute capabilities, e.g. 75,80,90")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: the cores)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    archs = tuple(int(a) for a in args.archs.split(","))
+    start = time.perf_counter()
+    results = run(args.all, archs, args.workers)
+    print(format_table(results))
+    failed = [r for r in results if "error" in r or r["atomics"]]
+    for r in failed:
+        print("FAILED:", r, file=sys.stderr)
+    print(f"{len(results)} specialisations, {len(failed)} failed, "
+          f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({"results": results}, indent=1) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

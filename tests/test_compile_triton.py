@@ -1,0 +1,42 @@
+"""The Triton kernels compile ahead of time for sm_75, sm_80 and sm_90 on a machine without a
+GPU (``mixlib.ops.compile_check``): the CI subset here, every specialisation with
+MIXLIB_COMPILE_ALL=1 (a few minutes on two cores).
+
+The compilation runs in a child process without TRITON_INTERPRET (conftest.py sets it for this
+one, and interpreted kernels cannot be compiled).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton")
+
+
+def test_every_kernel_compiles_for_three_gpu_generations(tmp_path):
+    out = tmp_path / "compile.json"
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    command = [sys.executable, "-m", "mixlib.ops.compile_check", "--json", str(out)]
+    if os.environ.get("MIXLIB_COMPILE_ALL") == "1":
+        command.append("--all")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert {r["arch"] for r in results} == {"sm_75", "sm_80", "sm_90"}
+    assert {r["kernel"] for r in results} == {"_aggregate", "_adjoint", "_similarity"}
+    assert {r["dtype"] for r in results} == {"fp32", "bf16", "fp16", "fp64"}
+    for r in results:
+        assert not r["atomics"], r  # deterministic: no sum depends on the order of a race
+        assert r["local_bytes"] == 0, r  # no spills to local memory
+        assert r["registers"] <= 255, r
+
+
+def test_the_specialisations_cover_every_variant():
+    """Every dtype, kernel size and constexpr variant a launch can ask for is in the full set."""
+    from mixlib.ops.compile_check import specialisations
+    full = specialisations(full=True)
+    assert len(full) == 3 * 4 * (7 * 1 + (1 + 6 * 2) + 7 * 2)  # archs × dtypes × variants
+    assert {(s[0], s[2], json.dumps(s[3])) for s in specialisations(full=False)} <= \
+        {(s[0], s[2], json.dumps(s[3])) for s in full}
