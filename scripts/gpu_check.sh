@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The GPU path, checked in one run on a machine with a GPU (issue 22): the Triton kernels'
+# tests run natively, then the primitive's and neighbourhood attention's benchmarks on CUDA,
+# each writing JSON under results/bench/. Nothing is downloaded: it needs the PyTorch (>= 2.11),
+# Triton (>= 3.6) and pytest already installed, and runs from any directory.
+#
+#   scripts/gpu_check.sh                 # on a GPU: about 5 minutes on one H200
+#   QUICK=1 scripts/gpu_check.sh         # smoke test, seconds, on the CPU (tests/ runs this)
+#
+# Environment: PYTHON (default python3), OUT_DIR (default results/bench; in quick mode a
+# temporary folder, so that a smoke test never overwrites measured results).
+# Without a GPU the script runs in quick mode whatever QUICK says. Every step runs under a
+# timeout, a failed step does not stop the others, and the exit status is 1 if any failed;
+# gpu-check.json in OUT_DIR records each step's exit status and seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+PYTHON="${PYTHON:-python3}"
+
+if "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+  DEVICE=cuda
+else
+  DEVICE=cpu
+  QUICK=1
+fi
+QUICK="${QUICK:-0}"
+if [[ "$QUICK" == 1 ]]; then
+  OUT_DIR="${OUT_DIR:-$(mktemp -d)}"
+  SUFFIX="-quick-$DEVICE"
+  BENCH_FLAGS=(--quick)
+  # the interpreter runs Triton on the CPU: only the fast tests, to prove the plumbing
+  PYTEST_FLAGS=(-k "too_small or backend_needs_cuda")
+else
+  OUT_DIR="${OUT_DIR:-results/bench}"
+  SUFFIX="-$DEVICE"
+  BENCH_FLAGS=()
+  PYTEST_FLAGS=()
+fi
+mkdir -p "$OUT_DIR"
+
+steps=()  # "name rc seconds" per step
+failed=0
+step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and time
+  local name="$1" limit="$2" start rc=0
+  shift 2
+  echo "== $name ($DEVICE, quick=$QUICK)"
+  start=$(date +%s)
+  timeout "$limit" "$@" || rc=$?
+  steps+=("$name $rc $(( $(date +%s) - start ))")
+  if [[ "$rc" != 0 ]]; then
+    echo "!! $name failed (exit status $rc)" >&2
+    failed=1
+  fi
+}
+
+step pytest_triton 300 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_triton.py "${PYTEST_FLAGS[@]}"
+step bench_aggregate 240 "$PYTHON" -m mixlib.bench aggregate --device "$DEVICE" "${BENCH_FLAGS[@]}" \
+  --json "$OUT_DIR/aggregate$SUFFIX.json"
+step bench_neighborhood 180 "$PYTHON" -m mixlib.bench neighborhood --device "$DEVICE" "${BENCH_FLAGS[@]}" \
+  --json "$OUT_DIR/neighborhood$SUFFIX.json"
+
+"$PYTHON" - "$OUT_DIR/gpu-check$SUFFIX.json" "$DEVICE" "$QUICK" "${steps[@]}" <<'EOF'
+import json, sys
+path, device, quick, *steps = sys.argv[1:]
+record = {"device": device, "quick": quick == "1",
+          "steps": {name: {"exit_status": int(rc), "seconds": int(s)}
+                    for name, rc, s in (step.split() for step in steps)}}
+open(path, "w").write(json.dumps(record, indent=1) + "\n")
+print(f"wrote {path}")
+EOF
+exit "$failed"
