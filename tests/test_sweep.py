@@ -113,3 +113,16 @@ def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_pat
     # nothing left to do: no child process is started
     monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: pytest.fail("ran again"))
     assert sweep.sweep([run], results=results, work=work, log=messages.append) == 0
+
+
+def test_the_gpu_sweep_script_runs_on_a_cpu_in_quick_mode(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "QUICK": "1", "WORK": str(tmp_path / "work"), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "sweep_gpu.sh")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = (tmp_path / "work" / "results" / "summary.txt").read_text()
+    assert summary.startswith("2 runs in") and "window_attention_cifar" in summary and "pooling_cifar" in summary
+    assert not (ROOT / "results" / "sweep-gpu").exists()  # quick mode never writes the real results
