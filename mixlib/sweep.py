@@ -82,6 +82,12 @@ def keeps_weights(run: protocol.Run) -> bool:
     return run.seed == 0 and run.epochs == epochs
 
 
+def _quick(run: protocol.Run, work: Path) -> bool:
+    """Whether finished `run` trained on MIXLIB_QUICK's subset (a test): its weights are none
+    of the book's."""
+    return json.loads((work / run.name / "result.json").read_text()).get("quick", False)
+
+
 def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     """The final weights of finished `run` (its moving average, what it reports) from its last
     checkpoint in `work` into `folder`/<model>.pt: float16 tensors and the run's identity,
@@ -105,7 +111,8 @@ def _copy_result(run: protocol.Run, work: Path, results: Path,
                  weights: Path | None = None) -> list[Path]:
     folder = results / run.data / run.name
     folder.mkdir(parents=True, exist_ok=True)
-    copied = [export_weights(run, work, weights)] if weights and keeps_weights(run) else []
+    keep = weights is not None and keeps_weights(run) and not _quick(run, work)
+    copied = [export_weights(run, work, weights)] if keep else []
     for name in ("metrics.jsonl", "result.json"):  # result.json last: its presence means done
         source = work / run.name / name
         atomic_write(folder / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
@@ -203,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "weights":  # runs finished before their weights were kept
         for run in runs:
-            if keeps_weights(run) and (work / run.name / "result.json").is_file():
+            if keeps_weights(run) and (work / run.name / "result.json").is_file() \
+                    and not _quick(run, work):
                 print(export_weights(run, work, args.weights))
         return 0
     repo = None

@@ -14,12 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}
 results=${RESULTS:-results/sweep-gpu}
+weights=${WEIGHTS:-results/weights-gpu}
 work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu}
 workers=${WORKERS:-8}
 only=()
 if [[ ${QUICK:-0} == 1 ]]; then
   export MIXLIB_QUICK=1
   results=${RESULTS:-$work/results}
+  weights=$work/weights
   workers=2
   only=(--only pooling_cifar-s0-e15 window_attention_cifar-s0-e15)  # the two cheapest on a CPU
 else
@@ -35,7 +37,7 @@ PY
 "$python" -c "from mixlib import data; [data.load('cifar10', s) for s in ('train', 'test')]"
 started=$(date +%s)
 "$python" -m mixlib.sweep run "${only[@]}" --results "$results" --work "$work" \
-  --workers "$workers" --threads 2
+  --weights "$weights" --workers "$workers" --threads 2
 "$python" - "$results" "$(( $(date +%s) - started ))" <<'PY' | tee "$results/summary.txt"
 import sys
 from mixlib import results

@@ -125,4 +125,6 @@ def test_the_gpu_sweep_script_runs_on_a_cpu_in_quick_mode(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = (tmp_path / "work" / "results" / "summary.txt").read_text()
     assert summary.startswith("2 runs in") and "window_attention_cifar" in summary and "pooling_cifar" in summary
-    assert not (ROOT / "results" / "sweep-gpu").exists()  # quick mode never writes the real results
+    # quick mode never writes the real results, and a quick run leaves no weights
+    assert not (ROOT / "results" / "sweep-gpu").exists() and not (ROOT / "results" / "weights-gpu").exists()
+    assert not (tmp_path / "work" / "weights").exists()
