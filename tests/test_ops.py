@@ -428,6 +428,18 @@ def func_transforms_agree(backend, border="zeros"):
     # vmap over values only, the weights shared: w's batch axis of 1 broadcasts
     assert torch.allclose(torch.func.vmap(one(backend), in_dims=(0, None))(v, w[0]),
                           local_aggregate(v, w[:1], 3, backend="reference", border=border), atol=TOL, rtol=0)
+    # per-sample gradients of shared static weights: vmap over grad, the weights' gradient
+    # summed over the pixels inside the op (its vmap rule must not sum across samples)
+    static = w[:1, :, :, :1, :1].contiguous()
+
+    def sample_loss(backend):
+        return lambda v, w: local_aggregate(v[None], w, 3, backend=backend, border=border).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(sample_loss(backend), argnums=1), in_dims=(0, None))(v, static)
+    for b in range(v.shape[0]):
+        expected = torch.autograd.grad(sample_loss("reference")(v[b], static.requires_grad_()), static)[0]
+        assert torch.allclose(per_sample[b], expected, atol=TOL, rtol=0)
+    static = static.detach()
     # jvp of a bilinear op: op(dv, w) + op(v, dw)
     dv, dw = rand(*v.shape, seed=4), rand(*w.shape, seed=5)
     _, tangent = torch.func.jvp(lambda v, w: local_aggregate(v, w, 3, backend=backend, border=border),
@@ -462,3 +474,15 @@ def test_ops_compile_as_one_graph(backend, border):
     expected = torch.autograd.grad(f(v, w).sum(), (v, w))
     for a, b in zip(got, expected):
         assert torch.allclose(a, b, atol=TOL, rtol=0)
+
+
+def test_lean_static_weight_gradient_stays_at_the_weights_size():
+    """The weights' gradient is summed offset by offset, never held per pixel: the backward's
+    peak stays far below the (B, G, K, H, W) tensor a per-pixel gradient would take."""
+    from mixlib.bench import peak_memory_bytes
+    v = torch.randn(4, 8, 24, 24, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(1, 8, 49, 1, 1, dtype=torch.float64, requires_grad=True)
+    per_pixel_bytes = 4 * 8 * 49 * 24 * 24 * 8
+    peak = peak_memory_bytes(lambda: local_aggregate(v, w, 7, backend="lean", border="clamp")
+                             .sum().backward(), torch.device("cpu"))
+    assert peak < per_pixel_bytes / 4, (peak, per_pixel_bytes)

@@ -107,17 +107,20 @@ def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
     return window.crop(buffer).flatten(1, 2).to(x.dtype)
 
 
-def similarity(q, k, kernel_size: int, dilation: int, groups: int, border: str,
-               masked: bool) -> torch.Tensor:
-    """masked: -inf where a neighbour is outside the image (border "zeros"), else a zero there."""
-    window, queries, acc = _setup(q, groups, kernel_size, dilation, border)
-    B, G, _, H, W = queries.shape
+def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
+               shape) -> torch.Tensor:
+    """shape: the output's, (B or 1, G, K, H or 1, W or 1), size-1 axes summed over offset by
+    offset (never the per-pixel tensor). masked: -inf where a neighbour is outside the image
+    (border "zeros", full shape only), else a zero there."""
+    window, queries, acc = _setup(q, shape[1], kernel_size, dilation, border)
     queries = queries.to(acc)  # one float32 copy of q: every product below is then float32
-    keys = window.source(k).unflatten(1, (groups, -1))
-    logits = q.new_empty(B, G, kernel_size ** 2, H, W, dtype=acc)
+    keys = window.source(k).unflatten(1, (shape[1], -1))
+    logits = q.new_empty(shape, dtype=acc)
+    per_offset = (shape[0], shape[1], shape[3], shape[4])
     for o in range(kernel_size ** 2):
-        logits[:, :, o] = (queries * window.neighbours(keys, o)).sum(2)
+        logits[:, :, o] = (queries * window.neighbours(keys, o)).sum(2).sum_to_size(per_offset)
     if masked and border == "zeros":
+        H, W = q.shape[-2:]
         inside = neighbour_mask(H, W, kernel_size, dilation, q.device)  # (K, H, W)
         logits.masked_fill_(~inside, float("-inf"))
     return logits.to(q.dtype)

@@ -5,13 +5,18 @@
     adjoint(x, w)      y[c, j] = Σ_{(i, o): n(i, o) = j} w[g, o, i] · x[c, i]
     similarity(q, k)   s[g, o, i] = Σ_{c in g} q[c, i] · k[c, n(i, o)]
 
+similarity takes the shape of its output, (B or 1, G, K, H or 1, W or 1): a size-1 axis is
+summed over, which is how a broadcast weight's gradient comes out at the weight's own size
+(lean never holds the per-pixel gradient), and a broadcast output is a broadcast weight again
+for the other two ops.
+
 The three are closed under differentiation, which is what makes every derivative exact:
 
     d aggregate:  dx = adjoint(gy, w)     dw = similarity(gy, x)
     d adjoint:    dx = aggregate(gy, w)   dw = similarity(x, gy)
     d similarity: dq = aggregate(k, gs)   dk = adjoint(q, gs)
 
-(weights' gradients summed over their broadcast axes). So the backward of each op is the ops
+(dw at w's shape). So the backward of each op is the ops
 themselves, differentiable again: second derivatives (``gradgradcheck``) hold on every backend.
 
 Layers, each doing one job:
@@ -59,9 +64,9 @@ def _adjoint_op(x: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation: in
 
 
 @custom_op("mixlib::similarity", mutates_args=())
-def _similarity_op(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilation: int, groups: int,
-                   border: str, masked: bool, backend: str) -> torch.Tensor:
-    return _backend(backend).similarity(q, k, kernel_size, dilation, groups, border, masked)
+def _similarity_op(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilation: int, border: str,
+                   masked: bool, backend: str, shape: list[int]) -> torch.Tensor:
+    return _backend(backend).similarity(q, k, kernel_size, dilation, border, masked, shape)
 
 
 @_aggregate_op.register_fake
@@ -75,9 +80,8 @@ def _(x, w, kernel_size, dilation, border, backend):
 
 
 @_similarity_op.register_fake
-def _(q, k, kernel_size, dilation, groups, border, masked, backend):
-    B, _, H, W = q.shape
-    return q.new_empty(B, groups, kernel_size ** 2, H, W)
+def _(q, k, kernel_size, dilation, border, masked, backend, shape):
+    return q.new_empty(shape)
 
 
 def _fold_batch(batch_size: int, in_dims, tensors):
@@ -100,17 +104,21 @@ def _vmap_rule(op):
     return rule
 
 
-for _op in (_aggregate_op, _adjoint_op, _similarity_op):
+for _op in (_aggregate_op, _adjoint_op):
     _op.register_vmap(_vmap_rule(_op))
+
+
+@_similarity_op.register_vmap
+def _(info, in_dims, q, k, kernel_size, dilation, border, masked, backend, shape):
+    N = info.batch_size
+    B, (q, k) = _fold_batch(N, in_dims[:2], (q, k))
+    out = _similarity_op(q, k, kernel_size, dilation, border, masked, backend, [N * B, *shape[1:]])
+    out = out.unflatten(0, (N, B))  # the batch is summed over per mapped sample, not across
+    return (out.sum(1, keepdim=True) if shape[0] == 1 and B > 1 else out), 0
 
 
 # ----------------------------------------------------------------------------------------------
 # Autograd: each op's derivatives are the ops again
-
-
-def _weight_gradient(grad: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """A gradient computed per sample and pixel, summed over w's broadcast axes."""
-    return grad.sum_to_size(w.shape)
 
 
 def _bilinear_jvp(function, a, b, da, db, *window):
@@ -147,16 +155,15 @@ class _Bilinear(torch.autograd.Function):
 
 def _weighted_backward(ctx, grad_y, grad_x_function, similarity_order):
     """Aggregate's and Adjoint's backward: grad_x by the other op of the two, grad_w by a
-    similarity of grad_y and x (in the order `similarity_order` gives), summed over w's
-    broadcast axes."""
+    similarity of grad_y and x (in the order `similarity_order` gives) at w's shape."""
     x, w = ctx.saved_tensors
     grad_x = grad_w = None
     if ctx.needs_input_grad[0]:
         grad_x = _apply(grad_x_function, grad_y, w, *ctx.window)
     if ctx.needs_input_grad[1]:
         kernel_size, dilation, border, backend = ctx.window
-        grad_w = _weight_gradient(_apply(Similarity, *similarity_order(grad_y, x), kernel_size,
-                                         dilation, w.shape[1], border, False, backend), w)
+        grad_w = _apply(Similarity, *similarity_order(grad_y, x), kernel_size, dilation, border,
+                        False, backend, list(w.shape))
     return grad_x, grad_w, None, None, None, None
 
 
@@ -181,14 +188,14 @@ _X_DERIVATIVE = {"Aggregate": Adjoint, "Adjoint": Aggregate}
 
 class Similarity(_Bilinear):
     @staticmethod
-    def forward(q, k, kernel_size, dilation, groups, border, masked, backend):
-        return torch.ops.mixlib.similarity(q, k, kernel_size, dilation, groups, border, masked,
-                                           backend)
+    def forward(q, k, kernel_size, dilation, border, masked, backend, shape):
+        return torch.ops.mixlib.similarity(q, k, kernel_size, dilation, border, masked, backend,
+                                           shape)
 
     @staticmethod
     def backward(ctx, grad_logits):
         q, k = ctx.saved_tensors
-        kernel_size, dilation, groups, border, masked, backend = ctx.window
+        kernel_size, dilation, border, masked, backend, shape = ctx.window
         if masked and border == "zeros":  # the -inf logits are constants: no gradient
             H, W = q.shape[-2:]
             grad_logits = grad_logits.masked_fill(
@@ -196,6 +203,7 @@ class Similarity(_Bilinear):
         window = (kernel_size, dilation, border, backend)
         grad_q = _apply(Aggregate, k, grad_logits, *window) if ctx.needs_input_grad[0] else None
         grad_k = _apply(Adjoint, q, grad_logits, *window) if ctx.needs_input_grad[1] else None
+        # a broadcast output's gradient is a broadcast weight for aggregate and adjoint
         return grad_q, grad_k, None, None, None, None, None, None
 
 
@@ -210,10 +218,10 @@ class _SimilarityJvp(Similarity):
     @staticmethod
     def jvp(ctx, dq, dk, *_):
         q, k = ctx.saved_tensors
-        kernel_size, dilation, groups, border, masked, backend = ctx.window
+        kernel_size, dilation, border, masked, backend, shape = ctx.window
         # the tangent of a masked logit is zero: the unmasked op gives zeros there
-        return _bilinear_jvp(Similarity, q, k, dq, dk, kernel_size, dilation, groups, border,
-                             False, backend)
+        return _bilinear_jvp(Similarity, q, k, dq, dk, kernel_size, dilation, border, False,
+                             backend, shape)
 
 
 _WITH_JVP = {Aggregate: _with_bilinear_jvp(Aggregate), Adjoint: _with_bilinear_jvp(Adjoint),
@@ -227,4 +235,6 @@ def aggregate(x, w, kernel_size: int, dilation: int, border: str, backend: str) 
 def similarity(q, k, kernel_size: int, dilation: int, groups: int, border: str,
                backend: str) -> torch.Tensor:
     """-inf where a neighbour lies outside the image."""
-    return _apply(Similarity, q, k, kernel_size, dilation, groups, border, True, backend)
+    B, _, H, W = q.shape
+    return _apply(Similarity, q, k, kernel_size, dilation, border, True, backend,
+                  [B, groups, kernel_size ** 2, H, W])

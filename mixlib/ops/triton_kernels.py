@@ -29,6 +29,7 @@ import triton
 import triton.language as tl
 
 from .geometry import axis_neighbours, window_reach
+from .lean import accumulator as _torch_accumulator
 
 BLOCK = 128
 
@@ -77,7 +78,7 @@ def _adjoint(x_ptr, w_ptr, rows_ptr, cols_ptr, y_ptr, C, H, W, G_CH, DILATION,
         row_in = inside & (ri >= 0) & (ri < H)
         ty = (row - tl.load(rows_ptr + ri, mask=row_in, other=0)) // DILATION  # exact: same phase
         row_ok = row_in & (ty >= 0) & (ty < KERNEL)
-        for sx in tl.static_range(2 * REACH + 1):
+        for sx in range(2 * REACH + 1):  # unrolled, k = 13 took 225 registers
             ci = col + (sx - REACH) * DILATION
             col_in = (ci >= 0) & (ci < W)
             tx = (col - tl.load(cols_ptr + ci, mask=row_ok & col_in, other=0)) // DILATION
@@ -121,8 +122,8 @@ def _similarity(q_ptr, k_ptr, rows_ptr, cols_ptr, out_ptr, C, H, W, G, G_CH,
 
 
 def accumulator(dtype: torch.dtype):
-    """float64 stays float64; every other dtype accumulates in float32."""
-    return tl.float64 if dtype == torch.float64 else tl.float32
+    """The accumulator as a Triton type."""
+    return tl.float64 if _torch_accumulator(dtype) == torch.float64 else tl.float32
 
 
 def _tables(x: torch.Tensor, kernel_size: int, dilation: int, border: str):
@@ -162,13 +163,18 @@ def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
     return y
 
 
-def similarity(q, k, kernel_size: int, dilation: int, groups: int, border: str,
-               masked: bool) -> torch.Tensor:
+def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
+               shape) -> torch.Tensor:
+    """shape: the output's, (B or 1, G, K, H or 1, W or 1); the kernel writes every pixel (in
+    the accumulator's dtype when size-1 axes are then summed over)."""
     q, k = q.contiguous(), k.contiguous()
     B, C, H, W = q.shape
-    logits = q.new_empty(B, groups, kernel_size ** 2, H, W)
+    groups = shape[1]
+    full = [B, groups, kernel_size ** 2, H, W]
+    reduced = list(shape) != full
+    logits = q.new_empty(full, dtype=_torch_accumulator(q.dtype) if reduced else q.dtype)
     _similarity[_grid(B * groups, H, W)](
         q, k, *_tables(q, kernel_size, dilation, border), logits, C, H, W, groups, C // groups,
         KERNEL=kernel_size, MASKED=masked and border == "zeros", ACC=accumulator(q.dtype),
         BLOCK_SIZE=BLOCK)
-    return logits
+    return logits.sum_to_size(shape).to(q.dtype) if reduced else logits
