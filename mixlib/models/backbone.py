@@ -65,11 +65,15 @@ class Backbone(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.head = head
         self.dims = list(dims)
+        # the image channels the stem's first convolution takes (None: a stem without one)
+        first = next((m for m in stem.modules() if isinstance(m, nn.Conv2d)), None)
+        self.in_chans = first.in_channels if first is not None else None
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output map of every stage."""
-        if x.dim() != 4:
-            raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(x.shape)}")
+        if x.dim() != 4 or (self.in_chans is not None and x.shape[1] != self.in_chans):
+            raise ValueError(f"images must have shape (B, {self.in_chans or 'C'}, H, W), "
+                             f"got {tuple(x.shape)}")
         maps = []
         x = self.stem(x)
         for stage in self.stages:
