@@ -119,8 +119,6 @@ def test_unknown_name():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_an_empty_batch_gives_an_empty_output(name):
-    if name == "ddwconv":  # its per-image kernels reach ops' grouped conv with B·C = 0 groups
-        pytest.xfail("the per-sample static-weight path of mixlib.ops refuses B = 0 (issue 23)")
     x = torch.randn(0, DIM, 13, 17)
     assert make(name)(x).shape == x.shape
 

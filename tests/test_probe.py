@@ -240,12 +240,8 @@ def _cli_probes() -> list[Probe]:
 
 PROBES = _ops_probes() + _mixer_probes() + _model_probes() + _cli_probes()
 
-# probes whose fix lies in files another change of issue 23 owns: mixlib/ops (negative sizes,
-# integer maps)
-ELSEWHERE = ("ops.neighbour_mask(height=-1)", "ops.neighbour_mask(width=-1)",
-             "ops.clamped_neighbours(length=-1)", "ops.window_positions(height=-2)",
-             "ops.local_aggregate(v int64)", "ops.local_aggregate(v bool)",
-             "ops.local_similarity(q int64)")
+# probes whose fix lies elsewhere (none left: listed here when a probe is known to fail)
+ELSEWHERE: tuple[str, ...] = ()
 
 
 def _elsewhere(probe: Probe) -> bool:

@@ -95,6 +95,8 @@ def _check_map(name: str, x) -> None:
         raise ValueError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():  # integer sums would wrap or truncate, bools would not sum
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
 def _check_backend(backend: str, allowed: tuple[str, ...]) -> None:
@@ -197,6 +199,8 @@ def _conv_aggregate(v, w, kernel_size, dilation):
     kernels = kernels.reshape(Bw * C, 1, kernel_size, kernel_size)
     if Bw == 1:
         return F.conv2d(v, kernels, padding=pad, dilation=dilation, groups=C)
+    if B == 0:  # no sample, no group: the folded convolution below cannot express that
+        return v.clone()
     # per-sample kernels: fold the batch into the channels, one group per (sample, channel)
     y = F.conv2d(v.reshape(1, B * C, H, W), kernels, padding=pad, dilation=dilation, groups=B * C)
     return y.view(B, C, H, W)

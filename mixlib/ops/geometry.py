@@ -21,6 +21,12 @@ def check_window(kernel_size, dilation) -> None:
         raise ValueError(f"dilation must be a positive int, got {dilation!r}")
 
 
+def check_size(name: str, value) -> None:
+    """A map's side: a non-negative int (0 is an empty axis)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
 def check_border(border: str) -> None:
     if border not in BORDERS:
         raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
@@ -55,6 +61,7 @@ def axis_neighbours(length: int, kernel_size: int, dilation: int = 1, border: st
     dilation d the axis splits into d interleaved sub-axes (i mod d) and the rule applies
     inside each of them.
     """
+    check_size("length", length)
     check_window(kernel_size, dilation)
     check_border(border)
     r = kernel_size // 2
@@ -91,6 +98,8 @@ def window_positions(height: int, width: int, kernel_size: int, dilation: int = 
     with border="clamp" it never does. Relative positions (rows - i) // dilation index
     relative position bias tables.
     """
+    check_size("height", height)
+    check_size("width", width)
     k, K = kernel_size, kernel_size ** 2
     row_of = axis_neighbours(height, k, dilation, border, device)  # (k, H)
     col_of = axis_neighbours(width, k, dilation, border, device)  # (k, W)
