@@ -54,6 +54,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         if len(budgets) > 1:
             raise ValueError(f"runs of {model} have different budgets {sorted(budgets, key=str)}")
         accs = [r["test_acc"] for r in group]
+        interval = t_interval(accs)
         times = [r["train_time_s"] for r in group]
         rows.append({
             "model": model, "dataset": group[0]["dataset"], "seeds": [r["seed"] for r in group],
@@ -63,7 +64,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             "mean_acc": statistics.fmean(accs), "min_acc": min(accs), "max_acc": max(accs),
             "std_acc": statistics.stdev(accs) if len(accs) > 1 else float("nan"),
             # the 95% t-interval of the mean, as fractions like the accuracies (NaN for one seed)
-            "ci_low": t_interval(accs)["low"], "ci_high": t_interval(accs)["high"],
+            "ci_low": interval["low"], "ci_high": interval["high"],
             "mean_train_time_s": statistics.fmean(times),
             "threads": group[0]["hardware"].get("threads"), "commit": group[0]["commit"],
         })

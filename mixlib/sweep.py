@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from . import protocol
-from .data import atomic_write
+from .files import atomic_write, save_torch
 
 __all__ = ["state", "pending", "run_one", "sweep", "export_weights", "main", "SweepLocked"]
 
@@ -50,9 +50,13 @@ def _default_work() -> Path:
     return Path(os.environ.get("MIXLIB_CACHE", Path.home() / ".cache" / "mixlib")) / "sweep"
 
 
+def _done(run: protocol.Run, results: Path) -> bool:
+    return (results / run.data / run.name / "result.json").is_file()
+
+
 def state(run: protocol.Run, results: Path, work: Path) -> str:
     """"done" (its result is in `results`), "stopped" (a checkpoint waits in `work`) or "todo"."""
-    if (results / run.data / run.name / "result.json").is_file():
+    if _done(run, results):
         return "done"
     if (work / run.name / "checkpoint.pt").is_file():
         return "stopped"
@@ -73,7 +77,7 @@ def select(only: list[str] | None) -> list[protocol.Run]:
 
 
 def pending(runs: list[protocol.Run], results: Path) -> list[protocol.Run]:
-    return [r for r in runs if not (results / r.data / r.name / "result.json").is_file()]
+    return [r for r in runs if not _done(r, results)]
 
 
 def keeps_weights(run: protocol.Run) -> bool:
@@ -103,7 +107,7 @@ def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
               "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run.model}.pt"
-    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    save_torch(path, record)
     return path
 
 
