@@ -8,7 +8,10 @@
 #   QUICK=1 scripts/gpu_check.sh         # smoke test, seconds, on the CPU (tests/ runs this)
 #
 # Environment: PYTHON (default python3), OUT_DIR (default results/bench; in quick mode a
-# temporary folder, so that a smoke test never overwrites measured results).
+# temporary folder, so that a smoke test never overwrites measured results), STEPS (default all
+# three: "pytest_triton bench_aggregate bench_neighborhood"; a later call with other steps adds
+# its steps to the same gpu-check JSON, so the benchmarks can run on a quiet GPU and the tests
+# beside other work, as scripts/gpu_session.sh does).
 # Without a GPU the script runs in quick mode whatever QUICK says. Every step runs under a
 # timeout, a failed step does not stop the others, and the exit status is 1 if any failed;
 # gpu-check.json in OUT_DIR records each step's exit status and seconds.
@@ -42,9 +45,11 @@ mkdir -p "$OUT_DIR"
 
 steps=()  # "name rc seconds" per step
 failed=0
+STEPS="${STEPS:-pytest_triton bench_aggregate bench_neighborhood}"
 step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and time
   local name="$1" limit="$2" start rc=0
   shift 2
+  [[ " $STEPS " == *" $name "* ]] || return 0
   echo "== $name ($DEVICE, quick=$QUICK)"
   start=$(date +%s)
   timeout "$limit" "$@" || rc=$?
@@ -62,11 +67,13 @@ step bench_neighborhood 180 "$PYTHON" -m mixlib.bench neighborhood --device "$DE
   --json "$OUT_DIR/neighborhood$SUFFIX.json"
 
 "$PYTHON" - "$OUT_DIR/gpu-check$SUFFIX.json" "$DEVICE" "$QUICK" "${steps[@]}" <<'EOF'
-import json, sys
+import json, os, sys
 path, device, quick, *steps = sys.argv[1:]
-record = {"device": device, "quick": quick == "1",
-          "steps": {name: {"exit_status": int(rc), "seconds": int(s)}
-                    for name, rc, s in (step.split() for step in steps)}}
+record = {"device": device, "quick": quick == "1", "steps": {}}
+if os.path.exists(path):  # an earlier call's steps (STEPS chose some): keep them
+    record["steps"] = json.load(open(path)).get("steps", {})
+record["steps"].update({name: {"exit_status": int(rc), "seconds": int(s)}
+                        for name, rc, s in (step.split() for step in steps)})
 open(path, "w").write(json.dumps(record, indent=1) + "\n")
 print(f"wrote {path}")
 EOF
