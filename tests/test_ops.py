@@ -23,9 +23,9 @@ TOL = 1e-12
 B, C, H, W = 2, 4, 5, 7  # odd, non-square map
 
 
-def rand(*shape, grad=False, seed=0):
+def rand(*shape, grad=False, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed + sum(shape))
-    return torch.randn(*shape, dtype=torch.float64, generator=g).requires_grad_(grad)
+    return torch.randn(*shape, dtype=torch.float64, generator=g).to(device).requires_grad_(grad)
 
 
 def weight_shapes(groups, k):
@@ -385,13 +385,14 @@ def test_lean_accumulates_half_precision_in_float32():
 
 @pytest.mark.parametrize("backend", EXACT_BACKENDS)
 @pytest.mark.parametrize("border", ["zeros", "clamp"])
-def test_second_derivatives(backend, border):
-    """gradgradcheck: the backward is itself differentiable and exact (finite differences)."""
-    v, w = rand(1, 4, 6, 7, grad=True), rand(1, 2, 9, 6, 7, grad=True, seed=1)
+def test_second_derivatives(backend, border, device="cpu"):
+    """gradgradcheck: the backward is itself differentiable and exact (finite differences).
+    test_triton.py calls it with device="cuda" on a GPU."""
+    v, w = rand(1, 4, 6, 7, grad=True, device=device), rand(1, 2, 9, 6, 7, grad=True, seed=1, device=device)
     assert torch.autograd.gradgradcheck(
         lambda v, w: local_aggregate(v, w, 3, 2, backend, border=border), (v, w),
         eps=1e-6, atol=1e-6, fast_mode=True)
-    q, key = rand(1, 4, 6, 7, grad=True, seed=2), rand(1, 4, 6, 7, grad=True, seed=3)
+    q, key = rand(1, 4, 6, 7, grad=True, seed=2, device=device), rand(1, 4, 6, 7, grad=True, seed=3, device=device)
 
     def finite_logits(q, key):
         logits = local_similarity(q, key, 3, 2, groups=2, backend=backend, border=border)
@@ -400,11 +401,11 @@ def test_second_derivatives(backend, border):
     assert torch.autograd.gradgradcheck(finite_logits, (q, key), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
-def func_transforms_agree(backend, border="zeros"):
+def func_transforms_agree(backend, border="zeros", device="cpu"):
     """torch.func.grad, vmap and jvp through one backend equal plain autograd through the
-    reference (float64, 1e-12). Shared with test_triton.py."""
-    v, w = rand(2, 4, 6, 7), rand(2, 2, 9, 6, 7, seed=1)
-    q, key = rand(2, 4, 6, 7, seed=2), rand(2, 4, 6, 7, seed=3)
+    reference (float64, 1e-12). Shared with test_triton.py (device="cuda" on a GPU)."""
+    v, w = rand(2, 4, 6, 7, device=device), rand(2, 2, 9, 6, 7, seed=1, device=device)
+    q, key = rand(2, 4, 6, 7, seed=2, device=device), rand(2, 4, 6, 7, seed=3, device=device)
 
     def loss(backend):
         def f(v, w, q, key):
@@ -441,7 +442,7 @@ def func_transforms_agree(backend, border="zeros"):
         assert torch.allclose(per_sample[b], expected, atol=TOL, rtol=0)
     static = static.detach()
     # jvp of a bilinear op: op(dv, w) + op(v, dw)
-    dv, dw = rand(*v.shape, seed=4), rand(*w.shape, seed=5)
+    dv, dw = rand(*v.shape, seed=4, device=device), rand(*w.shape, seed=5, device=device)
     _, tangent = torch.func.jvp(lambda v, w: local_aggregate(v, w, 3, backend=backend, border=border),
                                 (v, w), (dv, dw))
     ref = lambda a, b: local_aggregate(a, b, 3, backend="reference", border=border)  # noqa: E731
@@ -456,10 +457,10 @@ def test_torch_func_grad_vmap_jvp(backend, border):
 
 @pytest.mark.parametrize("backend", EXACT_BACKENDS)
 @pytest.mark.parametrize("border", ["zeros", "clamp"])
-def test_ops_compile_as_one_graph(backend, border):
+def test_ops_compile_as_one_graph(backend, border, device="cpu"):
     """torch.compile(fullgraph=True): no graph break, no data-dependent size (the clamp rule's
     size check is an int comparison, not a tensor reduction), and the same numbers."""
-    v, w = rand(1, 4, 6, 7, grad=True), rand(1, 2, 9, 6, 7, grad=True, seed=1)
+    v, w = rand(1, 4, 6, 7, grad=True, device=device), rand(1, 2, 9, 6, 7, grad=True, seed=1, device=device)
 
     def f(v, w):
         logits = local_similarity(v, v, 3, groups=2, backend=backend, border=border)

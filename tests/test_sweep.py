@@ -120,11 +120,17 @@ def test_the_gpu_sweep_script_runs_on_a_cpu_in_quick_mode(tmp_path):
     import subprocess
     import sys
     env = {**os.environ, "QUICK": "1", "WORK": str(tmp_path / "work"), "PYTHON": sys.executable}
+
+    def listing(folder):  # every file with its size and time: what a write would change
+        return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+    real = [ROOT / "results" / "sweep-gpu", ROOT / "results" / "weights-gpu"]
+    before = [listing(folder) for folder in real]
     done = subprocess.run(["bash", str(ROOT / "scripts" / "sweep_gpu.sh")], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = (tmp_path / "work" / "results" / "summary.txt").read_text()
     assert summary.startswith("2 runs in") and "window_attention_cifar" in summary and "pooling_cifar" in summary
     # quick mode never writes the real results, and a quick run leaves no weights
-    assert not (ROOT / "results" / "sweep-gpu").exists() and not (ROOT / "results" / "weights-gpu").exists()
+    assert [listing(folder) for folder in real] == before
     assert not (tmp_path / "work" / "weights").exists()

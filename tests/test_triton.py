@@ -145,18 +145,18 @@ def test_clamp_too_small_raises(k, d, size):
 def test_second_derivatives(border):
     """The backward is the three ops again: gradgradcheck holds (it read zeros before)."""
     from test_ops import test_second_derivatives
-    test_second_derivatives("triton", border)
+    test_second_derivatives("triton", border, device=DEVICE)
 
 
 @pytest.mark.parametrize("border", ["zeros", "clamp"])
 def test_torch_func_grad_vmap_jvp(border):
     from test_ops import func_transforms_agree
-    func_transforms_agree("triton", border)
+    func_transforms_agree("triton", border, device=DEVICE)
 
 
 def test_ops_compile_as_one_graph():
     from test_ops import test_ops_compile_as_one_graph
-    test_ops_compile_as_one_graph("triton", "clamp")
+    test_ops_compile_as_one_graph("triton", "clamp", device=DEVICE)
 
 
 # 323 pixels: 3 blocks of 128, the last partly outside the map. One image of 4 channels in
