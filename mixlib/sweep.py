@@ -15,7 +15,8 @@ sweep on the same results folder is refused (an OS lock that a killed sweep rele
 With ``--commit``, each finished run is committed on its own (only its files).
 
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
-the run reports) in ``--weights``/<model>.pt (default ``results/weights``), in float16 (under 5 MB
+the run reports) in ``--weights``/<model>.pt (default ``weights/`` beside the results folder,
+so ``results/weights`` for ``results/sweep`` from any working directory), in float16 (under 5 MB
 for the ~2 M-parameter presets), loadable with ``torch.load(weights_only=True)`` and by
 ``mixlib.models.trained(name)``.
 """
@@ -189,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["plan", "run", "weights"])
     parser.add_argument("--results", type=Path, default=Path("results/sweep"))
-    parser.add_argument("--weights", type=Path, default=Path("results/weights"),
-                        help="where seed 0's trained weights go")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="where seed 0's trained weights go (default: weights/ beside --results)")
     parser.add_argument("--work", type=Path, default=None, help="checkpoints (default "
                         "$MIXLIB_CACHE/sweep)")
     parser.add_argument("--only", nargs="+", default=None, help="run or model names")
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     work = args.work or _default_work()
+    args.weights = args.weights or args.results.parent / "weights"
     try:
         runs = select(args.only)
     except ValueError as error:
@@ -226,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         if top.returncode != 0:
             parser.error(f"--commit: results={str(args.results)!r} is not inside a git repository")
         repo = Path(top.stdout.strip())
+        # a weights folder outside that repository could never be committed with its run
+        if not args.weights.resolve().is_relative_to(repo.resolve()):
+            parser.error(f"--commit: weights={str(args.weights)!r} is outside the repository "
+                         f"{str(repo)!r} that holds the results; name a folder inside it")
     try:
         done = sweep(runs, results=args.results, work=work, workers=args.workers,
                      threads=args.threads, max_runs=args.max_runs, commit_repo=repo,

@@ -59,6 +59,25 @@ def test_select_refuses_a_name_the_protocol_does_not_list():
         sweep.main(["run", "--workers", "0"])
 
 
+def test_the_weights_go_beside_the_results_and_must_be_committable(tmp_path, monkeypatch, capsys):
+    """The weights' default follows --results, not the working directory (a sweep run from a
+    second worktree once wrote them outside the repository it committed to); with --commit a
+    weights folder outside that repository is refused before any run starts."""
+    import subprocess
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    seen = {}
+    monkeypatch.setattr(sweep, "sweep", lambda runs, **kw: seen.update(kw) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert sweep.main(["run", "--only", "pooling_cifar-s0-e15", "--results", str(repo / "results" / "sweep"),
+                       "--work", str(tmp_path / "work"), "--commit"]) == 0
+    assert seen["weights"] == repo / "results" / "weights" and seen["commit_repo"].resolve() == repo.resolve()
+    with pytest.raises(SystemExit):
+        sweep.main(["run", "--only", "pooling_cifar-s0-e15", "--results", str(repo / "results" / "sweep"),
+                    "--work", str(tmp_path / "work"), "--weights", str(tmp_path / "elsewhere"), "--commit"])
+    assert "outside the repository" in capsys.readouterr().err
+
+
 def test_a_second_sweep_on_the_same_results_is_refused(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
