@@ -570,6 +570,42 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                     "amp": amp}  # the precision "auto" resolved to on this device
         save_checked(checkpoint_path, snapshot)  # with the checksum of its content
 
+    pending = []  # (step, epoch, images, device tensor of loss, gradient norm, correct) per step
+
+    def settle():
+        """Read the steps since the last call from the device in one transfer: the loss and
+        accuracy sums, the loss curve's window, and the check that every loss and gradient norm
+        was finite (all ranks stop at the same step, or none). Called every `log_every` steps and
+        before every checkpoint and evaluation, so a run reads the device a few times an epoch
+        rather than several times a step; a bad step is still named exactly, and never saved."""
+        nonlocal correct, loss_sum, window
+        if not pending:
+            return
+        values = torch.stack([numbers for *_, numbers in pending]).tolist()
+        bad_loss = next((i for i, (loss, _, _) in enumerate(values) if not math.isfinite(loss)),
+                        len(values))
+        if world > 1:  # the earliest bad loss on any rank
+            flag = torch.tensor([bad_loss], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            bad_loss = int(flag.item())
+        bad_grad = next((i for i, (_, norm, _) in enumerate(values) if not math.isfinite(norm)),
+                        len(values))
+        if min(bad_loss, bad_grad) < len(values):
+            i = min(bad_loss, bad_grad)
+            at, epoch_of, _, _ = pending[i]
+            loss, norm, _ = values[i]
+            if bad_loss <= bad_grad:
+                where = f"rank {rank}'s loss is {loss}" if world > 1 else f"the loss is {loss}"
+                raise NonFiniteLoss(f"a loss that is not finite at step {at} (epoch {epoch_of + 1}; "
+                                    f"{where}); {_last_good(checkpoint_path)}")
+            raise NonFiniteLoss(f"the gradient norm is {norm} at step {at} (epoch {epoch_of + 1}); "
+                                f"{_last_good(checkpoint_path)}")
+        for (_, _, images, _), (loss, _, right) in zip(pending, values):
+            correct += int(right)
+            loss_sum += loss * images
+            window = (window[0] + images, window[1] + loss * images)
+        pending.clear()
+
     def stopped() -> dict:
         return {"stopped_at_step": step, **({"stopped_by": signals.received} if signals.received else {})}
 
@@ -605,44 +641,38 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = train_model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            finite = torch.isfinite(loss.detach()).reshape(1).float()
-            if world > 1:  # all ranks stop, or none: one stopping alone would leave the others
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # waiting in the gradient all-reduce
-            if not finite.item():
-                where = f"rank {rank}'s loss is {loss.item()}" if world > 1 else \
-                    f"the loss is {loss.item()}"
-                raise NonFiniteLoss(f"a loss that is not finite at step {step} (epoch {epoch + 1}; "
-                                    f"{where}); {_last_good(checkpoint_path)}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if not scaler.is_enabled():  # fp16's scaler skips steps with inf gradients itself
+            grad_norm = loss.new_zeros(())  # fp16's scaler skips steps with inf gradients itself
+            if not scaler.is_enabled():
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-                if not torch.isfinite(grad_norm):
-                    raise NonFiniteLoss(f"the gradient norm is {grad_norm.item()} at step {step} "
-                                        f"(epoch {epoch + 1}); {_last_good(checkpoint_path)}")
             scaler.step(optimizer)
             scaler.update()
             if ema is not None:
                 ema.update(model, step)
+            # what the step's numbers need stays on the device until settle() reads it
+            pending.append((step, epoch, len(y), torch.stack((
+                loss.detach().double(), grad_norm.detach().double(),
+                (logits.detach().argmax(1) == y).sum().double()))))
             step += 1
             index += 1
             seen += len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += loss.item() * len(y)
-            window = (window[0] + len(y), window[1] + loss.item() * len(y))
             if step % config.log_every == 0:
+                settle()
                 step_log.append({"step": step, "epoch": step / steps_per_epoch,
                                  "train_loss": window[1] / window[0],
                                  "train_time_s": elapsed + time.perf_counter() - started})
                 window = (0, 0.0)
+                if not bar.disable:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                                    img_s=f"{seen * world / (time.perf_counter() - started):.0f}")
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            img_s=f"{seen * world / (time.perf_counter() - started):.0f}")
             # at the end of a step: the generators hold no draw of the next one yet
             stop = ((config.stop_after_steps is not None and step >= config.stop_after_steps)
                     or signals.requested(world, device))
             if stop and index < steps_per_epoch:  # mid-epoch: checkpoint and leave
                 elapsed += time.perf_counter() - started
+                settle()
                 checkpoint()
                 bar.close()
                 return stopped()
@@ -651,9 +681,11 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
             if step % config.checkpoint_every == 0 and index < steps_per_epoch:
                 elapsed += time.perf_counter() - started
                 started = time.perf_counter()
+                settle()
                 checkpoint()
         bar.close()
         elapsed += time.perf_counter() - started
+        settle()
         evaluated = ema.model if ema is not None else model
         test_acc = evaluate(evaluated, test_data, batch_size=512, device=device, tta=config.tta,
                             channels_last=config.channels_last, image_size=config.image_size)

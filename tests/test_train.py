@@ -501,3 +501,37 @@ def test_settings_the_data_or_machine_cannot_meet_are_usage_errors(tmp_path, mon
     with pytest.raises(SystemExit):
         mtrain.main(base + ["--width", "0"])  # before: 0 meant the preset's default width
     assert "width must be an int >= 1, got 0" in capsys.readouterr().err
+
+
+@needs_data
+def test_the_training_steps_read_the_device_only_when_they_settle(tmp_path):
+    """Host reads (item, tolist, int/float/bool of a tensor) wait for the device to finish: on a
+    GPU each one stalls the queue of kernels. The loop itself makes none; `settle` reads the
+    steps since its last call in one transfer, every `log_every` steps and before each
+    checkpoint and evaluation. Counted by the function in train.py whose own line asked."""
+    import sys
+    from torch.overrides import TorchFunctionMode
+    reads = {"item", "tolist", "__int__", "__float__", "__bool__"}
+
+    class CountReads(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.by_function = {}
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in reads:
+                frame = sys._getframe(1)  # the line that asked (library code below it is not
+                # counted: the CPU's AdamW reads its step counts, the GPU's fused one does not)
+                if frame.f_code.co_filename.endswith("mixlib/train.py"):
+                    name = frame.f_code.co_name
+                    self.by_function[name] = self.by_function.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with CountReads() as counter:
+        result = mtrain.train(tiny_config(tmp_path, log_every=5, checkpoint_every=100),
+                              log=lambda *a: None)
+    steps = result["steps"]
+    assert steps >= 10
+    assert counter.by_function.get("_train", 0) == 0, counter.by_function
+    # one read per call: at the log points (every 5 steps) and at each epoch's end
+    assert 0 < counter.by_function["settle"] <= steps // 5 + 2, counter.by_function
