@@ -36,9 +36,21 @@ from .backbone import Backbone, ClassifierHead, PositionEmbedding, hierarchy
 from .blocks import (CoAtTransformerBlock, ConvNeXtBlock, DWConvMlp, DWNetBlock, GFNetBlock,
                      MBConvBlock, MetaFormerBlock, PatchMerging, ProjectedMixer)
 
-__all__ = ["register_model", "build", "available"]
+__all__ = ["register_model", "unregister_model", "add_preset_source", "build", "available"]
 
 _MODELS: dict[str, Callable[..., Backbone]] = {}
+# functions that register the presets of families which grow after import (models.small: a
+# preset per registered mixer), called before every lookup
+_SOURCES: list[Callable[[], None]] = []
+
+
+def add_preset_source(sync: Callable[[], None]) -> None:
+    _SOURCES.append(sync)
+
+
+def _sync() -> None:
+    for sync in _SOURCES:
+        sync()
 
 
 def register_model(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
@@ -49,7 +61,14 @@ def register_model(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
     return fn
 
 
+def unregister_model(name: str) -> None:
+    if name not in _MODELS:
+        raise ValueError(f"name must be one of {available()}, got {name!r}")
+    del _MODELS[name]
+
+
 def available() -> list[str]:
+    _sync()
     return sorted(_MODELS)
 
 
@@ -57,6 +76,7 @@ def build(name: str, num_classes: int | None = None, **kwargs) -> Backbone:
     """The preset `name`, with its own number of classes (1000 for the ImageNet models, 10 for
     the small ones) unless `num_classes` says otherwise; keyword arguments (drop_path_rate,
     ...) change its other defaults."""
+    _sync()
     if name not in _MODELS:
         raise ValueError(f"name must be one of {available()}, got {name!r}")
     if num_classes is not None:
