@@ -413,7 +413,8 @@ class RelativeAttention(nn.Module):
     $y_i = \sum_j \mathrm{softmax}_j(q_i \cdot k_j/\sqrt d + w_h[i - j])\, v_j$ over all pixels:
     a convolution-like static term $w_{i-j}$ (one scalar per head and offset) inside the
     attention's normalisation. The bias table covers maps up to ``size``; smaller maps use its
-    centre, larger ones are an error.
+    centre, larger ones a bicubic enlargement of it (as timm resizes the table of a CoAtNet
+    loaded at a larger image size), so the model takes any input size.
 
     Args:
         dim: C.
@@ -448,11 +449,15 @@ class RelativeAttention(nn.Module):
 
     def relative_bias(self, height: int, width: int) -> torch.Tensor:
         """(h, N, N): w_h[i - j] for every query i and key j of an H×W map."""
-        if height > self.size[0] or width > self.size[1]:
-            raise ValueError(f"RelativeAttention(size={self.size}) has no bias for offsets of a "
-                             f"{height}×{width} map; build it with size >= ({height}, {width})")
-        index = swin_relative_index(height, width, *self.size).to(self.relative_position_bias_table.device)
-        return lookup_bias(self.relative_position_bias_table, index)
+        table, (rows, cols) = self.relative_position_bias_table, self.size
+        if height > rows or width > cols:  # offsets beyond the table's: enlarge it
+            rows, cols = max(height, rows), max(width, cols)
+            grid = table.T.reshape(1, -1, 2 * self.size[0] - 1, 2 * self.size[1] - 1)
+            grid = F.interpolate(grid, size=(2 * rows - 1, 2 * cols - 1), mode="bicubic",
+                                 align_corners=False)
+            table = grid.flatten(2)[0].T  # (h, R, C) -> ((2R-1)(2C-1), h)
+        index = swin_relative_index(height, width, rows, cols).to(table.device)
+        return lookup_bias(table, index)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)

@@ -166,6 +166,7 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
     head = ClassifierHead(dims[-1], num_classes, pre_norm=nn.BatchNorm2d(dims[-1]))
     model = hierarchy(dims=dims, depths=list(depths), stem=nn.Sequential(*stem), block=block,
                       downsample=downsample, head=head, drop_path_rate=drop_path_rate)
+    model.image_size = image_size
     return init_weights(model, init)
 
 
