@@ -30,6 +30,7 @@ _COUNT = ("the published parameter count within 0.5% (tests/test_models.py); its
 _ORIGINAL = ("outputs equal, in float64, a forward of {}'s layers on a state dict with the "
              "original's key names and shapes, converted (tests/test_convert.py); the published "
              "parameter count within 0.5%")
+_DWNET = "DemystifyLocalViT's dwnet.py"
 # preset: (paper key, verified against, known differences)
 PAPER_MODELS = {
     "convnext_t": ("liu2022convnext", _PARITY.format("convnext_tiny"), "none known"),
@@ -43,8 +44,8 @@ PAPER_MODELS = {
     "coatnet_0": ("dai2021coatnet", _PARITY.format("coatnet_0_224"),
                   "inputs larger than image_size read a bicubically enlarged bias table (timm's "
                   "rule for loading at a new size); timm has no released weights of this layout"),
-    "dwnet_t": ("han2022connection", _COUNT, "none known"),
-    "ddwnet_t": ("han2022connection", _COUNT, "none known"),
+    "dwnet_t": ("han2022connection", _ORIGINAL.format(_DWNET), "none known"),
+    "ddwnet_t": ("han2022connection", _ORIGINAL.format(_DWNET), "none known"),
     "idwnet_t": ("han2022connection", _COUNT, "none known"),
     "elsa_swin_t": ("zhou2021elsa", _COUNT, "stage 4 keeps plain Swin blocks, as the paper's model"),
     "van_b0": ("guo2023van", _ORIGINAL.format("VAN-Classification's van.py"),
@@ -55,7 +56,8 @@ PAPER_MODELS = {
     "gfnet_ti": ("rao2021gfnet", _ORIGINAL.format("GFNet's gfnet.py"),
                  "other input sizes resize the position embedding and the filters bilinearly"),
 }
-_SMALL_VERIFIED = ("builds bit for bit as recorded for the comparison (tests/test_small_presets_unchanged.py); "
+_SMALL_VERIFIED = ("builds bit for bit as recorded for the comparison "
+                   "(tests/test_small_presets_unchanged.py); "
                    "its mixer's contract and equivalences (tests/test_mixers.py, tests/test_equivalences.py)")
 
 
@@ -118,7 +120,8 @@ def render(names: list[str] | None = None) -> str:
                   "| preset | paper | params (M) | GFLOPs | image | mixers |", "|---|---|---|---|---|---|"]
         for c in members:
             lines.append(f"| `{c['name']}` | {{cite:t}}`{c['paper']}` | {c['params'] / 1e6:.2f} "
-                         f"| {c['gflops']:.3f} | {c['image_size']} | {', '.join(c['mixers']) or 'dense conv'} |")
+                         f"| {c['gflops']:.3f} | {c['image_size']} "
+                         f"| {', '.join(c['mixers']) or 'dense conv'} |")
         lines.append("")
         for c in members:
             lines += [f"### `{c['name']}`", "",

@@ -192,3 +192,93 @@ def test_gfnet_original_layout_converts_to_the_same_model():
     x = torch.randn(1, 3, 224, 224, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), _gfnet_forward(original, x), atol=1e-10, rtol=0)
+
+
+def _dwnet_layout(dynamic: bool, num_classes=10):
+    """DemystifyLocalViT's DWNet-T keys and shapes (models/dwnet.py, embed_dim 96, depths
+    2-2-6-2, window 7, mlp_ratio 4; dynamic: reduction 4)."""
+    shapes = {"patch_embed.proj.weight": (96, 3, 4, 4), "patch_embed.proj.bias": (96,),
+              "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,)}
+
+    def bn(p, c):
+        shapes.update({f"{p}.weight": (c,), f"{p}.bias": (c,), f"{p}.running_mean": (c,),
+                       f"{p}.running_var": (c,), f"{p}.num_batches_tracked": ()})
+
+    for i, depth in enumerate([2, 2, 6, 2]):
+        c = 96 * 2 ** i
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}"
+            shapes[f"{b}.attn2conv.conv0.weight"] = (c, c, 1, 1)
+            bn(f"{b}.attn2conv.bn0", c)
+            if dynamic:
+                shapes[f"{b}.attn2conv.conv.conv1.weight"] = (c // 4, c, 1, 1)
+                bn(f"{b}.attn2conv.conv.bn", c // 4)
+                shapes.update({f"{b}.attn2conv.conv.conv2.weight": (c * 49, c // 4, 1, 1),
+                               f"{b}.attn2conv.conv.conv2.bias": (c * 49,),
+                               f"{b}.attn2conv.conv.bias": (c,)})
+            else:
+                shapes.update({f"{b}.attn2conv.conv.weight": (c, 1, 7, 7),
+                               f"{b}.attn2conv.conv.bias": (c,)})
+            bn(f"{b}.attn2conv.bn", c)
+            shapes[f"{b}.attn2conv.conv2.weight"] = (c, c, 1, 1)
+            bn(f"{b}.attn2conv.bn2", c)
+            bn(f"{b}.bn", c)
+            shapes.update({f"{b}.mlp.fc1.weight": (4 * c, c), f"{b}.mlp.fc1.bias": (4 * c,),
+                           f"{b}.mlp.fc2.weight": (c, 4 * c), f"{b}.mlp.fc2.bias": (c,)})
+        if i < 3:
+            shapes.update({f"layers.{i}.downsample.norm.weight": (4 * c,),
+                           f"layers.{i}.downsample.norm.bias": (4 * c,),
+                           f"layers.{i}.downsample.reduction.weight": (2 * c, 4 * c)})
+    shapes.update({"norm.weight": (768,), "norm.bias": (768,), "head.weight": (num_classes, 768),
+                   "head.bias": (num_classes,)})
+    return shapes
+
+
+def _dwnet_forward(sd, x, dynamic: bool):
+    """DWNet's forward in eval mode, from dwnet.py's layers, on (B, C, H, W) maps."""
+    def bn(p, x):
+        return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"],
+                            sd[f"{p}.bias"], eps=1e-5)
+
+    def ln(p, x):  # over the last axis
+        return F.layer_norm(x, x.shape[-1:], sd[f"{p}.weight"], sd[f"{p}.bias"], eps=1e-5)
+
+    x = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=4)
+    x = ln("patch_embed.norm", x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    for i, depth in enumerate([2, 2, 6, 2]):
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}.attn2conv"
+            B, C, H, W = x.shape
+            y = F.relu(bn(f"{b}.bn0", F.conv2d(x, sd[f"{b}.conv0.weight"])))
+            if dynamic:
+                g = F.conv2d(y.mean((2, 3), keepdim=True), sd[f"{b}.conv.conv1.weight"])
+                g = F.conv2d(F.relu(bn(f"{b}.conv.bn", g)), sd[f"{b}.conv.conv2.weight"],
+                             sd[f"{b}.conv.conv2.bias"])
+                y = F.conv2d(y.reshape(1, B * C, H, W), g.view(B * C, 1, 7, 7),
+                             sd[f"{b}.conv.bias"].repeat(B), padding=3, groups=B * C).view(B, C, H, W)
+            else:
+                y = F.conv2d(y, sd[f"{b}.conv.weight"], sd[f"{b}.conv.bias"], padding=3, groups=C)
+            y = F.relu(bn(f"{b}.bn", y))
+            x = x + bn(f"{b}.bn2", F.conv2d(y, sd[f"{b}.conv2.weight"]))
+            p = f"layers.{i}.blocks.{j}"
+            t = bn(f"{p}.bn", x).permute(0, 2, 3, 1)
+            t = F.linear(F.gelu(F.linear(t, sd[f"{p}.mlp.fc1.weight"], sd[f"{p}.mlp.fc1.bias"])),
+                         sd[f"{p}.mlp.fc2.weight"], sd[f"{p}.mlp.fc2.bias"])
+            x = x + t.permute(0, 3, 1, 2)
+        if i < 3:
+            t = x.permute(0, 2, 3, 1)
+            t = torch.cat([t[:, 0::2, 0::2], t[:, 1::2, 0::2], t[:, 0::2, 1::2], t[:, 1::2, 1::2]], -1)
+            t = F.linear(ln(f"layers.{i}.downsample.norm", t), sd[f"layers.{i}.downsample.reduction.weight"])
+            x = t.permute(0, 3, 1, 2)
+    t = ln("norm", x.permute(0, 2, 3, 1)).mean((1, 2))
+    return F.linear(t, sd["head.weight"], sd["head.bias"])
+
+
+@pytest.mark.parametrize("name, dynamic", [("dwnet_t", False), ("ddwnet_t", True)])
+def test_dwnet_original_layout_converts_to_the_same_model(name, dynamic):
+    original = _random(_dwnet_layout(dynamic), seed=3)
+    ours = models.build(name, num_classes=10).double().eval()
+    ours.load_state_dict(models.convert_checkpoint(name, original))
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _dwnet_forward(original, x, dynamic), atol=1e-10, rtol=0)

@@ -10,16 +10,17 @@ is a 1×1 convolution's (out, in, 1, 1) in mixlib) and, where the layouts differ
 ``convert_checkpoint(name, state_dict)`` picks the function for preset `name`. What each was
 tested against (tests/test_convert.py):
 
-| preset          | layout converted                  | tested against                             |
-|-----------------|-----------------------------------|--------------------------------------------|
-| convnext_t      | timm convnext_tiny                | timm, outputs equal (float64)              |
-| swin_t          | timm swin_tiny_patch4_window7_224 | timm, outputs equal (float64)              |
-| poolformer_s12  | timm poolformer_s12               | timm, stage maps equal (timm's head norms after pooling) |
-| coatnet_0       | timm coatnet_0_224                | timm, outputs equal (float64)              |
-| van_b0          | Visual-Attention-Network/VAN-Classification (van.py) | a float64 forward of the original's layers on a state dict of its key names and shapes, outputs equal |
-| gfnet_ti        | raoyongming/GFNet (gfnet.py, GFNet) | the same, for GFNet's token layout          |
+- convnext_t: timm's convnext_tiny; outputs equal timm's in float64.
+- swin_t: timm's swin_tiny_patch4_window7_224; outputs equal timm's in float64.
+- poolformer_s12: timm's poolformer_s12; stage maps equal (timm's head norms after pooling).
+- coatnet_0: timm's coatnet_0_224; outputs equal timm's in float64.
+- van_b0: Visual-Attention-Network/VAN-Classification (van.py); outputs equal, in float64, a
+  forward of the original's layers (written in the test) on a state dict with the original's
+  key names and shapes.
+- gfnet_ti: raoyongming/GFNet (gfnet.py); the same, for GFNet's token layout.
+- dwnet_t, ddwnet_t: Atten4Vis/DemystifyLocalViT (models/dwnet.py); the same, DW and D-DW.
 
-Not yet converted: HorNet, DWNet / D-DWNet / I-DWNet and ELSA-Swin's original layouts.
+Not yet converted: HorNet, I-DWNet (models/idynamic.py) and ELSA-Swin's original layouts.
 
 Keys of the source that hold no weights of mixlib's model (timm's relative position indices and
 attention masks, buffers it recomputes) are dropped; any other key left over, or a key of the
@@ -220,6 +221,31 @@ def gfnet_from_original(state_dict: dict) -> dict:
     return state
 
 
+def dwnet_from_original(state_dict: dict) -> dict:
+    """Atten4Vis/DemystifyLocalViT's DWNet and dynamic DWNet (models/dwnet.py: patch_embed,
+    layers.{i}.blocks.{j}.attn2conv.{conv0, bn0, conv, bn, conv2, bn2}, .bn, .mlp.{fc1, fc2},
+    layers.{i}.downsample (Swin's patch merging, at the end of layer i), norm, head; the dynamic
+    conv's generator is attn2conv.conv.{conv1, bn, conv2} and its bias attn2conv.conv.bias,
+    whose (C·k²) outputs are laid out channel-major, as mixlib's)."""
+    names = {"attn2conv.conv0.": "conv0.", "attn2conv.bn0.": "bn0.",
+             "attn2conv.conv.conv1.": "mixer.generator.1.", "attn2conv.conv.bn.": "mixer.generator.2.",
+             "attn2conv.conv.conv2.": "mixer.generator.4.", "attn2conv.conv.bias": "mixer.bias",
+             "attn2conv.conv.": "mixer.conv.", "attn2conv.bn.": "bn1.", "attn2conv.conv2.": "conv2.",
+             "attn2conv.bn2.": "bn2.", "bn.": "norm."}
+    if not any(".attn2conv.conv.conv1." in key for key in state_dict):
+        del names["attn2conv.conv.bias"]  # a static conv: conv.bias is the convolution's
+    rules: Rules = [
+        (r"patch_embed\.proj\.(.*)", r"stem.0.\1"),
+        (r"patch_embed\.norm\.(.*)", r"stem.1.\1"),
+        # the merging at the end of layer i is the first module of mixlib's stage i + 1
+        (r"layers\.(\d+)\.downsample\.(.*)", lambda m: f"stages.{int(m[1]) + 1}.0.{m[2]}"),
+        _blocks(r"layers\.(\d+)\.blocks\.(\d+)\.(.*)", names),
+        (r"norm\.(.*)", r"head.pre_norm.\1"),
+        (r"head\.(.*)", r"head.fc.\1"),
+    ]
+    return _as_1x1(_rename(state_dict, rules), r"\.mlp\.fc[12]\.weight$")
+
+
 _CONVERTERS: dict[str, Callable[[dict], dict]] = {
     "convnext_t": convnext_from_timm,
     "swin_t": swin_from_timm,
@@ -227,6 +253,8 @@ _CONVERTERS: dict[str, Callable[[dict], dict]] = {
     "coatnet_0": coatnet_from_timm,
     "van_b0": van_from_original,
     "gfnet_ti": gfnet_from_original,
+    "dwnet_t": dwnet_from_original,
+    "ddwnet_t": dwnet_from_original,
 }
 
 
