@@ -18,8 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,8 +28,10 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the CPU profiler is chatty on 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from .data import atomic_write  # noqa: E402
+from .files import atomic_write  # noqa: E402
+from .flops import forward_flops  # noqa: E402
 from .ops import local_aggregate  # noqa: E402
+from .provenance import code_commit, environment  # noqa: E402
 
 __all__ = ["time_ms", "time_each_ms", "peak_memory_bytes", "mixer_complexity", "forward_flops",
            "environment", "code_commit", "bench_aggregate", "bench_mlp", "main"]
@@ -119,43 +119,6 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
         held += size
         peak = max(peak, held)
     return peak
-
-
-def code_commit() -> str:
-    """The git commit of the checkout mixlib runs from, "-dirty" if mixlib/ has edits, or
-    "unknown" outside a checkout: the results files record it."""
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "mixlib"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment(device: torch.device) -> dict:
-    """What the numbers were measured on."""
-    env = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    else:
-        try:
-            with open("/proc/cpuinfo") as f:
-                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-            env["cpu"] = names[0] if names else platform.processor()
-            env["cores"] = os.cpu_count()
-        except OSError:
-            pass
-    return env
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,65 +248,6 @@ def format_mlp(rows: list[dict]) -> str:
 
 TIMM_TWINS = {"convnext_t": "convnext_tiny", "swin_t": "swin_tiny_patch4_window7_224",
               "poolformer_s12": "poolformer_s12", "coatnet_0": "coatnet_0_224"}
-
-
-def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
-    """Forward FLOPs (2 per multiply-add) of one batch, split by where they were counted.
-
-    "counter": torch.utils.flop_counter (matrix products, convolutions; attention counted
-    through the math SDPA backend, which the counter sees on the CPU); "aggregate": mixlib's
-    local_aggregate / local_similarity outside convolutions; "fft": the global filters'
-    FFTs by formula, 2.5·N·log2(N) per real transform of N pixels and 6 per complex product;
-    "pooling": PoolFormer's mixer by formula, k² + 1 per output value (k² - 1 additions, the
-    division of the mean, the subtraction of x; fewer at the borders, so an upper bound; the
-    counter sees no pooling at all).
-    """
-    import math
-
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .mixers import Pooling
-    from .mixers.hornet import GlobalFilter, GlobalLocalFilter
-    from .ops import count_aggregation_flops
-
-    fft = [0]
-
-    def fft_hook(module, inputs, output):
-        B, C, H, W = inputs[0].shape
-        channels = C if isinstance(module, GlobalFilter) else C // 2
-        n = H * W
-        fft[0] += int(B * channels * (2 * 2.5 * n * math.log2(max(n, 2)) + 6 * H * (W // 2 + 1)))
-
-    pooling = [0]
-
-    def pooling_hook(module, inputs, output):
-        pooling[0] += output.numel() * (module.pool_size ** 2 + 1)
-
-    hooks = [m.register_forward_hook(fft_hook) for m in model.modules()
-             if isinstance(m, (GlobalFilter, GlobalLocalFilter))]
-    hooks += [m.register_forward_hook(pooling_hook) for m in model.modules()
-              if isinstance(m, Pooling)]
-    # neighbourhood attention is counted as what it computes, k×k windows, whichever
-    # implementation ("dense" on small CPU maps) would run
-    from .mixers import NeighborhoodAttention
-    switched = [m for m in model.modules() if isinstance(m, NeighborhoodAttention)
-                and m.implementation == "auto"]
-    for m in switched:
-        m.implementation = "aggregate"
-    try:
-        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, \
-                count_aggregation_flops() as aggregate:
-            model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for m in switched:
-            m.implementation = "auto"
-    parts = {"counter": counter.get_total_flops(), "aggregate": aggregate.total, "fft": fft[0],
-             "pooling": pooling[0]}
-    parts["total"] = sum(parts.values())
-    return parts
 
 
 def mixer_complexity(mixer: torch.nn.Module, *, size: int = 32, batch: int = 8,

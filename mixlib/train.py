@@ -187,12 +187,16 @@ class TrainConfig:
 
 
 def _param_groups(model: nn.Module, weight_decay: float):
-    """Weight decay on weight matrices and kernels only: not on norms, biases, tables, scales."""
+    """Weight decay on weight matrices and kernels only: not on norms, biases or scales (fewer
+    than 2 dimensions), nor on the tables each mixer declares (``MixerInfo.no_weight_decay``)."""
+    from .mixers import no_weight_decay
+
+    tables = no_weight_decay(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.dim() >= 2 and "bias_table" not in name and "rpb" not in name else no_decay).append(p)
+        (decay if p.dim() >= 2 and name not in tables else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -1,7 +1,8 @@
 """The contract every registered mixer keeps (DESIGN.md), driven by the registry itself.
 
-A new mixer that registers itself is tested here without a line added, except a bad
-hyper-parameter to try in BAD_HYPERPARAMETERS (a test fails if one is missing).
+A new mixer that registers itself is tested here without a line added: the bad
+hyper-parameter to try comes from its own ``MixerInfo.bad_example`` (a test fails if it is
+missing).
 """
 import re
 from pathlib import Path
@@ -15,19 +16,6 @@ DIM = 64
 NAMES = mixers.available()
 # the few mixers whose defaults cannot take a 13×17 map get the size they need
 KWARGS = {"relative_attention": dict(size=(13, 17))}
-BAD_HYPERPARAMETERS = {
-    "dwconv": ("kernel_size", dict(kernel_size=4)),
-    "ddwconv": ("reduction", dict(reduction=0)),
-    "idwconv": ("groups", dict(groups=5)),
-    "pooling": ("pool_size", dict(pool_size=2)),
-    "window_attention": ("shift_size", dict(shift_size=7)),
-    "neighborhood_attention": ("num_heads", dict(num_heads=5)),
-    "relative_attention": ("size", dict(size=(0, 4))),
-    "lka": ("dilation", dict(dilation=1)),
-    "gnconv": ("order", dict(order=8)),
-    "global_filter": ("size", dict(size=(3, 4, 5))),
-    "elsa": ("lam", dict(lam=0.5)),
-}
 
 
 def make(name, **extra):
@@ -92,8 +80,9 @@ def test_wrong_channels_and_rank_are_value_errors(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_hyperparameters_name_the_argument(name):
-    assert name in BAD_HYPERPARAMETERS, f"add a bad hyper-parameter for {name}"
-    argument, kwargs = BAD_HYPERPARAMETERS[name]
+    example = mixers.info(name).bad_example
+    assert example, f"declare MixerInfo(bad_example=(argument, kwargs)) for {name}"
+    argument, kwargs = example
     with pytest.raises(ValueError, match=argument):
         make(name, **kwargs)
 

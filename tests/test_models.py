@@ -1,10 +1,9 @@
-"""The models: every preset's parameter count, a forward pass of each, and whole-model parity
-with timm's implementation of the same architecture where timm has one."""
+"""The models: every preset's parameter count, a forward pass of each, and the small models.
+Whole-model parity with timm, through the checkpoint converters: tests/test_convert.py."""
 import pytest
 import torch
 
 from mixlib import models
-from mixlib.mixers import RelativeAttention
 
 # Parameter counts of the reference implementations, 1000 classes (mixers.md, section 10)
 REFERENCE_PARAMS = {
@@ -42,72 +41,7 @@ def test_unknown_preset():
 
 
 # ---------------------------------------------------------------------------------------------
-# whole models against timm
-
-timm = pytest.importorskip("timm")
-
-
-def copy_from_timm(ours, theirs):
-    """Copy parameters in registration order (shapes checked); qkv rows of CoAtNet's attention
-    are permuted from timm's (head, qkv, d) layout to mixlib's (qkv, head, d)."""
-    ours_params = list(ours.named_parameters())
-    # timm's ConvNeXt block registers its layer scale first; mixlib's block, last
-    their_params = _in_mixlib_order(list(theirs.named_parameters()))
-    assert len(ours_params) == len(their_params)
-    permutations = {}
-    for name, module in ours.named_modules():
-        if isinstance(module, RelativeAttention):
-            heads, d = module.num_heads, module.dim_out // module.num_heads
-            order = torch.arange(3 * module.dim_out).view(heads, 3, d).permute(1, 0, 2).reshape(-1)
-            permutations[f"{name}.qkv.weight"] = permutations[f"{name}.qkv.bias"] = order
-    with torch.no_grad():
-        for (name, mine), theirs_p in zip(ours_params, their_params):
-            assert mine.numel() == theirs_p.numel(), (name, mine.shape, theirs_p.shape)
-            value = theirs_p.reshape(mine.shape)
-            if name in permutations:
-                value = value[permutations[name]]
-            mine.copy_(value)
-
-
-def _in_mixlib_order(named):
-    """timm's parameters, reordered where its modules register them differently: ConvNeXt's
-    '<block>.gamma' comes first in timm and last in mixlib; CoAtNet's 'rel_pos' table sits in a
-    submodule after qkv in timm and is a direct parameter of the mixer, listed first, in mixlib."""
-    names = [n for n, _ in named]
-    order = list(range(len(names)))
-    for i, name in enumerate(names):
-        if name.endswith(".gamma"):
-            block = name[: -len("gamma")]
-            last = max(j for j, other in enumerate(names) if other.startswith(block))
-            order.remove(i)
-            order.insert(order.index(last) + 1, i)
-        elif name.endswith("rel_pos.relative_position_bias_table"):
-            qkv = names.index(name.replace("rel_pos.relative_position_bias_table", "qkv.weight"))
-            order.remove(i)
-            order.insert(order.index(qkv), i)
-    return [named[i][1] for i in order]
-
-
-@pytest.mark.parametrize("ours_name,timm_name,size,compare", [
-    ("convnext_t", "convnext_tiny", 64, "logits"),
-    # timm's PoolFormer normalises after pooling (LayerNorm); the paper's code normalises the
-    # map before it (GroupNorm), as mixlib does: the same parameters, different heads
-    ("poolformer_s12", "poolformer_s12", 64, "features"),
-    ("coatnet_0", "coatnet_0_224", 224, "logits"),
-    ("swin_t", "swin_tiny_patch4_window7_224", 224, "logits"),
-])
-def test_whole_model_matches_timm(ours_name, timm_name, size, compare):
-    torch.manual_seed(0)
-    theirs = timm.create_model(timm_name, pretrained=False).double().eval()
-    ours = models.build(ours_name).double().eval()
-    copy_from_timm(ours, theirs)
-    x = torch.randn(1, 3, size, size, dtype=torch.float64)
-    with torch.no_grad():
-        if compare == "logits":
-            assert torch.allclose(ours(x), theirs(x), atol=1e-9, rtol=0)
-        else:
-            assert torch.allclose(ours.features(x)[-1], theirs.forward_features(x), atol=1e-9, rtol=0)
-
+# whole models against timm: tests/test_convert.py (timm's weights through convert_checkpoint)
 
 # ---------------------------------------------------------------------------------------------
 # the small models of the book

@@ -9,7 +9,8 @@ Every mixer maps (B, C, H, W) to (B, C, H, W) and holds no norm, residual or dro
 blocks in mixlib.models own those. Local mixers expose ``aggregation_weights(x)`` so that
 ``mixer(x) == local_aggregate(x or v, mixer.aggregation_weights(x), k)`` can be checked.
 """
-from ._registry import MixerInfo, available, build, info, mixer_class, register_mixer
+from ._registry import (SMALL_WINDOW, FlopFormula, MixerInfo, SmallMap, available, build, info,
+                        mixer_class, no_weight_decay, register_mixer, unregister_mixer)
 from .attention import NeighborhoodAttention, RelativeAttention, WindowAttention
 from .conv import DWConv, DynamicDWConv, InhomogeneousDWConv, Pooling
 from .elsa import ELSA
@@ -17,7 +18,8 @@ from .hornet import GlobalFilter, GlobalLocalFilter, GnConv
 from .lka import LargeKernelAttention
 
 __all__ = [
-    "MixerInfo", "available", "build", "info", "mixer_class", "register_mixer",
+    "MixerInfo", "FlopFormula", "SmallMap", "SMALL_WINDOW", "available", "build", "info",
+    "mixer_class", "no_weight_decay", "register_mixer", "unregister_mixer",
     "DWConv", "DynamicDWConv", "InhomogeneousDWConv", "Pooling",
     "WindowAttention", "NeighborhoodAttention", "RelativeAttention",
     "LargeKernelAttention", "ELSA", "GnConv", "GlobalFilter", "GlobalLocalFilter",

@@ -1,21 +1,74 @@
-"""The mixer registry: build(name, dim, **kwargs) and available(), timm-style but small."""
+"""The mixer registry: build(name, dim, **kwargs) and available(), timm-style but small.
+
+A mixer is one file. Besides the class, its module declares in ``info = MixerInfo(...)`` what
+the rest of mixlib needs to know about it, and ``register_mixer`` files both under one name:
+
+- where it sits among the three choices of the formula, and its bibliography key (``paper``);
+- how it fits a stage of the book's small models (``small``, ``small_width``): models.small
+  builds its ``<name>_cifar`` and ``<name>_imagenette`` presets from these alone;
+- the FLOPs torch's counter cannot see (``flops``), which mixlib.flops adds by formula;
+- which of its parameters skip weight decay (``no_weight_decay``), as mixlib.train reads it;
+- a bad hyper-parameter it refuses (``bad_example``), which the contract tests try.
+
+CONTRIBUTING.md walks through a new mixer.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import torch.nn as nn
 
-__all__ = ["MixerInfo", "register_mixer", "build", "available", "mixer_class", "info"]
+__all__ = ["MixerInfo", "FlopFormula", "SmallMap", "SMALL_WINDOW", "register_mixer",
+           "unregister_mixer", "build", "available", "mixer_class", "info", "no_weight_decay"]
+
+SMALL_WINDOW = 7  # the k×k window of the local mixers in the small models (ConvNeXt, DWNet, NAT)
+
+
+@dataclass(frozen=True)
+class SmallMap:
+    """A stage of the book's small models, as a mixer's ``small`` fit sees it."""
+
+    dim: int  # the stage's channels
+    stage: int  # 0 to 3
+    size: int  # the stage's map is size × size pixels
+    index: int  # the block within the stage (Swin shifts its windows in odd blocks)
+    heads: int  # heads of about 16 channels: the most, at most dim // 16, that divide dim
+
+
+@dataclass(frozen=True)
+class FlopFormula:
+    """Forward FLOPs that torch.utils.flop_counter cannot see (it counts matrix products,
+    convolutions and attention only): ``count(module, inputs, output)`` after each forward of
+    the mixer, added up under ``label`` (e.g. "fft")."""
+
+    label: str
+    count: Callable[[nn.Module, tuple, object], int]
 
 
 @dataclass(frozen=True)
 class MixerInfo:
-    """Where a mixer sits among the three choices of y_i = Σ_{j ∈ N(i)} w_ij ⊙ x_j."""
+    """Where a mixer sits among the three choices of y_i = Σ_{j ∈ N(i)} w_ij ⊙ x_j, and what
+    the rest of mixlib needs to know about it."""
 
     neighbourhood: str  # N(i): "k×k window", "dilated window", "window partition", "global", ...
     sharing: str  # what shares one weight: "channel", "head", "group", "all channels"
     weights: str  # where w comes from: "static", "generated", "query-key", "static+gate", ...
-    paper: str  # bibliography key
+    paper: str  # bibliography key in book/references.bib
+    # small(SmallMap) -> the mixer's keyword arguments in that stage of a small model
+    small: Callable[[SmallMap], dict] | None = None
+    # the width w (stages w, 2w, 4w, 8w) of its small presets, near models.small.SMALL_BUDGET:
+    # one int, or {"cifar": w, "imagenette": w}; None: no small preset
+    small_width: int | Mapping[str, int] | None = None
+    flops: FlopFormula | None = None
+    # attributes set while FLOPs are counted, so that what is counted is what the mixer
+    # computes rather than a faster equivalent (neighbourhood attention's dense path)
+    flop_settings: Mapping[str, object] = field(default_factory=dict)
+    # parameter names (attributes of the mixer) that skip weight decay: tables, not kernels
+    no_weight_decay: tuple[str, ...] = ()
+    # (argument, kwargs): a hyper-parameter the mixer refuses with a ValueError that names the
+    # argument; tests/test_mixers.py tries it on every registered mixer
+    bad_example: tuple[str, Mapping[str, object]] | None = None
 
 
 _MIXERS: dict[str, type[nn.Module]] = {}
@@ -36,6 +89,12 @@ def register_mixer(name: str):
     return add
 
 
+def unregister_mixer(name: str) -> None:
+    """Remove `name` from the registry (a notebook's or a test's own mixer, when done)."""
+    mixer_class(name)
+    del _MIXERS[name]
+
+
 def available() -> list[str]:
     """The registered mixer names, sorted."""
     return sorted(_MIXERS)
@@ -49,6 +108,19 @@ def mixer_class(name: str) -> type[nn.Module]:
 
 def info(name: str) -> MixerInfo:
     return mixer_class(name).info
+
+
+def no_weight_decay(model: nn.Module) -> set[str]:
+    """The full names of the parameters of `model` that its mixers declare free of weight
+    decay (``MixerInfo.no_weight_decay``), for an optimizer's parameter groups."""
+    names = set()
+    for prefix, module in model.named_modules():
+        declared = getattr(type(module), "info", None)
+        if isinstance(declared, MixerInfo):
+            for attribute in declared.no_weight_decay:
+                if isinstance(getattr(module, attribute, None), nn.Parameter):
+                    names.add(f"{prefix}.{attribute}" if prefix else attribute)
+    return names
 
 
 def build(name: str, dim: int, **kwargs) -> nn.Module:

@@ -27,12 +27,25 @@ from einops import rearrange
 
 from ..layers import check_divides, check_int, check_map, check_probability, pair
 from ..ops import clamped_neighbours, local_aggregate, local_similarity, window_positions
-from ._registry import MixerInfo, register_mixer
+from ._registry import SMALL_WINDOW, MixerInfo, SmallMap, register_mixer
 
 __all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
            "swin_relative_index"]
 
 HEAD_WIDTH = 32  # Swin, NAT and CoAtNet all use 32 channels per head
+SMALL_SWIN_WINDOW = 4  # window attention's M in the small models: 4×4 and 2×2 CIFAR windows
+
+
+def _small_window_attention(stage: SmallMap) -> dict:
+    # a map no larger than one window is one window, unshifted
+    return dict(num_heads=stage.heads, window_size=SMALL_SWIN_WINDOW,
+                shift_size=SMALL_SWIN_WINDOW // 2 if stage.index % 2 else 0)
+
+
+def _small_neighborhood_attention(stage: SmallMap) -> dict:
+    # NATTEN's clamped windows need the map to hold one; a smaller map centres and masks
+    border = "clamp" if stage.size >= SMALL_WINDOW else "zeros"
+    return dict(num_heads=stage.heads, kernel_size=SMALL_WINDOW, border=border)
 
 
 def resolve_heads(dim: int, num_heads: int | None) -> int:
@@ -130,7 +143,9 @@ class WindowAttention(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="window partition", sharing="head", weights="query-key",
-                     paper="liu2021swin")
+                     paper="liu2021swin", small=_small_window_attention, small_width=28,
+                     no_weight_decay=("relative_position_bias_table",),
+                     bad_example=("shift_size", dict(shift_size=7)))
 
     def __init__(self, dim: int, *, num_heads: int | None = None, window_size: int = 7,
                  shift_size: int = 0, position_bias: bool = True, qkv_bias: bool = True,
@@ -252,7 +267,10 @@ class NeighborhoodAttention(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="k×k window (clamped)", sharing="head", weights="query-key",
-                     paper="hassani2023nat")
+                     paper="hassani2023nat", small=_small_neighborhood_attention, small_width=28,
+                     # counted as the k×k windows it computes, not the dense path's masked products
+                     flop_settings={"implementation": "aggregate"}, no_weight_decay=("rpb",),
+                     bad_example=("num_heads", dict(num_heads=5)))
     DENSE_MAX_PIXELS = 1024
     IMPLEMENTATIONS = ("auto", "aggregate", "dense", "flex")
 
@@ -395,7 +413,8 @@ class RelativeAttention(nn.Module):
     $y_i = \sum_j \mathrm{softmax}_j(q_i \cdot k_j/\sqrt d + w_h[i - j])\, v_j$ over all pixels:
     a convolution-like static term $w_{i-j}$ (one scalar per head and offset) inside the
     attention's normalisation. The bias table covers maps up to ``size``; smaller maps use its
-    centre, larger ones are an error.
+    centre, larger ones a bicubic enlargement of it (as timm resizes the table of a CoAtNet
+    loaded at a larger image size), so the model takes any input size.
 
     Args:
         dim: C.
@@ -408,7 +427,10 @@ class RelativeAttention(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="global", sharing="head", weights="query-key + static",
-                     paper="dai2021coatnet")
+                     paper="dai2021coatnet", small_width=28,
+                     small=lambda stage: dict(num_heads=stage.heads, size=(stage.size, stage.size)),
+                     no_weight_decay=("relative_position_bias_table",),
+                     bad_example=("size", dict(size=(0, 4))))
 
     def __init__(self, dim: int, *, num_heads: int | None = None, size=(14, 14),
                  qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0,
@@ -427,11 +449,15 @@ class RelativeAttention(nn.Module):
 
     def relative_bias(self, height: int, width: int) -> torch.Tensor:
         """(h, N, N): w_h[i - j] for every query i and key j of an H×W map."""
-        if height > self.size[0] or width > self.size[1]:
-            raise ValueError(f"RelativeAttention(size={self.size}) has no bias for offsets of a "
-                             f"{height}×{width} map; build it with size >= ({height}, {width})")
-        index = swin_relative_index(height, width, *self.size).to(self.relative_position_bias_table.device)
-        return lookup_bias(self.relative_position_bias_table, index)
+        table, (rows, cols) = self.relative_position_bias_table, self.size
+        if height > rows or width > cols:  # offsets beyond the table's: enlarge it
+            rows, cols = max(height, rows), max(width, cols)
+            grid = table.T.reshape(1, -1, 2 * self.size[0] - 1, 2 * self.size[1] - 1)
+            grid = F.interpolate(grid, size=(2 * rows - 1, 2 * cols - 1), mode="bicubic",
+                                 align_corners=False)
+            table = grid.flatten(2)[0].T  # (h, R, C) -> ((2R-1)(2C-1), h)
+        index = swin_relative_index(height, width, rows, cols).to(table.device)
+        return lookup_bias(table, index)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)

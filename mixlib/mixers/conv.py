@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..layers import check_divides, check_int, check_map
 from ..ops import local_aggregate, neighbour_mask
-from ._registry import MixerInfo, register_mixer
+from ._registry import SMALL_WINDOW, FlopFormula, MixerInfo, register_mixer
 
 __all__ = ["DWConv", "DynamicDWConv", "InhomogeneousDWConv", "Pooling"]
 
@@ -61,7 +61,9 @@ class DWConv(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="k×k window", sharing="channel", weights="static",
-                     paper="liu2022convnext")
+                     paper="liu2022convnext", small=lambda stage: dict(kernel_size=SMALL_WINDOW),
+                     small_width=36,
+                     bad_example=("kernel_size", dict(kernel_size=4)))
 
     def __init__(self, dim: int, *, kernel_size: int = 7, dilation: int = 1, bias: bool = True):
         super().__init__()
@@ -100,8 +102,11 @@ class DynamicDWConv(nn.Module):
         norm_layer, act_layer: the generator's normalisation and activation (BN, ReLU).
     """
 
+    # the kernel generator is heavy: its small model is the narrowest
     info = MixerInfo(neighbourhood="k×k window", sharing="channel (per image)",
-                     weights="generated", paper="han2022connection")
+                     weights="generated", paper="han2022connection",
+                     small=lambda stage: dict(kernel_size=SMALL_WINDOW), small_width=22,
+                     bad_example=("reduction", dict(reduction=0)))
 
     def __init__(self, dim: int, *, kernel_size: int = 7, reduction: int = 4,
                  norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU):
@@ -151,7 +156,10 @@ class InhomogeneousDWConv(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="k×k window", sharing="group", weights="generated",
-                     paper="han2022connection")
+                     paper="han2022connection", small_width=32,
+                     # one kernel per head-sized group of channels, as attention's heads
+                     small=lambda stage: dict(kernel_size=SMALL_WINDOW, groups=stage.heads),
+                     bad_example=("groups", dict(groups=5)))
 
     def __init__(self, dim: int, *, kernel_size: int = 7, groups: int = 32, reduction: int = 4,
                  norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU):
@@ -182,6 +190,12 @@ class InhomogeneousDWConv(nn.Module):
         return local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
 
 
+def _pooling_flops(module: "Pooling", inputs: tuple, output: torch.Tensor) -> int:
+    """k² + 1 per output value: k² - 1 additions, the division of the mean, the subtraction
+    of x (fewer at the borders, so an upper bound; torch's counter sees no pooling at all)."""
+    return output.numel() * (module.pool_size ** 2 + 1)
+
+
 @register_mixer("pooling")
 class Pooling(nn.Module):
     r"""PoolFormer's mixer: the mean of the neighbours inside the image, minus the pixel.
@@ -197,7 +211,9 @@ class Pooling(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="k×k window", sharing="all channels", weights="fixed",
-                     paper="yu2022metaformer")
+                     paper="yu2022metaformer", small=lambda stage: {}, small_width=36,
+                     flops=FlopFormula("pooling", _pooling_flops),
+                     bad_example=("pool_size", dict(pool_size=2)))
 
     def __init__(self, dim: int, *, pool_size: int = 3):
         super().__init__()

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..layers import check_float, check_int, check_map, check_probability
 from ..ops import local_aggregate
-from ._registry import MixerInfo, register_mixer
+from ._registry import SMALL_WINDOW, MixerInfo, register_mixer
 from .attention import resolve_heads
 
 __all__ = ["ELSA"]
@@ -53,7 +53,10 @@ class ELSA(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="k×k window", sharing="head + channel (ghost)",
-                     weights="generated from q ⊙ k + static", paper="zhou2021elsa")
+                     weights="generated from q ⊙ k + static", paper="zhou2021elsa",
+                     small=lambda stage: dict(num_heads=stage.heads, kernel_size=SMALL_WINDOW),
+                     small_width=24,
+                     bad_example=("lam", dict(lam=0.5)))
 
     def __init__(self, dim: int, *, num_heads: int | None = None, kernel_size: int = 7,
                  dilation: int = 1, group_width: int = 4, lam: int = 0, gamma: float = 1.0,

@@ -19,12 +19,14 @@ Shape legend: B batch, C = dim, H × W the map, (h, w) = (H, W // 2 + 1) the rff
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import LayerNorm2d, check_float, check_int, check_map, pair
-from ._registry import MixerInfo, register_mixer
+from ._registry import FlopFormula, MixerInfo, register_mixer
 from .conv import DWConv
 
 __all__ = ["GlobalFilter", "GlobalLocalFilter", "GnConv", "spectral_filter"]
@@ -50,6 +52,21 @@ def spectral_filter(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(filtered, s=(H, W), dim=(2, 3), norm="ortho").to(x.dtype)
 
 
+def _fft_flops(channels: int, batch: int, height: int, width: int) -> int:
+    """A global filter's FLOPs: 2.5·N·log2(N) per real transform of N pixels (there and
+    back) and 6 per complex product of the H × (W/2 + 1) spectrum."""
+    n = height * width
+    return int(batch * channels * (2 * 2.5 * n * math.log2(max(n, 2)) + 6 * height * (width // 2 + 1)))
+
+
+def _filter_flops(module: nn.Module, inputs: tuple, output) -> int:
+    B, C, H, W = inputs[0].shape
+    return _fft_flops(C if isinstance(module, GlobalFilter) else C // 2, B, H, W)
+
+
+FFT_FLOPS = FlopFormula("fft", _filter_flops)
+
+
 @register_mixer("global_filter")
 class GlobalFilter(nn.Module):
     r"""GFNet's global filter: $y = \mathcal F^{-1}(\mathcal F(x) \odot W)$, per channel.
@@ -64,7 +81,10 @@ class GlobalFilter(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="global (circular)", sharing="channel", weights="static",
-                     paper="rao2021gfnet")
+                     paper="rao2021gfnet", flops=FFT_FLOPS,
+                     small=lambda stage: dict(size=(stage.size, stage.size)),
+                     small_width={"cifar": 36, "imagenette": 32},
+                     bad_example=("size", dict(size=(3, 4, 5))))
 
     def __init__(self, dim: int, *, size=(14, 14)):
         super().__init__()
@@ -94,6 +114,10 @@ class GlobalLocalFilter(nn.Module):
         size: (H, W), the map the global filter is learned for (HorNet-T-GF: 14×14 in stage 3,
             7×7 in stage 4).
     """
+
+    # not a registered mixer of its own (GnConv holds it): its info carries its FLOP formula
+    info = MixerInfo(neighbourhood="global (circular) + 3×3 window", sharing="channel",
+                     weights="static", paper="rao2022hornet", flops=FFT_FLOPS)
 
     def __init__(self, dim: int, *, size=(14, 14)):
         super().__init__()
@@ -140,7 +164,10 @@ class GnConv(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="k×k window", sharing="channel",
-                     weights="static + recursive gates", paper="rao2022hornet")
+                     weights="static + recursive gates", paper="rao2022hornet",
+                     small=lambda stage: dict(order=stage.stage + 2),  # HorNet: orders 2 to 5
+                     small_width=28,
+                     bad_example=("order", dict(order=8)))
 
     def __init__(self, dim: int, *, order: int = 5, kernel_size: int = 7, scale: float = 1 / 3,
                  global_size=None):

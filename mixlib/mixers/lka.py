@@ -58,7 +58,9 @@ class LargeKernelAttention(nn.Module):
     """
 
     info = MixerInfo(neighbourhood="dilated large window", sharing="channel",
-                     weights="static + gate", paper="guo2023van")
+                     weights="static + gate", paper="guo2023van",
+                     small=lambda stage: {}, small_width=32,
+                     bad_example=("dilation", dict(dilation=1)))
 
     def __init__(self, dim: int, *, kernel_size: int = 21, dilation: int = 3):
         super().__init__()

@@ -76,7 +76,7 @@ def denseconv_cifar(*, num_classes: int = 10, widths: tuple[int, ...] = (64, 256
     dims = _dims(stem_width, widths)
     stem = nn.Sequential(*_conv_bn_gelu(3, dims[0], pool=False))
     groups = [conv_group(in_dim, dim) for in_dim, dim in zip(dims, dims[1:])]
-    return Backbone(stem, groups, ClassifierHead(dims[-1], num_classes), dims=dims[1:])
+    return Backbone(stem, groups, ClassifierHead(dims[-1], num_classes), dims=dims[1:], image_size=32)
 
 
 def with_mixer(mixer: str, *, num_classes: int = 10, widths: tuple[int, ...] = (64, 256, 256),
@@ -108,9 +108,11 @@ def with_mixer(mixer: str, *, num_classes: int = 10, widths: tuple[int, ...] = (
         return nn.Sequential(*_conv_bn_gelu(in_dim, dim, pool=True))
 
     head = ClassifierHead(dims[-1], num_classes, pre_norm=nn.BatchNorm2d(dims[-1]))
-    return hierarchy(dims=dims[1:], depths=[1] * len(widths), stem=stem,
-                     block=fitted_block([mixer] * len(widths), maps, mlp_ratio=mlp_ratio),
-                     downsample=downsample, head=head)
+    model = hierarchy(dims=dims[1:], depths=[1] * len(widths), stem=stem,
+                      block=fitted_block([mixer] * len(widths), maps, mlp_ratio=mlp_ratio),
+                      downsample=downsample, head=head)
+    model.image_size = image_size
+    return model
 
 
 @register_model

@@ -14,7 +14,9 @@ budget, 1.7M to 2.3M).
 | <mixer>_imagenette    | 160 px  | 40, 20, 10, 5 (128 px: 32, 16, 8, 4) |
 
 Each mixer keeps its paper's own kind of mixing, with one size for every stage (`mixer_kwargs`;
-`stage_settings` lists them per stage): heads of 16 channels; 7×7 windows for the depthwise and
+`stage_settings` lists them per stage). The mixer's own module declares how (``MixerInfo.small``)
+and the width of its presets (``MixerInfo.small_width``): every registered mixer that declares
+them has a ``<name>_cifar`` and a ``<name>_imagenette`` preset, a new one included. The fits: heads of 16 channels; 7×7 windows for the depthwise and
 dynamic convolutions, ELSA and neighbourhood attention; Swin's windows of 4×4 pixels, shifted
 by 2 in every second block; VAN's 21×21 kernel (dilation 3); filters and bias tables of the
 map's size for the global mixers; HorNet's orders 2, 3, 4, 5. Maps of 4×4 and 2×2 pixels (the
@@ -34,20 +36,21 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..layers import check_int
+from .. import mixers as _mixers
+from ..mixers import SMALL_WINDOW, SmallMap
 from ..mixers import build as build_mixer
 from .backbone import Backbone, ClassifierHead, hierarchy
 from .blocks import MetaFormerBlock
 from .init import init_weights
-from .presets import register_model
+from .presets import add_preset_source, register_model, unregister_model
 
 __all__ = ["SMALL_BUDGET", "WIDTHS", "PRESETS", "HYBRIDS", "ABLATIONS", "small_metaformer",
-           "mixer_kwargs", "fitted_block", "stage_settings"]
+           "mixer_kwargs", "fitted_block", "stage_settings", "sync_presets"]
 
 SMALL_BUDGET = 2.0e6  # parameters, 10 classes
 DEPTHS = (2, 2, 4, 2)
 HEAD_WIDTH = 16
-LOCAL_WINDOW = 7  # DW, D-DW, I-D-DW, ELSA and neighbourhood attention (ConvNeXt, DWNet, NAT)
-SWIN_WINDOW = 4  # window attention's M: 4×4 and 2×2 windows on the 16- and 8-pixel CIFAR maps
+LOCAL_WINDOW = SMALL_WINDOW  # DW, D-DW, I-D-DW, ELSA and neighbourhood attention (mixlib.mixers)
 IMAGE_SIZE = {"cifar": 32, "imagenette": 160}
 STEM_STRIDE = {"cifar": 2, "imagenette": 4}
 
@@ -60,41 +63,24 @@ ABLATIONS = {"window_attention_nobias": ("window_attention", dict(position_bias=
              "neighborhood_attention_nobias": ("neighborhood_attention", dict(position_bias=False)),
              "gnconv_order1": ("gnconv", dict(order=1))}
 # widths w (stage widths w, 2w, 4w, 8w) that put each preset nearest SMALL_BUDGET, found by a
-# search over multiples of 4 (D-DW: 2; all within 15%; D-DW's kernel generator is heavy, so its
-# model is the narrowest)
-_WIDTHS = {"dwconv": 36, "ddwconv": 22, "idwconv": 32, "pooling": 36, "window_attention": 28,
-           "neighborhood_attention": 28, "relative_attention": 28, "lka": 32, "elsa": 24,
-           "gnconv": 28, "global_filter": 36, "ccct": 30, "cctt": 28, "cttt": 28,
-           "window_attention_nobias": 28, "neighborhood_attention_nobias": 28, "gnconv_order1": 28}
-WIDTHS = {"cifar": _WIDTHS, "imagenette": {**_WIDTHS, "global_filter": 32}}
+# search over multiples of 4 (D-DW: 2; all within 15%). A single mixer's width is declared in
+# its module (MixerInfo.small_width); the hybrids' and the ablations' are here.
+_COMPOSITE_WIDTHS = {"ccct": 30, "cctt": 28, "cttt": 28, "window_attention_nobias": 28,
+                     "neighborhood_attention_nobias": 28, "gnconv_order1": 28}
+# {data: {name: width}}, the small presets' names without "_<data>"; filled by `sync_presets`
+WIDTHS: dict[str, dict[str, int]] = {data: {} for data in ("cifar", "imagenette")}
 PRESETS: list[str] = []  # the names of the small presets, filled as they are registered (below)
 
 
 def mixer_kwargs(name: str, dim: int, stage: int, map_size: int, index: int = 0) -> dict:
     """The hyper-parameters of mixer `name` in stage `stage` of a small model whose maps there
-    are map_size × map_size: heads of about 16 channels (as many as divide dim), the papers'
-    windows (one size for every stage), filters and bias tables of the map's size; window
-    attention shifts its windows in odd blocks (`index`), as Swin does."""
+    are map_size × map_size, as the mixer's module declares them (``MixerInfo.small``): heads
+    of about 16 channels (as many as divide dim), the papers' windows (one size for every
+    stage), filters and bias tables of the map's size; window attention shifts its windows in
+    odd blocks (`index`), as Swin does."""
     heads = next(h for h in range(max(dim // HEAD_WIDTH, 1), 0, -1) if dim % h == 0)
-    if name == "window_attention":  # a map no larger than one window is one window, unshifted
-        return dict(num_heads=heads, window_size=SWIN_WINDOW,
-                    shift_size=SWIN_WINDOW // 2 if index % 2 else 0)
-    if name == "neighborhood_attention":  # NATTEN's clamped windows need the map to hold one
-        border = "clamp" if map_size >= LOCAL_WINDOW else "zeros"
-        return dict(num_heads=heads, kernel_size=LOCAL_WINDOW, border=border)
-    if name == "relative_attention":
-        return dict(num_heads=heads, size=(map_size, map_size))
-    if name == "elsa":
-        return dict(num_heads=heads, kernel_size=LOCAL_WINDOW)
-    if name == "idwconv":  # one kernel per head-sized group of channels, as attention's heads
-        return dict(kernel_size=LOCAL_WINDOW, groups=heads)
-    if name in ("dwconv", "ddwconv"):
-        return dict(kernel_size=LOCAL_WINDOW)
-    if name == "gnconv":
-        return dict(order=stage + 2)  # HorNet: orders 2, 3, 4, 5
-    if name == "global_filter":
-        return dict(size=(map_size, map_size))
-    return {}
+    fit = _mixers.info(name).small
+    return fit(SmallMap(dim=dim, stage=stage, size=map_size, index=index, heads=heads)) if fit else {}
 
 
 def fitted_block(names: list[str], maps: list[int], *, mlp_ratio: float,
@@ -122,6 +108,7 @@ def stage_settings(preset: str, *, image_size: int | None = None) -> list[dict]:
     side, the width, the mixer's name and its hyper-parameters, as `fitted_block` gives them to
     the stage's blocks; a value that alternates between even and odd blocks (Swin's shift) reads
     "even/odd"."""
+    sync_presets()
     name, data = preset.rsplit("_", 1)
     if data not in IMAGE_SIZE or name not in WIDTHS[data]:
         raise ValueError(f"preset must be a small preset ({', '.join(PRESETS)}), got {preset!r}")
@@ -179,6 +166,7 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
     head = ClassifierHead(dims[-1], num_classes, pre_norm=nn.BatchNorm2d(dims[-1]))
     model = hierarchy(dims=dims, depths=list(depths), stem=nn.Sequential(*stem), block=block,
                       downsample=downsample, head=head, drop_path_rate=drop_path_rate)
+    model.image_size = image_size
     return init_weights(model, init)
 
 
@@ -188,6 +176,12 @@ def _mixers_of(name: str) -> tuple[list[str] | str, dict]:
         mixer, overrides = ABLATIONS[name]
         return [mixer] * len(DEPTHS), overrides
     return HYBRIDS.get(name, [name] * len(DEPTHS)), {}
+
+
+def _width(name: str, data: str) -> int | None:
+    """A single mixer's small width for `data`, as its module declares it (None: no preset)."""
+    declared = _mixers.info(name).small_width
+    return declared.get(data) if isinstance(declared, dict) else declared
 
 
 def _register(name: str, data: str) -> None:
@@ -204,6 +198,24 @@ def _register(name: str, data: str) -> None:
     PRESETS.append(preset.__name__)
 
 
-for _data in IMAGE_SIZE:
-    for _name in WIDTHS[_data]:
-        _register(_name, _data)
+def sync_presets() -> None:
+    """Register the small presets of every registered mixer that declares a small width and
+    has none yet, and drop those of mixers no longer registered: models.build and
+    models.available call it, so a mixer registered after import gets its presets too."""
+    registered = set(_mixers.available())
+    for data in IMAGE_SIZE:
+        widths = WIDTHS[data]
+        for name in [n for n in widths if n not in _COMPOSITE_WIDTHS and n not in registered]:
+            del widths[name]
+            unregister_model(f"{name}_{data}")
+            PRESETS.remove(f"{name}_{data}")
+        new = {name: width for name in _mixers.available() if name not in widths
+               and (width := _width(name, data)) is not None}
+        new.update({name: width for name, width in _COMPOSITE_WIDTHS.items() if name not in widths})
+        for name, width in new.items():
+            widths[name] = width
+            _register(name, data)
+
+
+sync_presets()
+add_preset_source(sync_presets)

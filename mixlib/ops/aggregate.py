@@ -72,7 +72,6 @@ __all__ = [
     "AGGREGATE_BACKENDS",
     "BORDERS",
     "axis_neighbours",
-    "count_aggregation_flops",
     "clamped_neighbours",
     "window_positions",
     "SIMILARITY_BACKENDS",
@@ -227,41 +226,6 @@ def _check_triton(x: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# FLOPs that PyTorch's counter cannot see (it counts matrix products and convolutions only)
-
-_FLOP_COUNTERS: list[list[int]] = []
-
-
-class count_aggregation_flops:
-    """Context manager: the FLOPs (2 per multiply-add) of every local_aggregate and
-    local_similarity call inside it that does not run as a convolution.
-
-        with count_aggregation_flops() as counted:
-            model(x)
-        counted.total
-    """
-
-    def __enter__(self):
-        self._cell = [0]
-        _FLOP_COUNTERS.append(self._cell)
-        return self
-
-    def __exit__(self, *exc):
-        _FLOP_COUNTERS.remove(self._cell)
-
-    @property
-    def total(self) -> int:
-        return self._cell[0]
-
-
-def _record_flops(x: torch.Tensor, kernel_size: int) -> None:
-    if _FLOP_COUNTERS:
-        flops = 2 * x.numel() * kernel_size ** 2  # one multiply-add per channel, pixel, offset
-        for cell in _FLOP_COUNTERS:
-            cell[0] += flops
-
-
-# ----------------------------------------------------------------------------------------------
 # The two public operations
 
 
@@ -302,7 +266,6 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
             backend = "triton" if v.is_cuda and _triton_usable(v) else "lean"
     if backend == "conv":
         return _conv_aggregate(v, w, kernel_size, dilation)
-    _record_flops(v, kernel_size)
     if backend == "reference":
         return _reference_aggregate(v, w, kernel_size, dilation, border)
     if backend == "triton":
@@ -343,7 +306,6 @@ def local_similarity(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilatio
         q, k = q.to(dtype), k.to(dtype)
     if backend == "auto":
         backend = "triton" if q.is_cuda and _triton_usable(q) else "lean"
-    _record_flops(q, kernel_size)
     if backend == "reference":
         return _reference_similarity(q, k, kernel_size, dilation, groups, border)
     if backend == "triton":

@@ -1,0 +1,19 @@
+"""The model cards page (book/models.md) is what mixlib.cards generates from the registries."""
+from mixlib import cards, models
+
+
+def test_the_committed_model_cards_are_up_to_date():
+    assert cards.PAGE.read_text() == cards.render(), "stale: run python -m mixlib.cards"
+
+
+def test_every_paper_model_has_a_card_entry():
+    imagenet = [n for n in models.available() if not n.endswith(("_cifar", "_imagenette"))
+                and n not in ("denseconv_cifar", "dwconv_refnet_cifar")]
+    assert sorted(cards.PAPER_MODELS) == sorted(imagenet)
+
+
+def test_a_card_says_paper_size_and_what_was_verified():
+    card = cards.model_card("convnext_t")
+    assert card["paper"] == "liu2022convnext" and card["params"] == 28_589_128
+    assert card["image_size"] == 224 and card["mixers"] == ["dwconv"]
+    assert "timm's convnext_tiny" in card["verified"]

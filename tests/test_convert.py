@@ -1,0 +1,284 @@
+"""Checkpoint conversion: each converter against the layout it converts, without downloads.
+
+timm's families: a state dict of ``timm.create_model(..., pretrained=False)``, converted and
+loaded into mixlib's preset, gives timm's outputs in float64 (1e-9)."""
+import socket
+
+import pytest
+import torch
+
+from mixlib import models
+
+timm = pytest.importorskip("timm")
+
+
+@pytest.mark.parametrize("ours_name, timm_name, size, compare", [
+    ("convnext_t", "convnext_tiny", 64, "logits"),
+    ("swin_t", "swin_tiny_patch4_window7_224", 224, "logits"),
+    # timm's PoolFormer head normalises after pooling, the original's before: compare the maps
+    ("poolformer_s12", "poolformer_s12", 64, "features"),
+    ("coatnet_0", "coatnet_0_224", 224, "logits"),
+])
+def test_timm_checkpoints_convert_to_the_same_model(ours_name, timm_name, size, compare):
+    torch.manual_seed(0)
+    theirs = timm.create_model(timm_name, pretrained=False).double().eval()
+    for p in theirs.parameters():  # not the initial zeros and ones: every weight must land right
+        p.data.add_(0.01 * torch.randn_like(p))
+    ours = models.build(ours_name).double().eval()
+    ours.load_state_dict(models.convert_checkpoint(ours_name, theirs.state_dict()))
+    x = torch.randn(1, 3, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        if compare == "logits":
+            torch.testing.assert_close(ours(x), theirs(x), atol=1e-9, rtol=0)
+        else:
+            torch.testing.assert_close(ours.forward_features(x), theirs.forward_features(x),
+                                       atol=1e-9, rtol=0)
+
+
+def test_a_checkpoint_wrapped_in_model_is_unwrapped_and_a_stray_key_is_named():
+    state = timm.create_model("convnext_tiny").state_dict()
+    assert models.convert_checkpoint("convnext_t", {"model": state}).keys() == \
+        models.convert_checkpoint("convnext_t", state).keys()
+    with pytest.raises(KeyError, match="'extra.weight'"):
+        models.convert_checkpoint("convnext_t", {**state, "extra.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="name must be a preset with a converter .* got 'resnet50'"):
+        models.convert_checkpoint("resnet50", state)
+
+
+def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable (blocked by the test)")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from mixlib.models import convert
+    with pytest.raises(RuntimeError, match="could not fetch 'convnext_tiny.fb_in1k' from timm's hub"):
+        convert.load_pretrained(models.build("convnext_t"), "convnext_t", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="timm's hub has no weights for 'van_b0'"):
+        models.build("van_b0", pretrained=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The originals' layouts: a state dict with the original's key names and shapes (random values),
+# converted, against a float64 forward of the original's layers written from its code with
+# torch.nn.functional. Sources: Visual-Attention-Network/VAN-Classification models/van.py,
+# raoyongming/GFNet gfnet.py (read, not copied).
+
+F = torch.nn.functional
+
+
+def _random(shapes: dict, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in shapes.items():
+        value = 0.2 * torch.randn(shape, generator=g, dtype=torch.float64)
+        if key.endswith("running_var"):
+            value = 0.5 + value.abs()
+        state[key] = torch.tensor(100) if key.endswith("num_batches_tracked") else value
+    return state
+
+
+def _van_b0_layout(num_classes=10):
+    dims, depths, ratios = [32, 64, 160, 256], [3, 3, 5, 2], [8, 8, 4, 4]
+    shapes = {}
+
+    def bn(prefix, c):
+        shapes.update({f"{prefix}.weight": (c,), f"{prefix}.bias": (c,),
+                       f"{prefix}.running_mean": (c,), f"{prefix}.running_var": (c,),
+                       f"{prefix}.num_batches_tracked": ()})
+
+    def conv(prefix, o, i, k):
+        shapes.update({f"{prefix}.weight": (o, i, k, k), f"{prefix}.bias": (o,)})
+
+    for s, (c, depth, ratio) in enumerate(zip(dims, depths, ratios), start=1):
+        conv(f"patch_embed{s}.proj", c, 3 if s == 1 else dims[s - 2], 7 if s == 1 else 3)
+        bn(f"patch_embed{s}.norm", c)
+        for j in range(depth):
+            b = f"block{s}.{j}"
+            bn(f"{b}.norm1", c)
+            conv(f"{b}.attn.proj_1", c, c, 1)
+            conv(f"{b}.attn.spatial_gating_unit.conv0", c, 1, 5)
+            conv(f"{b}.attn.spatial_gating_unit.conv_spatial", c, 1, 7)
+            conv(f"{b}.attn.spatial_gating_unit.conv1", c, c, 1)
+            conv(f"{b}.attn.proj_2", c, c, 1)
+            bn(f"{b}.norm2", c)
+            conv(f"{b}.mlp.fc1", c * ratio, c, 1)
+            conv(f"{b}.mlp.dwconv.dwconv", c * ratio, 1, 3)
+            conv(f"{b}.mlp.fc2", c, c * ratio, 1)
+            shapes.update({f"{b}.layer_scale_1": (c,), f"{b}.layer_scale_2": (c,)})
+        shapes.update({f"norm{s}.weight": (c,), f"norm{s}.bias": (c,)})
+    shapes.update({"head.weight": (num_classes, 256), "head.bias": (num_classes,)})
+    return shapes, depths
+
+
+def _van_forward(sd, x, depths):
+    """VAN's forward in eval mode, from van.py's layers."""
+    def bn(p, x):
+        return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"],
+                            sd[f"{p}.bias"], eps=1e-5)
+
+    def conv(p, x, **kw):
+        return F.conv2d(x, sd[f"{p}.weight"], sd[f"{p}.bias"], **kw)
+
+    for s, depth in enumerate(depths, start=1):
+        k = 7 if s == 1 else 3
+        x = bn(f"patch_embed{s}.norm", conv(f"patch_embed{s}.proj", x, stride=4 if s == 1 else 2,
+                                            padding=k // 2))
+        C = x.shape[1]
+        for j in range(depth):
+            b = f"block{s}.{j}"
+            y = bn(f"{b}.norm1", x)
+            u = F.gelu(conv(f"{b}.attn.proj_1", y))
+            a = conv(f"{b}.attn.spatial_gating_unit.conv0", u, padding=2, groups=C)
+            a = conv(f"{b}.attn.spatial_gating_unit.conv_spatial", a, padding=9, dilation=3, groups=C)
+            a = conv(f"{b}.attn.spatial_gating_unit.conv1", a)
+            y = conv(f"{b}.attn.proj_2", u * a) + y  # the attention's own shortcut
+            x = x + sd[f"{b}.layer_scale_1"].view(1, -1, 1, 1) * y
+            y = conv(f"{b}.mlp.fc1", bn(f"{b}.norm2", x))
+            y = conv(f"{b}.mlp.fc2", F.gelu(conv(f"{b}.mlp.dwconv.dwconv", y, padding=1,
+                                                 groups=y.shape[1])))
+            x = x + sd[f"{b}.layer_scale_2"].view(1, -1, 1, 1) * y
+        t = F.layer_norm(x.flatten(2).transpose(1, 2), (C,), sd[f"norm{s}.weight"],
+                         sd[f"norm{s}.bias"], eps=1e-6)
+        x = t.transpose(1, 2).reshape(x.shape)
+    return F.linear(x.mean((2, 3)), sd["head.weight"], sd["head.bias"])
+
+
+def test_van_original_layout_converts_to_the_same_model():
+    shapes, depths = _van_b0_layout()
+    original = _random(shapes, seed=1)
+    ours = models.build("van_b0", num_classes=10).double().eval()
+    ours.load_state_dict(models.convert_checkpoint("van_b0", original))
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _van_forward(original, x, depths), atol=1e-10, rtol=0)
+
+
+def _gfnet_forward(sd, x, depth=12):
+    """GFNet's forward, from gfnet.py's layers (tokens (B, N, C))."""
+    t = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=16)
+    B, C, a, b = t.shape
+    t = t.flatten(2).transpose(1, 2) + sd["pos_embed"]
+    for i in range(depth):
+        p = f"blocks.{i}"
+        y = F.layer_norm(t, (C,), sd[f"{p}.norm1.weight"], sd[f"{p}.norm1.bias"], eps=1e-6)
+        y = torch.fft.rfft2(y.view(B, a, b, C), dim=(1, 2), norm="ortho")
+        y = y * torch.view_as_complex(sd[f"{p}.filter.complex_weight"].contiguous())
+        y = torch.fft.irfft2(y, s=(a, b), dim=(1, 2), norm="ortho").reshape(B, -1, C)
+        y = F.layer_norm(y, (C,), sd[f"{p}.norm2.weight"], sd[f"{p}.norm2.bias"], eps=1e-6)
+        y = F.linear(F.gelu(F.linear(y, sd[f"{p}.mlp.fc1.weight"], sd[f"{p}.mlp.fc1.bias"])),
+                     sd[f"{p}.mlp.fc2.weight"], sd[f"{p}.mlp.fc2.bias"])
+        t = t + y
+    t = F.layer_norm(t, (C,), sd["norm.weight"], sd["norm.bias"], eps=1e-6).mean(1)
+    return F.linear(t, sd["head.weight"], sd["head.bias"])
+
+
+def test_gfnet_original_layout_converts_to_the_same_model():
+    C, side = 256, 14
+    shapes = {"patch_embed.proj.weight": (C, 3, 16, 16), "patch_embed.proj.bias": (C,),
+              "pos_embed": (1, side * side, C), "norm.weight": (C,), "norm.bias": (C,),
+              "head.weight": (10, C), "head.bias": (10,)}
+    for i in range(12):
+        p = f"blocks.{i}"
+        shapes.update({f"{p}.norm1.weight": (C,), f"{p}.norm1.bias": (C,),
+                       f"{p}.filter.complex_weight": (side, side // 2 + 1, C, 2),
+                       f"{p}.norm2.weight": (C,), f"{p}.norm2.bias": (C,),
+                       f"{p}.mlp.fc1.weight": (4 * C, C), f"{p}.mlp.fc1.bias": (4 * C,),
+                       f"{p}.mlp.fc2.weight": (C, 4 * C), f"{p}.mlp.fc2.bias": (C,)})
+    original = _random(shapes, seed=2)
+    ours = models.build("gfnet_ti", num_classes=10).double().eval()
+    ours.load_state_dict(models.convert_checkpoint("gfnet_ti", original))
+    x = torch.randn(1, 3, 224, 224, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _gfnet_forward(original, x), atol=1e-10, rtol=0)
+
+
+def _dwnet_layout(dynamic: bool, num_classes=10):
+    """DemystifyLocalViT's DWNet-T keys and shapes (models/dwnet.py, embed_dim 96, depths
+    2-2-6-2, window 7, mlp_ratio 4; dynamic: reduction 4)."""
+    shapes = {"patch_embed.proj.weight": (96, 3, 4, 4), "patch_embed.proj.bias": (96,),
+              "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,)}
+
+    def bn(p, c):
+        shapes.update({f"{p}.weight": (c,), f"{p}.bias": (c,), f"{p}.running_mean": (c,),
+                       f"{p}.running_var": (c,), f"{p}.num_batches_tracked": ()})
+
+    for i, depth in enumerate([2, 2, 6, 2]):
+        c = 96 * 2 ** i
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}"
+            shapes[f"{b}.attn2conv.conv0.weight"] = (c, c, 1, 1)
+            bn(f"{b}.attn2conv.bn0", c)
+            if dynamic:
+                shapes[f"{b}.attn2conv.conv.conv1.weight"] = (c // 4, c, 1, 1)
+                bn(f"{b}.attn2conv.conv.bn", c // 4)
+                shapes.update({f"{b}.attn2conv.conv.conv2.weight": (c * 49, c // 4, 1, 1),
+                               f"{b}.attn2conv.conv.conv2.bias": (c * 49,),
+                               f"{b}.attn2conv.conv.bias": (c,)})
+            else:
+                shapes.update({f"{b}.attn2conv.conv.weight": (c, 1, 7, 7),
+                               f"{b}.attn2conv.conv.bias": (c,)})
+            bn(f"{b}.attn2conv.bn", c)
+            shapes[f"{b}.attn2conv.conv2.weight"] = (c, c, 1, 1)
+            bn(f"{b}.attn2conv.bn2", c)
+            bn(f"{b}.bn", c)
+            shapes.update({f"{b}.mlp.fc1.weight": (4 * c, c), f"{b}.mlp.fc1.bias": (4 * c,),
+                           f"{b}.mlp.fc2.weight": (c, 4 * c), f"{b}.mlp.fc2.bias": (c,)})
+        if i < 3:
+            shapes.update({f"layers.{i}.downsample.norm.weight": (4 * c,),
+                           f"layers.{i}.downsample.norm.bias": (4 * c,),
+                           f"layers.{i}.downsample.reduction.weight": (2 * c, 4 * c)})
+    shapes.update({"norm.weight": (768,), "norm.bias": (768,), "head.weight": (num_classes, 768),
+                   "head.bias": (num_classes,)})
+    return shapes
+
+
+def _dwnet_forward(sd, x, dynamic: bool):
+    """DWNet's forward in eval mode, from dwnet.py's layers, on (B, C, H, W) maps."""
+    def bn(p, x):
+        return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"],
+                            sd[f"{p}.bias"], eps=1e-5)
+
+    def ln(p, x):  # over the last axis
+        return F.layer_norm(x, x.shape[-1:], sd[f"{p}.weight"], sd[f"{p}.bias"], eps=1e-5)
+
+    x = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=4)
+    x = ln("patch_embed.norm", x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    for i, depth in enumerate([2, 2, 6, 2]):
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}.attn2conv"
+            B, C, H, W = x.shape
+            y = F.relu(bn(f"{b}.bn0", F.conv2d(x, sd[f"{b}.conv0.weight"])))
+            if dynamic:
+                g = F.conv2d(y.mean((2, 3), keepdim=True), sd[f"{b}.conv.conv1.weight"])
+                g = F.conv2d(F.relu(bn(f"{b}.conv.bn", g)), sd[f"{b}.conv.conv2.weight"],
+                             sd[f"{b}.conv.conv2.bias"])
+                y = F.conv2d(y.reshape(1, B * C, H, W), g.view(B * C, 1, 7, 7),
+                             sd[f"{b}.conv.bias"].repeat(B), padding=3, groups=B * C).view(B, C, H, W)
+            else:
+                y = F.conv2d(y, sd[f"{b}.conv.weight"], sd[f"{b}.conv.bias"], padding=3, groups=C)
+            y = F.relu(bn(f"{b}.bn", y))
+            x = x + bn(f"{b}.bn2", F.conv2d(y, sd[f"{b}.conv2.weight"]))
+            p = f"layers.{i}.blocks.{j}"
+            t = bn(f"{p}.bn", x).permute(0, 2, 3, 1)
+            t = F.linear(F.gelu(F.linear(t, sd[f"{p}.mlp.fc1.weight"], sd[f"{p}.mlp.fc1.bias"])),
+                         sd[f"{p}.mlp.fc2.weight"], sd[f"{p}.mlp.fc2.bias"])
+            x = x + t.permute(0, 3, 1, 2)
+        if i < 3:
+            t = x.permute(0, 2, 3, 1)
+            t = torch.cat([t[:, 0::2, 0::2], t[:, 1::2, 0::2], t[:, 0::2, 1::2], t[:, 1::2, 1::2]], -1)
+            t = F.linear(ln(f"layers.{i}.downsample.norm", t), sd[f"layers.{i}.downsample.reduction.weight"])
+            x = t.permute(0, 3, 1, 2)
+    t = ln("norm", x.permute(0, 2, 3, 1)).mean((1, 2))
+    return F.linear(t, sd["head.weight"], sd["head.bias"])
+
+
+@pytest.mark.parametrize("name, dynamic", [("dwnet_t", False), ("ddwnet_t", True)])
+def test_dwnet_original_layout_converts_to_the_same_model(name, dynamic):
+    original = _random(_dwnet_layout(dynamic), seed=3)
+    ours = models.build(name, num_classes=10).double().eval()
+    ours.load_state_dict(models.convert_checkpoint(name, original))
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _dwnet_forward(original, x, dynamic), atol=1e-10, rtol=0)
