@@ -264,7 +264,7 @@ def _notebooks(source: Path) -> list[Path]:
 
 def write_folder(source: Path, target: Path, make) -> dict[str, int]:
     """Write make(notebook) -> (copy, count) for every notebook of `source` into `target`."""
-    from .data import atomic_write
+    from .files import atomic_write
 
     paths = _notebooks(source)
     target.mkdir(parents=True, exist_ok=True)

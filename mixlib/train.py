@@ -55,7 +55,8 @@ import torch.nn.functional as F
 
 from . import data as mdata
 from . import models
-from .bench import code_commit, environment
+from .files import atomic_write
+from .provenance import code_commit, environment
 from .files import DiskFullError, load_checked, naming_a_full_disk, remove_stale_parts, save_checked
 from .layers import check_float, check_int
 
@@ -433,7 +434,7 @@ def _complete_metrics(path: Path, history: list[dict], log) -> None:
             with open(path, "a") as f:
                 f.write(expected[len(current):])
         else:  # a half-written line, or lines the checkpoint does not have: rewritten whole
-            mdata.atomic_write(path, lambda tmp: tmp.write_text(expected))
+            atomic_write(path, lambda tmp: tmp.write_text(expected))
     log(f"{path}: the lines of epochs the checkpoint holds and it lacked were written again")
 
 
@@ -722,7 +723,7 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
               "commit": commit, "commits": commits, "config": asdict(config), "history": history,
               "step_log": step_log}
     if rank == 0:  # written whole or not at all: scripts take its presence for a finished run
-        mdata.atomic_write(run_dir / "result.json",
+        atomic_write(run_dir / "result.json",
                            lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result
 
