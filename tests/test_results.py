@@ -178,3 +178,12 @@ def test_summary_rows_carry_the_t_interval_of_the_mean(tmp_path):
     (row,) = results.summarize(results.load_runs(tmp_path))
     half = 4.303 * 0.02 / 3 ** 0.5
     assert row["ci_low"] == pytest.approx(0.62 - half) and row["ci_high"] == pytest.approx(0.62 + half)
+
+
+def test_results_folder_is_the_one_beside_the_code_or_the_one_named(tmp_path, monkeypatch):
+    from pathlib import Path
+    import mixlib
+    monkeypatch.delenv("MIXLIB_RESULTS", raising=False)
+    assert results.results_folder(fetch=False) == Path(mixlib.__file__).resolve().parents[1] / "results"
+    monkeypatch.setenv("MIXLIB_RESULTS", str(tmp_path))
+    assert results.results_folder() == tmp_path
