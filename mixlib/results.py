@@ -29,7 +29,8 @@ def results_folder(*, fetch: bool = True) -> Path:
     beside = Path(__file__).resolve().parents[1] / "results"
     if beside.is_dir():
         return beside
-    clone = Path(os.environ.get("MIXLIB_CACHE", Path.home() / ".cache" / "mixlib")) / "token-mixers"
+    from .data import cache_root  # the data's cache folder ($MIXLIB_CACHE), one rule for both
+    clone = cache_root() / "token-mixers"
     if not (clone / "results").is_dir():
         if not fetch:
             raise FileNotFoundError(f"no results folder beside {Path(__file__).parent} and "

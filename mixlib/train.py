@@ -575,7 +575,7 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                     "amp": amp}  # the precision "auto" resolved to on this device
         save_checked(checkpoint_path, snapshot)  # with the checksum of its content
 
-    pending = []  # (step, epoch, images, device tensor of loss, gradient norm, correct) per step
+    pending = []  # (step, epoch, images, then the device's loss, gradient norm, correct) per step
 
     def settle():
         """Read the steps since the last call from the device in one transfer: the loss and
@@ -586,7 +586,8 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
         nonlocal correct, loss_sum, window
         if not pending:
             return
-        values = torch.stack([numbers for *_, numbers in pending]).tolist()
+        columns = zip(*(entry[3:] for entry in pending))  # losses, norms, corrects
+        values = torch.stack([torch.stack(column).double() for column in columns], 1).tolist()
         bad_loss = next((i for i, (loss, _, _) in enumerate(values) if not math.isfinite(loss)),
                         len(values))
         if world > 1:  # the earliest bad loss on any rank
@@ -597,7 +598,7 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                         len(values))
         if min(bad_loss, bad_grad) < len(values):
             i = min(bad_loss, bad_grad)
-            at, epoch_of, _, _ = pending[i]
+            at, epoch_of, *_ = pending[i]
             loss, norm, _ = values[i]
             if bad_loss <= bad_grad:
                 where = f"rank {rank}'s loss is {loss}" if world > 1 else f"the loss is {loss}"
@@ -605,7 +606,7 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                                     f"{where}); {_last_good(checkpoint_path)}")
             raise NonFiniteLoss(f"the gradient norm is {norm} at step {at} (epoch {epoch_of + 1}); "
                                 f"{_last_good(checkpoint_path)}")
-        for (_, _, images, _), (loss, _, right) in zip(pending, values):
+        for (_, _, images, *_), (loss, _, right) in zip(pending, values):
             correct += int(right)
             loss_sum += loss * images
             window = (window[0] + images, window[1] + loss * images)
@@ -656,9 +657,8 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
             if ema is not None:
                 ema.update(model, step)
             # what the step's numbers need stays on the device until settle() reads it
-            pending.append((step, epoch, len(y), torch.stack((
-                loss.detach().double(), grad_norm.detach().double(),
-                (logits.detach().argmax(1) == y).sum().double()))))
+            pending.append((step, epoch, len(y), loss.detach(), grad_norm.detach(),
+                            (logits.detach().argmax(1) == y).sum()))
             step += 1
             index += 1
             seen += len(y)
