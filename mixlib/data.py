@@ -154,6 +154,18 @@ class ImageData:
         chosen = chosen.sort().values.to(self.labels.device)
         return ImageData(self.images[chosen], self.labels[chosen], self.spec, self.split)
 
+    def sample(self, n: int, *, seed: int) -> "ImageData":
+        """`n` images drawn at random without replacement, in the drawn order (a shuffled
+        subset: unlike ``balanced_head``, every batch of it mixes the classes), the same for a
+        given `seed`."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(self):
+            raise ValueError(f"n must be an int in [1, {len(self)}], got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        drawn = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        drawn = drawn.to(self.labels.device)
+        return ImageData(self.images[drawn], self.labels[drawn], self.spec, self.split)
+
 
 # ----------------------------------------------------------------------------------------------
 # Where things are

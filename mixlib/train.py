@@ -273,17 +273,64 @@ def _distributed(cuda: bool) -> tuple[int, int]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: mdata.ImageData, *, batch_size: int, device: torch.device,
-             tta: bool, channels_last: bool, image_size: int | None = None) -> float:
-    """Top-1 accuracy; with tta, the logits of the image and its mirror are averaged."""
+             tta: bool, channels_last: bool, image_size: int | None = None,
+             batch_statistics: bool = False) -> float:
+    """Top-1 accuracy; with tta, the logits of the image and its mirror are averaged.
+
+    With batch_statistics, every BatchNorm normalises with the statistics of the batch it is
+    given instead of its running ones (a diagnosis of the running statistics, not the protocol's
+    metric: it depends on the batches, so give it shuffled data); the running statistics are
+    left as they were.
+    """
     model.eval()
-    correct = 0
-    for images, labels in mdata.iterate_batches(data, batch_size):
-        x = _prepare(images.to(device), data.spec, channels_last, image_size, train=False)
-        logits = model(x)
-        if tta:
-            logits = logits + model(x.flip(3))
-        correct += int((logits.argmax(1) == labels.to(device)).sum())
+    norms = batch_norms(model) if batch_statistics else []
+    kept = [{k: v.clone() for k, v in bn.state_dict().items()} for bn in norms]
+    for bn in norms:
+        bn.train()
+    try:
+        correct = 0
+        for images, labels in mdata.iterate_batches(data, batch_size):
+            x = _prepare(images.to(device), data.spec, channels_last, image_size, train=False)
+            logits = model(x)
+            if tta:
+                logits = logits + model(x.flip(3))
+            correct += int((logits.argmax(1) == labels.to(device)).sum())
+    finally:
+        for bn, state in zip(norms, kept):
+            bn.load_state_dict(state)
+            bn.eval()
     return correct / len(data)
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The model's BatchNorm layers (any dimension, SyncBatchNorm included)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recompute_batch_norm(model: nn.Module, data: mdata.ImageData, *, batch_size: int,
+                         device: torch.device, channels_last: bool = False,
+                         image_size: int | None = None) -> nn.Module:
+    """Replace every BatchNorm's running statistics by their plain average over one pass of
+    `data` (without augmentation): the statistics of the weights as they are now, rather than
+    an average gathered while they moved. Returns `model`, in evaluation mode."""
+    norms = batch_norms(model)
+    if not norms:
+        raise ValueError(f"model {type(model).__name__} has no BatchNorm layer to recompute")
+    model.eval()
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # None: a cumulative (plain) average over the batches of the pass
+        bn.train()
+    try:
+        for images, _ in mdata.iterate_batches(data, batch_size):
+            model(_prepare(images.to(device), data.spec, channels_last, image_size, train=False))
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+            bn.eval()
+    return model
 
 
 def _prepare(images, spec, channels_last, image_size, *, train, generator=None, padding=0,

@@ -249,6 +249,25 @@ def test_balanced_head_takes_every_class_in_turn():
         data.balanced_head(201)
 
 
+def test_sample_draws_a_shuffled_subset_fixed_by_its_seed():
+    spec = mdata.DATASETS["cifar10"]
+    labels = torch.arange(10).repeat_interleave(20)  # sorted by class, as the archives are
+    images = torch.arange(200, dtype=torch.uint8).view(200, 1, 1, 1).expand(200, 3, 2, 2)
+    data = mdata.ImageData(images, labels, spec, "test")
+    drawn = data.sample(50, seed=3)
+    index = drawn.images[:, 0, 0, 0].long()
+    assert len(set(index.tolist())) == 50  # without replacement
+    assert torch.equal(drawn.labels, labels[index])  # images and labels drawn together
+    assert len(set(drawn.labels[:10].tolist())) > 1  # shuffled: a first batch is not one class
+    assert torch.equal(data.sample(50, seed=3).images, drawn.images)
+    assert not torch.equal(data.sample(50, seed=4).images, drawn.images)
+    for bad in (0, 201, 2.0, True):
+        with pytest.raises(ValueError, match="n must be"):
+            data.sample(bad, seed=0)
+    with pytest.raises(ValueError, match="seed must be"):
+        data.sample(5, seed=None)
+
+
 def test_atomic_write_leaves_the_file_whole_or_absent_with_ordinary_permissions(tmp_path):
     target = tmp_path / "sub" / "result.json"
     mdata.atomic_write(target, lambda tmp: tmp.write_text("{}"))

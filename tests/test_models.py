@@ -157,6 +157,26 @@ def test_init_torch_keeps_pytorchs_default():
         models.build("dwconv_cifar", init="kaiming")
 
 
+def test_small_models_take_a_layer_scale_on_both_branches_and_the_presets_have_none():
+    from mixlib.layers import LayerScale
+    from mixlib.models.blocks import MetaFormerBlock
+    scaled = models.build("pooling_cifar", layer_scale=1e-5)
+    blocks = [m for m in scaled.modules() if isinstance(m, MetaFormerBlock)]
+    assert len(blocks) == 10
+    gammas = [m.gamma for m in scaled.modules() if isinstance(m, LayerScale)]
+    assert len(gammas) == 2 * len(blocks)  # the mixer's branch and the MLP's, in every block
+    assert all(torch.equal(g, torch.full_like(g, 1e-5)) for g in gammas)  # the init leaves them
+    plain = models.build("pooling_cifar")
+    assert not any(isinstance(m, LayerScale) for m in plain.modules())
+    x = torch.randn(2, 3, 32, 32)
+    scaled.eval()
+    with torch.no_grad():  # branches scaled by 1e-5: each block is nearly the identity
+        block = blocks[0]
+        h = torch.randn(2, block.norm1.num_features, 16, 16)
+        torch.testing.assert_close(block(h), h, rtol=0, atol=1e-3)
+        assert scaled(x).shape == (2, 10)
+
+
 def test_small_window_attention_shifts_every_other_block():
     model = models.build("window_attention_cifar")
     shifts = [block.mixer.shift_size for block in model.stages[0] if hasattr(block, "mixer")]

@@ -535,3 +535,46 @@ def test_the_training_steps_read_the_device_only_when_they_settle(tmp_path):
     assert counter.by_function.get("_train", 0) == 0, counter.by_function
     # one read per call: at the log points (every 5 steps) and at each epoch's end
     assert 0 < counter.by_function["settle"] <= steps // 5 + 2, counter.by_function
+
+
+def _bn_net_and_data(n=64):
+    """A net whose BatchNorm running statistics are wrong on purpose, and data to score it on."""
+    torch.manual_seed(0)
+    spec = mdata.DATASETS["cifar10"]
+    images = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n,))
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    bn = net[1]
+    bn.running_mean.fill_(50.0)  # far from the features' true mean
+    return net, bn, mdata.ImageData(images, labels, spec, "test")
+
+
+def test_evaluate_with_batch_statistics_leaves_the_running_ones_untouched():
+    net, bn, data = _bn_net_and_data()
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    kwargs = dict(batch_size=16, device=torch.device("cpu"), tta=False, channels_last=False)
+    mtrain.evaluate(net, data, batch_statistics=True, **kwargs)
+    for key, value in bn.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert not bn.training and not net.training
+    # the two modes normalise differently: on one batch, batch statistics give other logits
+    x = mtrain._prepare(data.images[:16], data.spec, False, None, train=False)
+    with torch.no_grad():
+        running = net(x)
+        bn.train(); per_batch = net(x); bn.eval()
+    assert not torch.allclose(running, per_batch)
+
+
+def test_recompute_batch_norm_gives_the_plain_average_of_one_pass():
+    net, bn, data = _bn_net_and_data()
+    bn.momentum = 0.3
+    mtrain.recompute_batch_norm(net, data, batch_size=16, device=torch.device("cpu"))
+    x = mtrain._prepare(data.images, data.spec, False, None, train=False)
+    with torch.no_grad():
+        features = net[0](x)  # the conv's output, what the BatchNorm sees
+    batch_means = torch.stack([f.mean((0, 2, 3)) for f in features.split(16)])
+    torch.testing.assert_close(bn.running_mean, batch_means.mean(0), rtol=1e-5, atol=1e-5)
+    assert bn.momentum == 0.3 and not net.training
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        mtrain.recompute_batch_norm(torch.nn.Linear(3, 3), data, batch_size=16, device=torch.device("cpu"))

@@ -84,7 +84,7 @@ def mixer_kwargs(name: str, dim: int, stage: int, map_size: int, index: int = 0)
 
 
 def fitted_block(names: list[str], maps: list[int], *, mlp_ratio: float,
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, layer_scale: float | None = None):
     """The `block` argument of `hierarchy` for the book's small models: a pre-norm MetaFormer
     block (BatchNorm) whose mixer is names[stage], its hyper-parameters fitted to the stage's
     map of maps[stage] × maps[stage] pixels (`mixer_kwargs`), then `overrides` (an ablation's)."""
@@ -92,7 +92,7 @@ def fitted_block(names: list[str], maps: list[int], *, mlp_ratio: float,
         name = names[stage]
         kwargs = {**mixer_kwargs(name, dim, stage, maps[stage], index), **(overrides or {})}
         return MetaFormerBlock(dim, build_mixer(name, dim, **kwargs), norm_layer=nn.BatchNorm2d,
-                               mlp_ratio=mlp_ratio, drop_path=drop_path)
+                               mlp_ratio=mlp_ratio, layer_scale=layer_scale, drop_path=drop_path)
     return block
 
 
@@ -129,7 +129,8 @@ def stage_settings(preset: str, *, image_size: int | None = None) -> list[dict]:
 def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 10,
                      image_size: int = 32, stem_stride: int = 2, depths=DEPTHS,
                      mlp_ratio: float = 3.0, drop_path_rate: float = 0.05,
-                     mixer_overrides: dict | None = None, init: str = "trunc_normal") -> Backbone:
+                     mixer_overrides: dict | None = None, layer_scale: float | None = None,
+                     init: str = "trunc_normal") -> Backbone:
     """A small four-stage MetaFormer with `mixers` (one name, or one per stage).
 
     Args:
@@ -142,6 +143,8 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
         mlp_ratio: the MLP's hidden width over C.
         drop_path_rate: stochastic depth of the last block.
         mixer_overrides: hyper-parameters that replace `mixer_kwargs`'s in every stage.
+        layer_scale: initial value of a LayerScale on both branches of every block (PoolFormer
+            uses 1e-5), None (the presets) for none.
         init: "trunc_normal" (the papers': linear and conv weights N(0, 0.02²) truncated,
             biases 0) or "torch" (PyTorch's default); see `models.init`.
     """
@@ -158,7 +161,8 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
     stem = [nn.Conv2d(3, half, 3, 1 if stem_stride == 2 else 2, 1, bias=False), nn.BatchNorm2d(half),
             nn.GELU(), nn.Conv2d(half, dims[0], 3, 2, 1, bias=False), nn.BatchNorm2d(dims[0])]
 
-    block = fitted_block(names, maps, mlp_ratio=mlp_ratio, overrides=mixer_overrides)
+    block = fitted_block(names, maps, mlp_ratio=mlp_ratio, overrides=mixer_overrides,
+                         layer_scale=layer_scale)
 
     def downsample(in_dim, dim):
         return nn.Sequential(nn.Conv2d(in_dim, dim, 3, 2, 1, bias=False), nn.BatchNorm2d(dim))
