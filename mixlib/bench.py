@@ -178,31 +178,53 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels
 
 
 def bench_neighborhood(*, device: torch.device, batch: int = 16, channels: int = 64, heads: int = 4,
-                       kernel_size: int = 7, sizes=(8, 16, 24, 32, 48, 64), repeats: int = 5) -> list[dict]:
-    """Forward + backward of NeighborhoodAttention as k×k aggregation vs one dense masked SDPA."""
+                       kernel_size: int = 7, sizes=(8, 16, 24, 32, 48, 64), repeats: int = 5,
+                       implementations=None) -> list[dict]:
+    """Forward + backward of NeighborhoodAttention as k×k aggregation, one dense masked SDPA and,
+    on a GPU, compiled flex_attention with the windows as a block mask (the CPU has no flex
+    backward). An implementation that fails on a map gets a row with its error, not a crash."""
     from .mixers import NeighborhoodAttention
 
+    implementations = implementations or (("aggregate", "dense", "flex") if device.type == "cuda"
+                                          else ("aggregate", "dense"))
     rows = []
     for size in sizes:
         x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
         measured = {}
-        for implementation in ("aggregate", "dense"):
-            mixer = NeighborhoodAttention(channels, num_heads=heads, kernel_size=kernel_size,
-                                          implementation=implementation).to(device)
-            run = lambda: mixer(x).sum().backward()  # noqa: E731
-            measured[implementation] = (time_ms(run, device, repeats), peak_memory_bytes(run, device))
-        for implementation, (ms, mem) in measured.items():
-            rows.append({"map": f"{size}x{size}x{channels}", "pixels": size * size,
-                         "implementation": implementation, "ms": ms, "peak_mb": mem / 2 ** 20,
-                         "time_vs_aggregate": ms / measured["aggregate"][0]})
+        for implementation in implementations:
+            try:
+                mixer = NeighborhoodAttention(channels, num_heads=heads, kernel_size=kernel_size,
+                                              implementation=implementation).to(device)
+                run = lambda: mixer(x).sum().backward()  # noqa: E731
+                run()  # compiles flex_attention outside the timing
+                measured[implementation] = (time_ms(run, device, repeats),
+                                            peak_memory_bytes(run, device))
+            except Exception as error:  # one failed column must not lose the others
+                measured[implementation] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        baseline = measured.get("aggregate")
+        for implementation, result in measured.items():
+            row = {"map": f"{size}x{size}x{channels}", "pixels": size * size,
+                   "implementation": implementation}
+            if isinstance(result, str):
+                row["error"] = result
+            else:
+                ms, mem = result
+                row.update(ms=ms, peak_mb=mem / 2 ** 20)
+                if isinstance(baseline, tuple):
+                    row["time_vs_aggregate"] = ms / baseline[0]
+            rows.append(row)
     return rows
 
 
 def format_neighborhood(rows: list[dict]) -> str:
     lines = ["| map | implementation | fwd+bwd ms | peak MB | time / aggregate |", "|---|---|---|---|---|"]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['map']} | {r['implementation']} | failed: {r['error']} | | |")
+            continue
+        ratio = f"{r['time_vs_aggregate']:.2f}" if "time_vs_aggregate" in r else "-"
         lines.append(f"| {r['map']} | {r['implementation']} | {r['ms']:.1f} | {r['peak_mb']:.1f} "
-                     f"| {r['time_vs_aggregate']:.2f} |")
+                     f"| {ratio} |")
     return "\n".join(lines)
 
 

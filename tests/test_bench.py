@@ -44,8 +44,19 @@ def test_cli_prints_the_table(capsys):
 
 def test_neighborhood_bench_compares_both_implementations():
     rows = bench.bench_neighborhood(device=torch.device("cpu"), batch=1, sizes=(8,), repeats=1)
-    assert {r["implementation"] for r in rows} == {"aggregate", "dense"}
+    assert {r["implementation"] for r in rows} == {"aggregate", "dense"}  # flex: GPU only
     assert all(r["ms"] > 0 for r in rows)
+
+
+def test_neighborhood_bench_keeps_the_other_columns_when_one_fails():
+    rows = bench.bench_neighborhood(device=torch.device("cpu"), batch=1, sizes=(8,), repeats=1,
+                                    implementations=("aggregate", "no-such"))
+    good, bad = rows
+    assert good["implementation"] == "aggregate" and good["ms"] > 0
+    assert good["time_vs_aggregate"] == 1.0
+    assert "ms" not in bad and "ValueError" in bad["error"] and "no-such" in bad["error"]
+    table = bench.format_neighborhood(rows)
+    assert "| no-such | failed: ValueError" in table
 
 
 def test_forward_flops_count_what_the_counter_misses():

@@ -20,6 +20,8 @@ Channel layout of the qkv projection: (qkv, head, d), as in Swin.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -95,6 +97,16 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     if dropout_p:
         attn = F.dropout(attn, dropout_p)
     return attn @ v
+
+
+@functools.cache
+def _compiled_flex_attention():
+    """flex_attention compiled, once per process: on a GPU, eager flex_attention is PyTorch's
+    unfused reference (it materialises the N×N scores), so only the compiled one is the fused
+    kernel that its users run."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def bias_table(module: nn.Module, name: str, shape: tuple[int, ...], learned: bool) -> None:
@@ -249,8 +261,8 @@ class NeighborhoodAttention(nn.Module):
     ``implementation``: "aggregate" (the two ops, memory O(N·K); on a GPU they run as fused
     Triton kernels), "dense" (one masked attention over all N pixels, `attend`, memory
     O(N²), faster for small maps on the CPU), "flex" (PyTorch's flex_attention with a block
-    mask built from the same window rule and the bias as a score_mod; where the installed
-    PyTorch supports it on the device, e.g. no CPU backward) or "auto" (dense up to 32×32 maps
+    mask built from the same window rule, once per map, and the bias as a score_mod; compiled
+    on a GPU; where the installed PyTorch supports it on the device, e.g. no CPU backward) or "auto" (dense up to 32×32 maps
     on the CPU, else aggregate). All give the same numbers.
 
     Args:
@@ -292,6 +304,7 @@ class NeighborhoodAttention(nn.Module):
                              "use border='clamp' or another implementation")
         self.implementation = implementation
         self.border = border
+        self._block_masks = {}  # (H, W, device) -> flex_attention's block mask of the windows
         self.scale = (dim // self.num_heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         bias_table(self, "rpb", (self.num_heads, 2 * kernel_size - 1, 2 * kernel_size - 1),
@@ -362,9 +375,13 @@ class NeighborhoodAttention(nn.Module):
             return score + rpb[h, rel_r, rel_c]
 
         N = height * width
-        mask = create_block_mask(lambda b, h, qi, ki: in_window(qi, ki), None, None, N, N,
-                                 device=q.device)
-        return flex_attention(q, k, v, score_mod=score_mod, block_mask=mask, scale=self.scale)
+        key = (height, width, str(q.device))
+        if key not in self._block_masks:  # a function of the map alone: built once per map
+            self._block_masks[key] = create_block_mask(
+                lambda b, h, qi, ki: in_window(qi, ki), None, None, N, N, device=q.device)
+        attention = _compiled_flex_attention() if q.is_cuda else flex_attention
+        return attention(q, k, v, score_mod=score_mod, block_mask=self._block_masks[key],
+                         scale=self.scale)
 
     def dense_bias(self, height: int, width: int, device=None) -> torch.Tensor:
         """(h, N, N): the bias B_h[j - i] where j is a neighbour of i, -inf elsewhere."""
