@@ -9,9 +9,13 @@
 #
 # Environment: PYTHON (default python3), OUT_DIR (default results/bench; in quick mode a
 # temporary folder, so that a smoke test never overwrites measured results), STEPS (default all
-# three: "pytest_triton bench_aggregate bench_neighborhood"; a later call with other steps adds
-# its steps to the same gpu-check JSON, so the benchmarks can run on a quiet GPU and the tests
-# beside other work, as scripts/gpu_session.sh does).
+# four: "pytest_triton bench_aggregate bench_neighborhood notebook_ch1"; a later call with other
+# steps adds its steps to the same gpu-check JSON, so the benchmarks can run on a quiet GPU and
+# the tests beside other work, as scripts/gpu_session.sh does).
+# notebook_ch1 executes chapter 1 on the device (in quick mode, MIXLIB_QUICK=1) into
+# OUT_DIR/01_one_formula<suffix>.ipynb; where nbclient and ipykernel are not installed (the GPU
+# machine's image), it installs the wheels that scripts/gpu_wheels.sh put in .whl/ into a
+# temporary folder first.
 # Without a GPU the script runs in quick mode whatever QUICK says. Every step runs under a
 # timeout, a failed step does not stop the others, and the exit status is 1 if any failed;
 # gpu-check.json in OUT_DIR records each step's exit status and seconds.
@@ -45,7 +49,7 @@ mkdir -p "$OUT_DIR"
 
 steps=()  # "name rc seconds" per step
 failed=0
-STEPS="${STEPS:-pytest_triton bench_aggregate bench_neighborhood}"
+STEPS="${STEPS:-pytest_triton bench_aggregate bench_neighborhood notebook_ch1}"
 step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and time
   local name="$1" limit="$2" start rc=0
   shift 2
@@ -65,6 +69,18 @@ step bench_aggregate 240 "$PYTHON" -m mixlib.bench aggregate --device "$DEVICE" 
   --json "$OUT_DIR/aggregate$SUFFIX.json"
 step bench_neighborhood 180 "$PYTHON" -m mixlib.bench neighborhood --device "$DEVICE" "${BENCH_FLAGS[@]}" \
   --json "$OUT_DIR/neighborhood$SUFFIX.json"
+
+if [[ " $STEPS " == *" notebook_ch1 "* ]]; then
+  if ! "$PYTHON" -c 'import nbclient, ipykernel' 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+    site="$(mktemp -d)"  # the Jupyter stack beside the image's packages, not over them
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" \
+      .whl/*.whl && export PYTHONPATH="$PYTHONPATH:$site"
+  fi
+  cp notebooks/01_one_formula.ipynb "$OUT_DIR/01_one_formula$SUFFIX.ipynb"
+fi
+# the kernel runs in OUT_DIR and finds mixlib through PYTHONPATH; a cell's error fails the step
+MIXLIB_QUICK="$QUICK" step notebook_ch1 240 "$PYTHON" -m jupyter execute --inplace --timeout=200 \
+  "$OUT_DIR/01_one_formula$SUFFIX.ipynb"
 
 "$PYTHON" - "$OUT_DIR/gpu-check$SUFFIX.json" "$DEVICE" "$QUICK" "${steps[@]}" <<'EOF'
 import json, os, sys

@@ -28,9 +28,10 @@ log "benchmarks done (exit $?)"
 log "sweep starts"
 setsid bash scripts/sweep_gpu.sh > "$pack/sweep.log" 2>&1 &
 sweep=$!
-log "triton tests beside the sweep"
-STEPS=pytest_triton OUT_DIR=${BENCH_OUT:-} bash scripts/gpu_check.sh >> "$pack/gpu-check.log" 2>&1
-log "triton tests done (exit $?)"
+log "triton tests and chapter 1 beside the sweep"
+STEPS="pytest_triton notebook_ch1" OUT_DIR=${BENCH_OUT:-} bash scripts/gpu_check.sh \
+  >> "$pack/gpu-check.log" 2>&1
+log "triton tests and chapter 1 done (exit $?)"
 
 while kill -0 "$sweep" 2>/dev/null && (( $(date +%s) - started < deadline )); do sleep 5; done
 if kill -0 "$sweep" 2>/dev/null; then
