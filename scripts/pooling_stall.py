@@ -29,6 +29,7 @@ if variant not in VARIANTS:
     sys.exit(f"VARIANT must be one of {sorted(VARIANTS)}, got {variant!r}")
 out = Path("results/runs/pooling-stall") / f"{variant}.json"
 
+commit = code_commit()  # the code this process runs: read before it trains, not after
 with tempfile.TemporaryDirectory() as scratch:  # the cut run's checkpoint is not kept
     config = TrainConfig(model="pooling_cifar", data="cifar10", epochs=15, seed=0, amp="off",
                          log_every=10, stop_after_steps=steps, out=scratch, run=variant,
@@ -40,7 +41,7 @@ with tempfile.TemporaryDirectory() as scratch:  # the cut run's checkpoint is no
     record = {"model": config.model, "variant": variant, "model_kwargs": config.model_kwargs,
               "seed": config.seed, "epochs_of_schedule": config.epochs, "steps": steps,
               "batch_size": config.batch_size, "lr": config.lr, "amp": config.amp,
-              "wall_time_s": round(time.time() - started, 1), "commit": code_commit(),
+              "wall_time_s": round(time.time() - started, 1), "commit": commit,
               "hardware": environment(torch.device("cpu")), "step_log": state["step_log"]}
 atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
 print(variant, [(p["step"], round(p["train_loss"], 3)) for p in record["step_log"]], flush=True)
