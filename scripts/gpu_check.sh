@@ -9,9 +9,9 @@
 #
 # Environment: PYTHON (default python3), OUT_DIR (default results/bench; in quick mode a
 # temporary folder, so that a smoke test never overwrites measured results), STEPS (default all
-# four: "pytest_triton bench_aggregate bench_neighborhood notebook_ch1"; a later call with other
-# steps adds its steps to the same gpu-check JSON, so the benchmarks can run on a quiet GPU and
-# the tests beside other work, as scripts/gpu_session.sh does).
+# five: "pytest_triton pytest_train_cuda bench_aggregate bench_neighborhood notebook_ch1"; a
+# later call with other steps adds its steps to the same gpu-check JSON, so the benchmarks can
+# run on a quiet GPU and the tests beside other work, as scripts/gpu_session.sh does).
 # notebook_ch1 executes chapter 1 on the device (in quick mode, MIXLIB_QUICK=1) into
 # OUT_DIR/01_one_formula<suffix>.ipynb; where nbclient and ipykernel are not installed (the GPU
 # machine's image), it installs the wheels that scripts/gpu_wheels.sh put in .whl/ into a
@@ -49,7 +49,7 @@ mkdir -p "$OUT_DIR"
 
 steps=()  # "name rc seconds" per step
 failed=0
-STEPS="${STEPS:-pytest_triton bench_aggregate bench_neighborhood notebook_ch1}"
+STEPS="${STEPS:-pytest_triton pytest_train_cuda bench_aggregate bench_neighborhood notebook_ch1}"
 step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and time
   local name="$1" limit="$2" start rc=0
   shift 2
@@ -65,6 +65,9 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and t
 }
 
 step pytest_triton 300 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_triton.py "${PYTEST_FLAGS[@]}"
+# the training loop's host syncs on a GPU (skipped on the CPU; needs MIXLIB_DATA's CIFAR-10)
+step pytest_train_cuda 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_train.py \
+  -k wait_for_the_gpu
 step bench_aggregate 240 "$PYTHON" -m mixlib.bench aggregate --device "$DEVICE" "${BENCH_FLAGS[@]}" \
   --json "$OUT_DIR/aggregate$SUFFIX.json"
 step bench_neighborhood 180 "$PYTHON" -m mixlib.bench neighborhood --device "$DEVICE" "${BENCH_FLAGS[@]}" \

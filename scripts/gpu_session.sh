@@ -33,7 +33,7 @@ log "sweep starts"
 setsid bash scripts/sweep_gpu.sh > "$pack/sweep.log" 2>&1 &
 sweep=$!
 log "triton tests and chapter 1 beside the sweep"
-STEPS="pytest_triton notebook_ch1" OUT_DIR=${BENCH_OUT:-} bash scripts/gpu_check.sh \
+STEPS="pytest_triton pytest_train_cuda notebook_ch1" OUT_DIR=${BENCH_OUT:-} bash scripts/gpu_check.sh \
   >> "$pack/gpu-check.log" 2>&1
 log "triton tests and chapter 1 done (exit $?)"
 

@@ -17,8 +17,8 @@ def test_gpu_check_quick_mode_runs_every_step(tmp_path):
     device = "cuda" if "cuda" in done.stdout.split("==")[1] else "cpu"
     summary = json.loads((tmp_path / f"gpu-check-quick-{device}.json").read_text())
     assert summary["quick"] and summary["device"] == device
-    assert set(summary["steps"]) == {"pytest_triton", "bench_aggregate", "bench_neighborhood",
-                                     "notebook_ch1"}
+    assert set(summary["steps"]) == {"pytest_triton", "pytest_train_cuda", "bench_aggregate",
+                                     "bench_neighborhood", "notebook_ch1"}
     assert all(s["exit_status"] == 0 for s in summary["steps"].values())
     for name in ("aggregate", "neighborhood"):
         record = json.loads((tmp_path / f"{name}-quick-{device}.json").read_text())
@@ -45,4 +45,4 @@ def test_gpu_check_reports_failed_steps(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1
     summary = json.loads(next(tmp_path.glob("gpu-check-*.json")).read_text())
-    assert [s["exit_status"] for s in summary["steps"].values()] == [3, 3, 3, 3]
+    assert [s["exit_status"] for s in summary["steps"].values()] == [3, 3, 3, 3, 3]

@@ -578,3 +578,35 @@ def test_recompute_batch_norm_gives_the_plain_average_of_one_pass():
     assert bn.momentum == 0.3 and not net.training
     with pytest.raises(ValueError, match="no BatchNorm"):
         mtrain.recompute_batch_norm(torch.nn.Linear(3, 3), data, batch_size=16, device=torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are a GPU matter")
+def test_training_steps_wait_for_the_gpu_only_when_settling(tmp_path):
+    """On a GPU the loop reads the device only in settle() (every log_every steps) and around
+    checkpoints and evaluations, not in the steps themselves (issue 19: it used to sync 4-5
+    times a step). Each synchronising call is attributed to the mixlib function it came from."""
+    import traceback
+    import warnings
+
+    where = []
+
+    def record(message, *args, **kwargs):
+        if "synchroniz" in str(message):
+            frames = [f for f in traceback.extract_stack() if "mixlib" in f.filename]
+            where.append(frames[-1].name if frames else "outside mixlib")
+
+    steps, log_every = 16, 8
+    config = tiny_config(tmp_path, device="cuda", epochs=1, max_train_images=steps * 32,
+                         batch_size=32, log_every=log_every, checkpoint_every=10 ** 6)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            mtrain.train(config, log=lambda *_: None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    # settle() (one transfer every log_every steps), evaluations and checkpoints may read the
+    # device; a read in every step would come to at least `steps` calls from elsewhere
+    elsewhere = [name for name in where if name not in ("settle", "evaluate", "checkpoint")]
+    assert len(elsewhere) < steps, where
