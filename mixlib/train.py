@@ -27,8 +27,9 @@ folder (released when the process ends, killed or not), so a second run into it 
 A resume refuses other settings than the checkpoint's (the budget, the data, the recipe), and a
 checkpoint that cannot be read back whole (its checksum) is an error that names it. A loss or
 weights that are not finite stop the run with a message; no checkpoint holds them. SIGTERM and
-Ctrl-C stop the run at the end of the current step with a checkpoint (exit status 128 + the
-signal's number); a second one stops it at once. Bad settings are refused before anything is
+Ctrl-C stop the run at the end of the current step with a checkpoint (under torchrun, at the
+next step that logs, within ``--log-every`` steps, where the processes agree; exit status
+128 + the signal's number); a second one stops it at once. Bad settings are refused before anything is
 trained (a usage error on the command line): non-finite numbers, an absent device, a run folder
 that cannot be written, a batch or an image count the data cannot fill.
 """
@@ -719,9 +720,12 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                     bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                                     img_s=f"{seen * world / (time.perf_counter() - started):.0f}")
             bar.update(1)
-            # at the end of a step: the generators hold no draw of the next one yet
+            # at the end of a step: the generators hold no draw of the next one yet. Under
+            # torchrun the ranks agree on a signal by an all-reduce, a host sync: only at the
+            # steps that settle anyway and at an epoch's end, all ranks at the same steps
+            agree = world == 1 or step % config.log_every == 0 or index == steps_per_epoch
             stop = ((config.stop_after_steps is not None and step >= config.stop_after_steps)
-                    or signals.requested(world, device))
+                    or (agree and signals.requested(world, device)))
             if stop and index < steps_per_epoch:  # mid-epoch: checkpoint and leave
                 elapsed += time.perf_counter() - started
                 settle()
