@@ -340,3 +340,24 @@ def test_neighborhood_attention_flex_matches_dense(dilation):
         except NotImplementedError as error:  # pragma: no cover - depends on the PyTorch build
             pytest.skip(f"flex_attention is not supported here: {error}")
     assert torch.allclose(flex, dense, atol=1e-5, rtol=0)  # float32: flex runs in float32
+
+
+# attention maps: the dense (query, key) weights the figures draw are the layer's own -----------
+
+@pytest.mark.parametrize("name, kwargs, size", [
+    ("window_attention", dict(window_size=4, shift_size=0), (8, 8)),
+    ("window_attention", dict(window_size=4, shift_size=2), (9, 11)),  # shifted and padded
+    ("neighborhood_attention", dict(kernel_size=5), (9, 11)),
+    ("neighborhood_attention", dict(kernel_size=5, border="zeros"), (4, 6)),
+])
+def test_attention_map_is_the_layers_weights(name, kwargs, size):
+    C, heads = 8, 2
+    m = mixers.build(name, C, num_heads=heads, **kwargs).double()
+    x = rand(2, C, *size)
+    w = m.attention_map(x)  # (B, h, N, N)
+    N = size[0] * size[1]
+    assert w.shape == (2, heads, N, N) and (w >= 0).all()
+    assert close(w.sum(-1), torch.ones(2, heads, N, dtype=torch.float64))
+    v = m.qkv(x.permute(0, 2, 3, 1))[..., 2 * C:].reshape(2, N, heads, C // heads).transpose(1, 2)
+    y = (w @ v).transpose(1, 2).reshape(2, *size, C)  # (B, H, W, C)
+    assert close(m(x), m.proj(y).permute(0, 3, 1, 2))

@@ -8,6 +8,8 @@
 Every mixer maps (B, C, H, W) to (B, C, H, W) and holds no norm, residual or drop path: the
 blocks in mixlib.models own those. Local mixers expose ``aggregation_weights(x)`` so that
 ``mixer(x) == local_aggregate(x or v, mixer.aggregation_weights(x), k)`` can be checked.
+The two local attentions also give ``attention_map(x)``, (B, h, N, N): the weight of every query
+pixel on every key pixel of the map, for figures of what a pixel attends to.
 """
 from ._registry import (SMALL_WINDOW, FlopFormula, MixerInfo, SmallMap, available, build, info,
                         mixer_class, no_weight_decay, register_mixer, unregister_mixer)

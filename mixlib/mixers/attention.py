@@ -218,24 +218,54 @@ class WindowAttention(nn.Module):
     def _shift(self, height: int, width: int) -> int:
         return self.shift_size if min(height, width) > self.window_size else 0
 
+    def _partition(self, t: torch.Tensor, shift: int) -> torch.Tensor:
+        """(B, H, W, C) -> (B, nW, T, C): padded at the bottom and right to multiples of M,
+        rolled by (-shift, -shift), cut into M×M windows."""
+        M, (H, W) = self.window_size, t.shape[1:3]
+        t = F.pad(t, (0, 0, 0, (-W) % M, 0, (-H) % M))
+        if shift:
+            t = torch.roll(t, (-shift, -shift), dims=(1, 2))
+        return rearrange(t, "b (nh m1) (nw m2) c -> b (nh nw) (m1 m2) c", m1=M, m2=M)
+
+    def _masked_bias(self, height: int, width: int, device) -> torch.Tensor:
+        """(h, T, T) relative bias, or (nW, h, T, T) with -inf where the window mask forbids."""
+        bias = self.relative_bias()
+        mask = self.window_mask(height, width, device)
+        return bias if mask is None else bias.masked_fill(~mask[:, None], float("-inf"))
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, N, N): the weight w_ij of query pixel i on key pixel j of the H×W map (pixels
+        numbered row by row, N = H·W), zero where j is not in i's window; row i sums to one.
+        The layer is ``proj`` of Σ_j w_ij v_j per head. For figures and checks: it holds N²
+        weights per head, so keep the maps small."""
+        check_map(x, self.dim, self)
+        B, C, H, W = x.shape
+        shift = self._shift(H, W)
+        q, k, _ = _split_qkv(self.qkv(self._partition(x.permute(0, 2, 3, 1), shift)),
+                             "b n t (three h d) -> three b n h t d", h=self.num_heads)
+        attn = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+                + self._masked_bias(H, W, x.device)).softmax(-1)  # (B, nW, h, T, T)
+        # each window position's pixel, 1 + its index in the map; 0 for padding
+        pixel = torch.arange(1, H * W + 1, device=x.device).view(1, H, W, 1)
+        pixel = self._partition(pixel, shift)[0, :, :, 0]  # (nW, T)
+        nW, T = pixel.shape
+        dense = attn.new_zeros(B, self.num_heads, H * W + 1, H * W + 1)
+        dense[:, :, pixel[:, :, None].expand(nW, T, T), pixel[:, None, :].expand(nW, T, T)] = \
+            attn.permute(0, 2, 1, 3, 4)  # (B, h, nW, T, T) into the rows and columns of its pixels
+        return dense[:, :, 1:, 1:]  # real queries give padding no weight: dropping it loses nothing
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)
         B, C, H, W = x.shape
         M, shift = self.window_size, self._shift(H, W)
-        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
-        x = F.pad(x, (0, 0, 0, (-W) % M, 0, (-H) % M))  # pad bottom and right to multiples of M
-        Hp, Wp = x.shape[1:3]
-        if shift:
-            x = torch.roll(x, (-shift, -shift), dims=(1, 2))
-        windows = rearrange(x, "b (nh m1) (nw m2) c -> b (nh nw) (m1 m2) c", m1=M, m2=M)
+        Hp, Wp = H + (-H) % M, W + (-W) % M
+        windows = self._partition(x.permute(0, 2, 3, 1), shift)  # (B, nW, T, C)
         # the fused SDPA kernels take 4-D inputs: batch and windows merge into one axis
         q, k, v = _split_qkv(self.qkv(windows), "b n t (three h d) -> three (b n) h t d",
                             h=self.num_heads)
-        bias = self.relative_bias()  # (h, T, T)
-        mask = self.window_mask(H, W, x.device)
-        if mask is not None:  # (nW, 1, T, T) against (h, T, T) -> (nW, h, T, T), then per image
-            bias = bias.masked_fill(~mask[:, None], float("-inf"))
-            bias = bias.expand(B, *bias.shape).flatten(0, 1)  # (B·nW, h, T, T)
+        bias = self._masked_bias(H, W, x.device)  # (h, T, T) or (nW, h, T, T)
+        if bias.dim() == 4:  # per image: (B·nW, h, T, T)
+            bias = bias.expand(B, *bias.shape).flatten(0, 1)
         y = attend(q, k, v, bias, self.attn_drop if self.training else 0.0)
         # n given, not b: einops cannot infer n from an empty batch (B = 0)
         y = rearrange(y, "(b n) h t d -> b n t (h d)", n=(Hp // M) * (Wp // M))
@@ -340,6 +370,21 @@ class NeighborhoodAttention(nn.Module):
         """(B, h, K, H, W): the attention weights of every pixel over its k×k window."""
         q, k, _ = self._qkv(x)
         return self._weights(q, k)
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, N, N): the weight w_ij of query pixel i on key pixel j of the H×W map (pixels
+        numbered row by row, N = H·W), zero outside i's window: ``aggregation_weights`` spread
+        over the whole map, in the same form as ``WindowAttention.attention_map``. For figures
+        and checks: it holds N² weights per head, so keep the maps small."""
+        check_map(x, self.dim, self)
+        B, C, H, W = x.shape
+        w = self.aggregation_weights(x)  # (B, h, K, H, W)
+        rows, cols = window_positions(H, W, self.kernel_size, self.dilation, self.border, x.device)
+        N, K = H * W, rows.shape[0]
+        keys = (rows * W + cols).masked_fill(~_inside(rows, cols, H, W), N)  # outside: spare column
+        keys = keys.view(K, N).T.expand(B, self.num_heads, N, K)
+        dense = w.new_zeros(B, self.num_heads, N, N + 1)
+        return dense.scatter_add(3, keys, w.flatten(3).transpose(2, 3))[..., :N]
 
     def _weights(self, q, k):
         H, W = q.shape[-2:]
