@@ -194,9 +194,12 @@ def test_gfnet_original_layout_converts_to_the_same_model():
         torch.testing.assert_close(ours(x), _gfnet_forward(original, x), atol=1e-10, rtol=0)
 
 
-def _dwnet_layout(dynamic: bool, num_classes=10):
+def _dwnet_layout(dynamic: bool, num_classes=10, inhomogeneous=False):
     """DemystifyLocalViT's DWNet-T keys and shapes (models/dwnet.py, embed_dim 96, depths
-    2-2-6-2, window 7, mlp_ratio 4; dynamic: reduction 4)."""
+    2-2-6-2, window 7, mlp_ratio 4; dynamic: reduction 4; inhomogeneous: models/idynamic.py's
+    IDynamicDWConv at ce3ada0, conv1 = Sequential(conv C -> C/4 with bias, BN, ReLU), conv2 =
+    Sequential(conv C/4 -> 32·49), 32 groups: INHOMO_HEADS [3, 6, 12, 24] channels per group in
+    configs/i_dynamic_dwnet_tiny_patch4_window7_224.yaml)."""
     shapes = {"patch_embed.proj.weight": (96, 3, 4, 4), "patch_embed.proj.bias": (96,),
               "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,)}
 
@@ -210,7 +213,13 @@ def _dwnet_layout(dynamic: bool, num_classes=10):
             b = f"layers.{i}.blocks.{j}"
             shapes[f"{b}.attn2conv.conv0.weight"] = (c, c, 1, 1)
             bn(f"{b}.attn2conv.bn0", c)
-            if dynamic:
+            if inhomogeneous:
+                shapes.update({f"{b}.attn2conv.conv.conv1.0.weight": (c // 4, c, 1, 1),
+                               f"{b}.attn2conv.conv.conv1.0.bias": (c // 4,)})
+                bn(f"{b}.attn2conv.conv.conv1.1", c // 4)
+                shapes.update({f"{b}.attn2conv.conv.conv2.0.weight": (32 * 49, c // 4, 1, 1),
+                               f"{b}.attn2conv.conv.conv2.0.bias": (32 * 49,)})
+            elif dynamic:
                 shapes[f"{b}.attn2conv.conv.conv1.weight"] = (c // 4, c, 1, 1)
                 bn(f"{b}.attn2conv.conv.bn", c // 4)
                 shapes.update({f"{b}.attn2conv.conv.conv2.weight": (c * 49, c // 4, 1, 1),
@@ -234,7 +243,7 @@ def _dwnet_layout(dynamic: bool, num_classes=10):
     return shapes
 
 
-def _dwnet_forward(sd, x, dynamic: bool):
+def _dwnet_forward(sd, x, dynamic: bool, inhomogeneous=False):
     """DWNet's forward in eval mode, from dwnet.py's layers, on (B, C, H, W) maps."""
     def bn(p, x):
         return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"],
@@ -250,7 +259,13 @@ def _dwnet_forward(sd, x, dynamic: bool):
             b = f"layers.{i}.blocks.{j}.attn2conv"
             B, C, H, W = x.shape
             y = F.relu(bn(f"{b}.bn0", F.conv2d(x, sd[f"{b}.conv0.weight"])))
-            if dynamic:
+            if inhomogeneous:  # idynamic.py's kernel: y[n, c, h, w] = Σ W[n, c // (C/G), kh, kw, h, w]
+                g = F.conv2d(y, sd[f"{b}.conv.conv1.0.weight"], sd[f"{b}.conv.conv1.0.bias"])
+                g = F.conv2d(F.relu(bn(f"{b}.conv.conv1.1", g)), sd[f"{b}.conv.conv2.0.weight"],
+                             sd[f"{b}.conv.conv2.0.bias"]).view(B, 32, 1, 49, H, W)
+                # · x[n, c, h - 3 + kh, w - 3 + kw], zero outside
+                y = (F.unfold(y, 7, padding=3).view(B, 32, C // 32, 49, H, W) * g).sum(3).view(B, C, H, W)
+            elif dynamic:
                 g = F.conv2d(y.mean((2, 3), keepdim=True), sd[f"{b}.conv.conv1.weight"])
                 g = F.conv2d(F.relu(bn(f"{b}.conv.bn", g)), sd[f"{b}.conv.conv2.weight"],
                              sd[f"{b}.conv.conv2.bias"])
@@ -282,3 +297,15 @@ def test_dwnet_original_layout_converts_to_the_same_model(name, dynamic):
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), _dwnet_forward(original, x, dynamic), atol=1e-10, rtol=0)
+
+
+def test_idwnet_original_layout_converts_to_the_same_model():
+    original = _random(_dwnet_layout(True, inhomogeneous=True), seed=4)
+    ours = models.build("idwnet_t", num_classes=10).double().eval()
+    ours.load_state_dict(models.convert_checkpoint("idwnet_t", original))
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _dwnet_forward(original, x, True, inhomogeneous=True),
+                                   atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="use dwnet_t or ddwnet_t"):
+        models.convert_checkpoint("idwnet_t", _random(_dwnet_layout(True), seed=4))
