@@ -309,3 +309,101 @@ def test_idwnet_original_layout_converts_to_the_same_model():
                                    atol=1e-10, rtol=0)
     with pytest.raises(ValueError, match="use dwnet_t or ddwnet_t"):
         models.convert_checkpoint("idwnet_t", _random(_dwnet_layout(True), seed=4))
+
+
+# raoyongming/HorNet hornet.py (read at 5e55273 and ac9e210, the same file): HorNet-T, base_dim 64,
+# depths 2-3-18-2, gnconv orders 2-5 with s = 1/3; HorNet-T-GF's stages 3 and 4 use
+# GlobalLocalFilter(sum(dims), h=14, w=8) and (h=7, w=4).
+HORNET_DIMS, HORNET_DEPTHS = [64, 128, 256, 512], [2, 3, 18, 2]
+
+
+def _gnconv_dims(c, order):
+    return [c // 2 ** i for i in range(order)][::-1]
+
+
+def _hornet_layout(gf: bool, num_classes=10):
+    shapes = {"downsample_layers.0.0.weight": (64, 3, 4, 4), "downsample_layers.0.0.bias": (64,),
+              "downsample_layers.0.1.weight": (64,), "downsample_layers.0.1.bias": (64,)}
+    for i, (c, depth) in enumerate(zip(HORNET_DIMS, HORNET_DEPTHS)):
+        if i:
+            shapes.update({f"downsample_layers.{i}.0.weight": (c // 2,), f"downsample_layers.{i}.0.bias": (c // 2,),
+                           f"downsample_layers.{i}.1.weight": (c, c // 2, 2, 2), f"downsample_layers.{i}.1.bias": (c,)})
+        dims = _gnconv_dims(c, i + 2)
+        for j in range(depth):
+            b = f"stages.{i}.{j}"
+            g = f"{b}.gnconv"
+            shapes.update({f"{b}.norm1.weight": (c,), f"{b}.norm1.bias": (c,), f"{b}.gamma1": (c,),
+                           f"{g}.proj_in.weight": (2 * c, c, 1, 1), f"{g}.proj_in.bias": (2 * c,),
+                           f"{g}.proj_out.weight": (c, c, 1, 1), f"{g}.proj_out.bias": (c,),
+                           f"{b}.norm2.weight": (c,), f"{b}.norm2.bias": (c,), f"{b}.gamma2": (c,),
+                           f"{b}.pwconv1.weight": (4 * c, c), f"{b}.pwconv1.bias": (4 * c,),
+                           f"{b}.pwconv2.weight": (c, 4 * c), f"{b}.pwconv2.bias": (c,)})
+            for k in range(len(dims) - 1):
+                shapes.update({f"{g}.pws.{k}.weight": (dims[k + 1], dims[k], 1, 1),
+                               f"{g}.pws.{k}.bias": (dims[k + 1],)})
+            n = sum(dims)
+            if gf and i >= 2:
+                h = 14 if i == 2 else 7
+                shapes.update({f"{g}.dwconv.dw.weight": (n // 2, 1, 3, 3),
+                               f"{g}.dwconv.complex_weight": (n // 2, h, h // 2 + 1, 2),
+                               f"{g}.dwconv.pre_norm.weight": (n,), f"{g}.dwconv.pre_norm.bias": (n,),
+                               f"{g}.dwconv.post_norm.weight": (n,), f"{g}.dwconv.post_norm.bias": (n,)})
+            else:
+                shapes.update({f"{g}.dwconv.weight": (n, 1, 7, 7), f"{g}.dwconv.bias": (n,)})
+    shapes.update({"norm.weight": (512,), "norm.bias": (512,), "head.weight": (num_classes, 512),
+                   "head.bias": (num_classes,)})
+    return shapes
+
+
+def _hornet_forward(sd, x, gf: bool):
+    """HorNet's forward, from hornet.py's layers (its LayerNorm in both data formats). The
+    original casts the global filter's input to float32; here it stays in float64."""
+    def ln_cf(p, x):  # channels_first
+        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], sd[f"{p}.weight"], sd[f"{p}.bias"],
+                            eps=1e-6).permute(0, 3, 1, 2)
+
+    def conv(p, x, **kw):
+        return F.conv2d(x, sd[f"{p}.weight"], sd.get(f"{p}.bias"), **kw)
+
+    for i, depth in enumerate(HORNET_DEPTHS):
+        d = f"downsample_layers.{i}"
+        x = ln_cf(f"{d}.1", conv(f"{d}.0", x, stride=4)) if i == 0 else conv(f"{d}.1", ln_cf(f"{d}.0", x), stride=2)
+        C = x.shape[1]
+        dims = _gnconv_dims(C, i + 2)
+        for j in range(depth):
+            b, g = f"stages.{i}.{j}", f"stages.{i}.{j}.gnconv"
+            pwa, abc = torch.split(conv(f"{g}.proj_in", ln_cf(f"{b}.norm1", x)), (dims[0], sum(dims)), 1)
+            if gf and i >= 2:  # GlobalLocalFilter
+                abc = ln_cf(f"{g}.dwconv.pre_norm", abc)
+                x1, x2 = torch.chunk(abc, 2, dim=1)
+                x1 = F.conv2d(x1, sd[f"{g}.dwconv.dw.weight"], padding=1, groups=x1.shape[1])
+                a, w = x2.shape[-2:]
+                spectrum = torch.fft.rfft2(x2, dim=(2, 3), norm="ortho")
+                spectrum = spectrum * torch.view_as_complex(sd[f"{g}.dwconv.complex_weight"].contiguous())
+                x2 = torch.fft.irfft2(spectrum, s=(a, w), dim=(2, 3), norm="ortho")
+                abc = torch.cat([x1.unsqueeze(2), x2.unsqueeze(2)], dim=2).reshape(abc.shape)
+                dw_abc = ln_cf(f"{g}.dwconv.post_norm", abc) / 3
+            else:
+                dw_abc = conv(f"{g}.dwconv", abc, padding=3, groups=abc.shape[1]) / 3
+            dw_list = torch.split(dw_abc, dims, dim=1)
+            y = pwa * dw_list[0]
+            for k in range(len(dims) - 1):
+                y = conv(f"{g}.pws.{k}", y) * dw_list[k + 1]
+            x = x + sd[f"{b}.gamma1"].view(-1, 1, 1) * conv(f"{g}.proj_out", y)
+            t = F.layer_norm(x.permute(0, 2, 3, 1), (C,), sd[f"{b}.norm2.weight"], sd[f"{b}.norm2.bias"], eps=1e-6)
+            t = F.linear(F.gelu(F.linear(t, sd[f"{b}.pwconv1.weight"], sd[f"{b}.pwconv1.bias"])),
+                         sd[f"{b}.pwconv2.weight"], sd[f"{b}.pwconv2.bias"])
+            x = x + (sd[f"{b}.gamma2"] * t).permute(0, 3, 1, 2)
+    t = F.layer_norm(x.mean((-2, -1)), (x.shape[1],), sd["norm.weight"], sd["norm.bias"], eps=1e-6)
+    return F.linear(t, sd["head.weight"], sd["head.bias"])
+
+
+# HorNet-GF at 224 px, where its filters (14×8 and 7×4 spectra) fit the maps without interpolation
+@pytest.mark.parametrize("name, gf, size", [("hornet_t_7x7", False, 64), ("hornet_t_gf", True, 224)])
+def test_hornet_original_layout_converts_to_the_same_model(name, gf, size):
+    original = _random(_hornet_layout(gf), seed=5)
+    ours = models.build(name, num_classes=10).double().eval()
+    ours.load_state_dict(models.convert_checkpoint(name, original))
+    x = torch.randn(1, 3, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _hornet_forward(original, x, gf), atol=1e-10, rtol=0)
