@@ -407,3 +407,120 @@ def test_hornet_original_layout_converts_to_the_same_model(name, gf, size):
     x = torch.randn(1, 3, size, size, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), _hornet_forward(original, x, gf), atol=1e-10, rtol=0)
+
+
+# damo-cv/ELSA at 52363286 (cls/models/elsa_swin.py, cls/models/elsa/elsa.py): ELSA-Swin-T,
+# embed 96, depths 2-2-6-2, heads 3-6-12-24, elsa_kernel 7, group_width 4, λ = 0, γ = 1,
+# qk_scale 1, qkv_bias; ELSA blocks in layers 0-2, Swin blocks in layer 3, whose WindowAttention
+# reads (v, q, k) from pre_proj and its bias rb (heads, 169) through a key - query index.
+ELSA_DIMS, ELSA_DEPTHS, ELSA_HEADS = [96, 192, 384, 768], [2, 2, 6, 2], [3, 6, 12, 24]
+
+
+def _elsa_key_minus_query_index(M=7):
+    """elsa_swin.py's relative_id: (Δr + M - 1)(2M - 1) + Δc + M - 1 with Δ = key - query."""
+    coords = torch.stack(torch.meshgrid(torch.arange(M), torch.arange(M), indexing="ij")).flatten(1)
+    rel = coords[:, None, :] - coords[:, :, None]  # [:, query, key] = key - query
+    return ((rel[0] + M - 1) * (2 * M - 1) + rel[1] + M - 1).view(-1)
+
+
+def _elsa_swin_layout(num_classes=10):
+    shapes = {"patch_embed.proj.weight": (96, 3, 4, 4), "patch_embed.proj.bias": (96,),
+              "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,)}
+    for i, (c, depth, heads) in enumerate(zip(ELSA_DIMS, ELSA_DEPTHS, ELSA_HEADS)):
+        qk = c // 3 * 2  # a multiple of group_width 4 in every stage
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}"
+            shapes.update({f"{b}.norm1.weight": (c,), f"{b}.norm1.bias": (c,),
+                           f"{b}.attn.post_proj.weight": (c, c), f"{b}.attn.post_proj.bias": (c,),
+                           f"{b}.norm2.weight": (c,), f"{b}.norm2.bias": (c,),
+                           f"{b}.mlp.fc1.weight": (4 * c, c), f"{b}.mlp.fc1.bias": (4 * c,),
+                           f"{b}.mlp.fc2.weight": (c, 4 * c), f"{b}.mlp.fc2.bias": (c,)})
+            if i < 3:
+                shapes.update({f"{b}.attn.pre_proj.weight": (2 * qk + c, c, 1, 1),
+                               f"{b}.attn.pre_proj.bias": (2 * qk + c,),
+                               f"{b}.attn.attn.0.weight": (qk, 4, 7, 7), f"{b}.attn.attn.0.bias": (qk,),
+                               f"{b}.attn.attn.2.weight": (49 * heads, qk, 1, 1),
+                               f"{b}.attn.attn.2.bias": (49 * heads,),
+                               f"{b}.attn.ghost_head": (1, c, 7, 7)})
+            else:
+                shapes.update({f"{b}.attn.rb": (heads, 169), f"{b}.attn.relative_id": (49 * 49,),
+                               f"{b}.attn.pre_proj.weight": (3 * c, c), f"{b}.attn.pre_proj.bias": (3 * c,)})
+        if i < 3:
+            shapes.update({f"layers.{i}.downsample.norm.weight": (4 * c,),
+                           f"layers.{i}.downsample.norm.bias": (4 * c,),
+                           f"layers.{i}.downsample.reduction.weight": (2 * c, 4 * c)})
+    shapes.update({"norm.weight": (768,), "norm.bias": (768,), "head.weight": (num_classes, 768),
+                   "head.bias": (num_classes,)})
+    state = _random(shapes, seed=6)
+    for key in [k for k in state if k.endswith("relative_id")]:
+        state[key] = _elsa_key_minus_query_index()
+    return state
+
+
+def _elsa_swin_forward(sd, x):
+    """ELSA-Swin's forward at 224 px, from elsa_swin.py's and elsa.py's layers (elsa_op's unfold
+    path), on (B, H, W, C) tokens; layer 3 works on a 7×7 map: one window, no shift."""
+    def ln(p, t):
+        return F.layer_norm(t, t.shape[-1:], sd[f"{p}.weight"], sd[f"{p}.bias"], eps=1e-5)
+
+    def linear(p, t):
+        return F.linear(t, sd[f"{p}.weight"], sd.get(f"{p}.bias"))
+
+    x = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=4)
+    x = ln("patch_embed.norm", x.permute(0, 2, 3, 1))  # (B, H, W, C)
+    for i, (depth, G) in enumerate(zip(ELSA_DEPTHS, ELSA_HEADS)):
+        B, H, W, C = x.shape
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}"
+            y = ln(f"{b}.norm1", x)
+            if i < 3:  # ELSA
+                qkv = F.conv2d(y.permute(0, 3, 1, 2), sd[f"{b}.attn.pre_proj.weight"], sd[f"{b}.attn.pre_proj.bias"])
+                qk = C // 3 * 2
+                q, k, v = torch.split(qkv, (qk, qk, C), dim=1)
+                h = F.conv2d(q * k * 1.0, sd[f"{b}.attn.attn.0.weight"], sd[f"{b}.attn.attn.0.bias"],
+                             padding=3, groups=qk // 4)
+                h = F.conv2d(F.gelu(h), sd[f"{b}.attn.attn.2.weight"], sd[f"{b}.attn.attn.2.bias"])
+                h = h.reshape(B * G, 49, H, W).softmax(1).reshape(B * G, 1, 49, H * W)
+                ghost_add = sd[f"{b}.attn.ghost_head"].expand(B, C, 7, 7).reshape(B * G, C // G, 49, 1)
+                v = F.unfold(v.reshape(B * G, C // G, H, W), 7, padding=3).reshape(B * G, C // G, 49, H * W)
+                y = (v * (h + ghost_add)).sum(2).reshape(B, C, H, W)
+                y = linear(f"{b}.attn.post_proj", y.permute(0, 2, 3, 1))
+            else:  # Swin's WindowAttention with (v, q, k) and the key - query bias
+                N = H * W
+                feat = linear(f"{b}.attn.pre_proj", y.reshape(B, N, C)).reshape(B, N, 3, G, C // G).permute(2, 0, 3, 1, 4)
+                v, q, k = feat[0], feat[1], feat[2]
+                bias = sd[f"{b}.attn.rb"][:, sd[f"{b}.attn.relative_id"]].reshape(1, G, N, N)
+                attn = (q @ k.transpose(-2, -1) * (C // G) ** -0.5 + bias).softmax(-1)
+                y = linear(f"{b}.attn.post_proj", (attn @ v).transpose(1, 2).reshape(B, H, W, C))
+            x = x + y
+            x = x + linear(f"{b}.mlp.fc2", F.gelu(linear(f"{b}.mlp.fc1", ln(f"{b}.norm2", x))))
+        if i < 3:
+            x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+            x = linear(f"layers.{i}.downsample.reduction", ln(f"layers.{i}.downsample.norm", x))
+    return linear("head", ln("norm", x).mean((1, 2)))
+
+
+def test_elsa_swin_original_layout_converts_to_the_same_model():
+    original = _elsa_swin_layout()
+    converted = models.convert_checkpoint("elsa_swin_t", original)
+    ours = models.build("elsa_swin_t", num_classes=10).double().eval()
+    ours.load_state_dict(converted)
+    x = torch.randn(1, 3, 224, 224, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _elsa_swin_forward(original, x), atol=1e-10, rtol=0)
+
+
+def test_elsa_swin_stage_4_is_reordered_not_copied():
+    """Where each of the last stage's tensors lands: q, k, v from rows C:2C, 2C:3C, 0:C of
+    pre_proj; the bias of query i and key j, which the original reads at rb[h, f(j - i)], at
+    row f(i - j) of mixlib's table."""
+    original = _elsa_swin_layout()
+    state = models.convert_checkpoint("elsa_swin_t", original)
+    C, W = 768, original["layers.3.blocks.0.attn.pre_proj.weight"]
+    torch.testing.assert_close(state["stages.3.1.mixer.qkv.weight"],
+                               torch.cat([W[C:2 * C], W[2 * C:], W[:C]]), atol=0, rtol=0)
+    from mixlib.mixers.attention import lookup_bias, swin_relative_index
+    ours = lookup_bias(state["stages.3.1.mixer.relative_position_bias_table"], swin_relative_index(7, 7))
+    rb, index = original["layers.3.blocks.0.attn.rb"], original["layers.3.blocks.0.attn.relative_id"]
+    torch.testing.assert_close(ours, rb[:, index].view(24, 49, 49), atol=0, rtol=0)
+    assert not torch.equal(ours, rb[:, index].view(24, 49, 49).transpose(1, 2))  # the sign matters
