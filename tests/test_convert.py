@@ -194,14 +194,27 @@ def test_gfnet_original_layout_converts_to_the_same_model():
         torch.testing.assert_close(ours(x), _gfnet_forward(original, x), atol=1e-10, rtol=0)
 
 
+def _swin_skeleton_layout(num_classes):
+    """The keys of Swin-T's skeleton, which DWNet and ELSA-Swin keep: patch_embed, the patch
+    merging at the end of layers 0-2 (layers.{i}.downsample), norm and head."""
+    shapes = {"patch_embed.proj.weight": (96, 3, 4, 4), "patch_embed.proj.bias": (96,),
+              "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,),
+              "norm.weight": (768,), "norm.bias": (768,), "head.weight": (num_classes, 768),
+              "head.bias": (num_classes,)}
+    for i, c in enumerate([96, 192, 384]):
+        shapes.update({f"layers.{i}.downsample.norm.weight": (4 * c,),
+                       f"layers.{i}.downsample.norm.bias": (4 * c,),
+                       f"layers.{i}.downsample.reduction.weight": (2 * c, 4 * c)})
+    return shapes
+
+
 def _dwnet_layout(dynamic: bool, num_classes=10, inhomogeneous=False):
     """DemystifyLocalViT's DWNet-T keys and shapes (models/dwnet.py, embed_dim 96, depths
     2-2-6-2, window 7, mlp_ratio 4; dynamic: reduction 4; inhomogeneous: models/idynamic.py's
     IDynamicDWConv at ce3ada0, conv1 = Sequential(conv C -> C/4 with bias, BN, ReLU), conv2 =
     Sequential(conv C/4 -> 32·49), 32 groups: INHOMO_HEADS [3, 6, 12, 24] channels per group in
     configs/i_dynamic_dwnet_tiny_patch4_window7_224.yaml)."""
-    shapes = {"patch_embed.proj.weight": (96, 3, 4, 4), "patch_embed.proj.bias": (96,),
-              "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,)}
+    shapes = _swin_skeleton_layout(num_classes)
 
     def bn(p, c):
         shapes.update({f"{p}.weight": (c,), f"{p}.bias": (c,), f"{p}.running_mean": (c,),
@@ -234,12 +247,6 @@ def _dwnet_layout(dynamic: bool, num_classes=10, inhomogeneous=False):
             bn(f"{b}.bn", c)
             shapes.update({f"{b}.mlp.fc1.weight": (4 * c, c), f"{b}.mlp.fc1.bias": (4 * c,),
                            f"{b}.mlp.fc2.weight": (c, 4 * c), f"{b}.mlp.fc2.bias": (c,)})
-        if i < 3:
-            shapes.update({f"layers.{i}.downsample.norm.weight": (4 * c,),
-                           f"layers.{i}.downsample.norm.bias": (4 * c,),
-                           f"layers.{i}.downsample.reduction.weight": (2 * c, 4 * c)})
-    shapes.update({"norm.weight": (768,), "norm.bias": (768,), "head.weight": (num_classes, 768),
-                   "head.bias": (num_classes,)})
     return shapes
 
 
@@ -424,8 +431,7 @@ def _elsa_key_minus_query_index(M=7):
 
 
 def _elsa_swin_layout(num_classes=10):
-    shapes = {"patch_embed.proj.weight": (96, 3, 4, 4), "patch_embed.proj.bias": (96,),
-              "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,)}
+    shapes = _swin_skeleton_layout(num_classes)
     for i, (c, depth, heads) in enumerate(zip(ELSA_DIMS, ELSA_DEPTHS, ELSA_HEADS)):
         qk = c // 3 * 2  # a multiple of group_width 4 in every stage
         for j in range(depth):
@@ -445,12 +451,6 @@ def _elsa_swin_layout(num_classes=10):
             else:
                 shapes.update({f"{b}.attn.rb": (heads, 169), f"{b}.attn.relative_id": (49 * 49,),
                                f"{b}.attn.pre_proj.weight": (3 * c, c), f"{b}.attn.pre_proj.bias": (3 * c,)})
-        if i < 3:
-            shapes.update({f"layers.{i}.downsample.norm.weight": (4 * c,),
-                           f"layers.{i}.downsample.norm.bias": (4 * c,),
-                           f"layers.{i}.downsample.reduction.weight": (2 * c, 4 * c)})
-    shapes.update({"norm.weight": (768,), "norm.bias": (768,), "head.weight": (num_classes, 768),
-                   "head.bias": (num_classes,)})
     state = _random(shapes, seed=6)
     for key in [k for k in state if k.endswith("relative_id")]:
         state[key] = _elsa_key_minus_query_index()
