@@ -62,8 +62,11 @@ def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # The originals' layouts: a state dict with the original's key names and shapes (random values),
 # converted, against a float64 forward of the original's layers written from its code with
-# torch.nn.functional. Sources: Visual-Attention-Network/VAN-Classification models/van.py,
-# raoyongming/GFNet gfnet.py (read, not copied).
+# torch.nn.functional. Sources (read, not copied): Visual-Attention-Network/VAN-Classification
+# models/van.py, raoyongming/GFNet gfnet.py, Atten4Vis/DemystifyLocalViT models/dwnet.py and
+# models/idynamic.py (ce3ada052e88e459eb2bdf3af3f4831cf85a29f3), raoyongming/HorNet hornet.py
+# (b92f1232c3f16f319f6e893e505261270dac3bbf), damo-cv/ELSA cls/models/elsa_swin.py and
+# cls/models/elsa/elsa.py (52363286c550dfb16a146445881733a0bb01527b).
 
 F = torch.nn.functional
 
@@ -318,8 +321,8 @@ def test_idwnet_original_layout_converts_to_the_same_model():
         models.convert_checkpoint("idwnet_t", _random(_dwnet_layout(True), seed=4))
 
 
-# raoyongming/HorNet hornet.py (read at 5e55273 and ac9e210, the same file): HorNet-T, base_dim 64,
-# depths 2-3-18-2, gnconv orders 2-5 with s = 1/3; HorNet-T-GF's stages 3 and 4 use
+# raoyongming/HorNet hornet.py (b92f123, its last change; 5e55273 has the same layers): HorNet-T,
+# base_dim 64, depths 2-3-18-2, gnconv orders 2-5 with s = 1/3; HorNet-T-GF's stages 3 and 4 use
 # GlobalLocalFilter(sum(dims), h=14, w=8) and (h=7, w=4).
 HORNET_DIMS, HORNET_DEPTHS = [64, 128, 256, 512], [2, 3, 18, 2]
 
@@ -333,8 +336,9 @@ def _hornet_layout(gf: bool, num_classes=10):
               "downsample_layers.0.1.weight": (64,), "downsample_layers.0.1.bias": (64,)}
     for i, (c, depth) in enumerate(zip(HORNET_DIMS, HORNET_DEPTHS)):
         if i:
-            shapes.update({f"downsample_layers.{i}.0.weight": (c // 2,), f"downsample_layers.{i}.0.bias": (c // 2,),
-                           f"downsample_layers.{i}.1.weight": (c, c // 2, 2, 2), f"downsample_layers.{i}.1.bias": (c,)})
+            d = f"downsample_layers.{i}"
+            shapes.update({f"{d}.0.weight": (c // 2,), f"{d}.0.bias": (c // 2,),
+                           f"{d}.1.weight": (c, c // 2, 2, 2), f"{d}.1.bias": (c,)})
         dims = _gnconv_dims(c, i + 2)
         for j in range(depth):
             b = f"stages.{i}.{j}"
@@ -374,7 +378,10 @@ def _hornet_forward(sd, x, gf: bool):
 
     for i, depth in enumerate(HORNET_DEPTHS):
         d = f"downsample_layers.{i}"
-        x = ln_cf(f"{d}.1", conv(f"{d}.0", x, stride=4)) if i == 0 else conv(f"{d}.1", ln_cf(f"{d}.0", x), stride=2)
+        if i == 0:
+            x = ln_cf(f"{d}.1", conv(f"{d}.0", x, stride=4))
+        else:
+            x = conv(f"{d}.1", ln_cf(f"{d}.0", x), stride=2)
         C = x.shape[1]
         dims = _gnconv_dims(C, i + 2)
         for j in range(depth):
@@ -397,7 +404,8 @@ def _hornet_forward(sd, x, gf: bool):
             for k in range(len(dims) - 1):
                 y = conv(f"{g}.pws.{k}", y) * dw_list[k + 1]
             x = x + sd[f"{b}.gamma1"].view(-1, 1, 1) * conv(f"{g}.proj_out", y)
-            t = F.layer_norm(x.permute(0, 2, 3, 1), (C,), sd[f"{b}.norm2.weight"], sd[f"{b}.norm2.bias"], eps=1e-6)
+            t = F.layer_norm(x.permute(0, 2, 3, 1), (C,), sd[f"{b}.norm2.weight"], sd[f"{b}.norm2.bias"],
+                             eps=1e-6)
             t = F.linear(F.gelu(F.linear(t, sd[f"{b}.pwconv1.weight"], sd[f"{b}.pwconv1.bias"])),
                          sd[f"{b}.pwconv2.weight"], sd[f"{b}.pwconv2.bias"])
             x = x + (sd[f"{b}.gamma2"] * t).permute(0, 3, 1, 2)
@@ -474,7 +482,8 @@ def _elsa_swin_forward(sd, x):
             b = f"layers.{i}.blocks.{j}"
             y = ln(f"{b}.norm1", x)
             if i < 3:  # ELSA
-                qkv = F.conv2d(y.permute(0, 3, 1, 2), sd[f"{b}.attn.pre_proj.weight"], sd[f"{b}.attn.pre_proj.bias"])
+                qkv = F.conv2d(y.permute(0, 3, 1, 2), sd[f"{b}.attn.pre_proj.weight"],
+                               sd[f"{b}.attn.pre_proj.bias"])
                 qk = C // 3 * 2
                 q, k, v = torch.split(qkv, (qk, qk, C), dim=1)
                 h = F.conv2d(q * k * 1.0, sd[f"{b}.attn.attn.0.weight"], sd[f"{b}.attn.attn.0.bias"],
@@ -487,7 +496,8 @@ def _elsa_swin_forward(sd, x):
                 y = linear(f"{b}.attn.post_proj", y.permute(0, 2, 3, 1))
             else:  # Swin's WindowAttention with (v, q, k) and the key - query bias
                 N = H * W
-                feat = linear(f"{b}.attn.pre_proj", y.reshape(B, N, C)).reshape(B, N, 3, G, C // G).permute(2, 0, 3, 1, 4)
+                feat = linear(f"{b}.attn.pre_proj", y.reshape(B, N, C))
+                feat = feat.reshape(B, N, 3, G, C // G).permute(2, 0, 3, 1, 4)
                 v, q, k = feat[0], feat[1], feat[2]
                 bias = sd[f"{b}.attn.rb"][:, sd[f"{b}.attn.relative_id"]].reshape(1, G, N, N)
                 attn = (q @ k.transpose(-2, -1) * (C // G) ** -0.5 + bias).softmax(-1)

@@ -342,7 +342,8 @@ def elsa_swin_from_original(state_dict: dict) -> dict:
         v, q, k = state[key].chunk(3, dim=0)
         state[key] = torch.cat([q, k, v], dim=0)
     for key in [k for k in state if k.endswith("mixer.relative_position_bias_table")]:
-        state[key] = state[key].flip(-1).t().contiguous()  # (heads, f(key - query)) -> (f(query - key), heads)
+        # (heads, f(key - query)) -> (f(query - key), heads)
+        state[key] = state[key].flip(-1).t().contiguous()
     return state
 
 
