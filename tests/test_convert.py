@@ -534,3 +534,12 @@ def test_elsa_swin_stage_4_is_reordered_not_copied():
     rb, index = original["layers.3.blocks.0.attn.rb"], original["layers.3.blocks.0.attn.relative_id"]
     torch.testing.assert_close(ours, rb[:, index].view(24, 49, 49), atol=0, rtol=0)
     assert not torch.equal(ours, rb[:, index].view(24, 49, 49).transpose(1, 2))  # the sign matters
+
+
+def test_elsa_swin_with_a_ghost_multiplier_is_refused_by_name():
+    """ELSA with λ ≠ 0 stores (ghost_mul, ghost_add) stacked, (2, 1, C, k, k): elsa_swin_t has
+    no multiplier to put it in, so the converter names the key instead of dropping half of it."""
+    original = _elsa_swin_layout()
+    original["layers.0.blocks.0.attn.ghost_head"] = torch.zeros(2, 1, 96, 7, 7, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"stages\.0\.0\.mixer\.ghost_add: .* got \(2, 1, 96, 7, 7\)"):
+        models.convert_checkpoint("elsa_swin_t", original)
