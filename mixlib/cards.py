@@ -25,11 +25,14 @@ __all__ = ["PAPER_MODELS", "model_card", "render", "main"]
 PAGE = Path(__file__).resolve().parents[1] / "book" / "models.md"
 
 _PARITY = "whole-model outputs equal timm's {} on converted weights in float64 (tests/test_convert.py)"
-_COUNT = ("the published parameter count within 0.5% (tests/test_models.py); its mixer's "
-          "equivalences (tests/test_equivalences.py); no whole-model comparison or converter yet")
-_ORIGINAL = ("outputs equal, in float64, a forward of {}'s layers on a state dict with the "
-             "original's key names and shapes, converted (tests/test_convert.py); the published "
-             "parameter count within 0.5%")
+
+
+def _original(source: str, where: str = "") -> str:
+    return (f"outputs equal, in float64{where}, a forward of {source}'s layers on a state dict "
+            "with the original's key names and shapes, converted (tests/test_convert.py); the "
+            "published parameter count within 0.5%")
+
+
 _DWNET = "DemystifyLocalViT's dwnet.py"
 # preset: (paper key, verified against, known differences)
 PAPER_MODELS = {
@@ -44,16 +47,27 @@ PAPER_MODELS = {
     "coatnet_0": ("dai2021coatnet", _PARITY.format("coatnet_0_224"),
                   "inputs larger than image_size read a bicubically enlarged bias table (timm's "
                   "rule for loading at a new size); timm has no released weights of this layout"),
-    "dwnet_t": ("han2022connection", _ORIGINAL.format(_DWNET), "none known"),
-    "ddwnet_t": ("han2022connection", _ORIGINAL.format(_DWNET), "none known"),
-    "idwnet_t": ("han2022connection", _COUNT, "none known"),
-    "elsa_swin_t": ("zhou2021elsa", _COUNT, "stage 4 keeps plain Swin blocks, as the paper's model"),
-    "van_b0": ("guo2023van", _ORIGINAL.format("VAN-Classification's van.py"),
+    "dwnet_t": ("han2022connection", _original(_DWNET), "none known"),
+    "ddwnet_t": ("han2022connection", _original(_DWNET), "none known"),
+    "idwnet_t": ("han2022connection",
+                 _original("DemystifyLocalViT's dwnet.py and idynamic.py"),
+                 "none known"),
+    "elsa_swin_t": ("zhou2021elsa",
+                    _original("ELSA's elsa_swin.py and elsa.py", " at 224 px"),
+                    "stage 4 keeps plain Swin blocks, as the paper's model; their released "
+                    "layout, (v, q, k) in one projection and a key - query bias table, is "
+                    "reordered by the converter; beyond 224 px (a size ELSA's own model does "
+                    "not take) their shifted windows use -inf masks where ELSA adds -100"),
+    "van_b0": ("guo2023van", _original("VAN-Classification's van.py"),
                "VAN initialises convolutions from N(0, 2/fan_out); mixlib's default is the "
                "truncated normal (std 0.02) of the other papers (init='torch' for PyTorch's)"),
-    "hornet_t_7x7": ("rao2022hornet", _COUNT, "none known"),
-    "hornet_t_gf": ("rao2022hornet", _COUNT, "none known"),
-    "gfnet_ti": ("rao2021gfnet", _ORIGINAL.format("GFNet's gfnet.py"),
+    "hornet_t_7x7": ("rao2022hornet", _original("HorNet's hornet.py"), "none known"),
+    "hornet_t_gf": ("rao2022hornet",
+                    _original("HorNet's hornet.py",
+                              " at 224 px, where the global filters fit the maps unresized"),
+                    "the global filter runs in float64 for float64 inputs, where HorNet casts "
+                    "it to float32; otherwise none known"),
+    "gfnet_ti": ("rao2021gfnet", _original("GFNet's gfnet.py"),
                  "other input sizes resize the position embedding and the filters bilinearly"),
 }
 _SMALL_VERIFIED = ("builds bit for bit as recorded for the comparison "

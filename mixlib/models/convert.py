@@ -19,8 +19,13 @@ tested against (tests/test_convert.py):
   key names and shapes.
 - gfnet_ti: raoyongming/GFNet (gfnet.py); the same, for GFNet's token layout.
 - dwnet_t, ddwnet_t: Atten4Vis/DemystifyLocalViT (models/dwnet.py); the same, DW and D-DW.
-
-Not yet converted: HorNet, I-DWNet (models/idynamic.py) and ELSA-Swin's original layouts.
+- idwnet_t: the same repository's I-D-DW blocks (models/idynamic.py, IDynamicDWConv); the same,
+  with the per-pixel aggregation written as the CuPy kernel indexes it.
+- hornet_t_7x7, hornet_t_gf: raoyongming/HorNet (hornet.py: gnconv, GlobalLocalFilter); the
+  same, GF at 224 px, where its filters need no interpolation.
+- elsa_swin_t: damo-cv/ELSA (cls/models/elsa_swin.py, cls/models/elsa/elsa.py); the same, at
+  224 px, for its ELSA stages 1-3 and its Swin stage 4, whose (v, q, k) projection and
+  key - query bias table are reordered, not copied.
 
 Keys of the source that hold no weights of mixlib's model (timm's relative position indices and
 attention masks, buffers it recomputes) are dropped; any other key left over, or a key of the
@@ -227,13 +232,34 @@ def dwnet_from_original(state_dict: dict) -> dict:
     layers.{i}.downsample (Swin's patch merging, at the end of layer i), norm, head; the dynamic
     conv's generator is attn2conv.conv.{conv1, bn, conv2} and its bias attn2conv.conv.bias,
     whose (C·k²) outputs are laid out channel-major, as mixlib's)."""
-    names = {"attn2conv.conv0.": "conv0.", "attn2conv.bn0.": "bn0.",
-             "attn2conv.conv.conv1.": "mixer.generator.1.", "attn2conv.conv.bn.": "mixer.generator.2.",
-             "attn2conv.conv.conv2.": "mixer.generator.4.", "attn2conv.conv.bias": "mixer.bias",
+    mixer = {"attn2conv.conv.conv1.": "mixer.generator.1.", "attn2conv.conv.bn.": "mixer.generator.2.",
+             "attn2conv.conv.conv2.": "mixer.generator.4.", "attn2conv.conv.bias": "mixer.bias"}
+    if not any(".attn2conv.conv.conv1." in key for key in state_dict):
+        del mixer["attn2conv.conv.bias"]  # a static conv: conv.bias is the convolution's
+    return _dwnet_layout(state_dict, mixer)
+
+
+def idwnet_from_original(state_dict: dict) -> dict:
+    """DemystifyLocalViT's inhomogeneous dynamic DWNet (models/idynamic.py, IDynamicDWConv, in
+    dwnet.py's blocks): attn2conv.conv.conv1 = Sequential(1×1 conv C → C/4 with bias, BN, ReLU),
+    attn2conv.conv.conv2 = Sequential(1×1 conv C/4 → G·k²); the kernel views its output as
+    (B, G, k, k, H, W), group-major as mixlib's (B, G, k², H, W), so the generator is renamed,
+    not permuted. G = 32 groups in every stage (the config's INHOMO_HEADS 3/6/12/24 are the
+    channels per group); there is no bias on the aggregation."""
+    if any(".attn2conv.conv.weight" in key or ".attn2conv.conv.conv1.weight" in key for key in state_dict):
+        raise ValueError("idwnet_t converts the I-D-DW layout (attn2conv.conv.conv1.0, .conv2.0); this "
+                         "checkpoint has a static or homogeneous dynamic conv: use dwnet_t or ddwnet_t")
+    return _dwnet_layout(state_dict, {"attn2conv.conv.conv1.0.": "mixer.generator.0.",
+                                      "attn2conv.conv.conv1.1.": "mixer.generator.1.",
+                                      "attn2conv.conv.conv2.0.": "mixer.generator.3."})
+
+
+def _dwnet_layout(state_dict: dict, mixer: dict[str, str]) -> dict:
+    """DemystifyLocalViT's Swin-T-shaped skeleton and DWBlock, with `mixer` renaming the keys of
+    the spatial conv (attn2conv.conv.*), which differ by variant."""
+    names = {**mixer, "attn2conv.conv0.": "conv0.", "attn2conv.bn0.": "bn0.",
              "attn2conv.conv.": "mixer.conv.", "attn2conv.bn.": "bn1.", "attn2conv.conv2.": "conv2.",
              "attn2conv.bn2.": "bn2.", "bn.": "norm."}
-    if not any(".attn2conv.conv.conv1." in key for key in state_dict):
-        del names["attn2conv.conv.bias"]  # a static conv: conv.bias is the convolution's
     rules: Rules = [
         (r"patch_embed\.proj\.(.*)", r"stem.0.\1"),
         (r"patch_embed\.norm\.(.*)", r"stem.1.\1"),
@@ -246,6 +272,84 @@ def dwnet_from_original(state_dict: dict) -> dict:
     return _as_1x1(_rename(state_dict, rules), r"\.mlp\.fc[12]\.weight$")
 
 
+def hornet_from_original(state_dict: dict) -> dict:
+    """raoyongming/HorNet's HorNet (hornet.py: downsample_layers.0 = stem conv + LN,
+    downsample_layers.{1,2,3} = LN + 2×2 conv, stages.{i}.{j}.{norm1, gnconv, norm2, pwconv1,
+    pwconv2, gamma1, gamma2}, norm, head). gnconv holds proj_in, dwconv (a 7×7 depthwise conv,
+    or for HorNet-GF a GlobalLocalFilter: pre_norm, dw, complex_weight (C/2, h, w, 2), post_norm,
+    the same names and shapes as mixlib's), pws.{k} and proj_out; its scale 1/3 is a constant,
+    not a weight. pwconv1/2 are Linear layers, mixlib's 1×1 convolutions."""
+    names = {"gnconv.dwconv.weight": "mixer.spatial.conv.weight",
+             "gnconv.dwconv.bias": "mixer.spatial.conv.bias",
+             "gnconv.dwconv.": "mixer.spatial.", "gnconv.": "mixer.",
+             "gamma1": "scale1.gamma", "gamma2": "scale2.gamma",
+             "pwconv1.": "mlp.fc1.", "pwconv2.": "mlp.fc2."}
+    rules: Rules = [
+        (r"downsample_layers\.0\.(.*)", r"stem.\1"),
+        (r"downsample_layers\.(\d+)\.(.*)", r"stages.\1.0.\2"),
+        _blocks(r"stages\.(\d+)\.(\d+)\.(.*)", names),
+        (r"norm\.(.*)", r"head.post_norm.\1"),
+        (r"head\.(.*)", r"head.fc.\1"),
+    ]
+    return _as_1x1(_rename(state_dict, rules), r"\.mlp\.fc[12]\.weight$")
+
+
+def elsa_swin_from_original(state_dict: dict) -> dict:
+    """damo-cv/ELSA's ELSA-Swin (cls/models/elsa_swin.py, cls/models/elsa/elsa.py): Swin's
+    skeleton (patch_embed, layers.{i}.blocks.{j}, layers.{i}.downsample at the end of layer i,
+    norm, head) with ELSA blocks in layers 0-2 (norm1, attn.pre_proj (a 1×1 conv to q, k, v),
+    attn.attn.{0, 2} (the generator), attn.ghost_head, attn.post_proj, norm2, mlp) and Swin
+    blocks in layer 3, whose attention is not Swin's layout:
+
+    - attn.pre_proj (3C, C) splits its rows (v, q, k; head; d), where mixlib's qkv is
+      (q, k, v; head; d): the three blocks of rows are reordered.
+    - attn.rb (heads, (2M-1)²) is indexed by key - query (relative_id), mixlib's table
+      ((2M-1)², heads) by query - key: offset Δ is row f(Δ) of one and column f(-Δ)
+      = (2M-1)² - 1 - f(Δ) of the other, so the table is rb reversed along its offsets and
+      transposed.
+    - the ghost head with ELSA-Swin's λ = 0, γ = 1 is ghost_add alone, (1, C, k, k) there and
+      (C, k²) here (row-major offsets in both).
+    """
+    def block(m: re.Match) -> str:
+        stage, index, rest = int(m[1]), int(m[2]), m[3]
+        swin = {"attn.pre_proj.": "mixer.qkv.", "attn.post_proj.": "mixer.proj.",
+                "attn.rb": "mixer.relative_position_bias_table"}
+        elsa = {"attn.attn.0.": "mixer.generator.0.", "attn.attn.2.": "mixer.generator.2.",
+                "attn.ghost_head": "mixer.ghost_add", "attn.": "mixer."}
+        for theirs, ours in (swin if stage == _ELSA_SWIN_STAGE else elsa).items():
+            if rest.startswith(theirs):
+                rest = ours + rest[len(theirs):]
+                break
+        return _in_stage(stage, index, rest)
+
+    rules: Rules = [
+        (r"patch_embed\.proj\.(.*)", r"stem.0.\1"),
+        (r"patch_embed\.norm\.(.*)", r"stem.1.\1"),
+        (r"layers\.(\d+)\.downsample\.(.*)", lambda m: f"stages.{int(m[1]) + 1}.0.{m[2]}"),
+        (r"layers\.(\d+)\.blocks\.(\d+)\.(.*)", block),
+        (r"norm\.(.*)", r"head.pre_norm.\1"),
+        (r"head\.(.*)", r"head.fc.\1"),
+    ]
+    state = _as_1x1(_rename(state_dict, rules, drop=(r"relative_id$", r"attn_mask$")),
+                    r"\.mlp\.fc[12]\.weight$")
+    for key in [k for k in state if k.endswith("mixer.ghost_add")]:
+        ghost = state[key]
+        if ghost.dim() != 4 or ghost.shape[0] != 1:  # λ ≠ 0 stacks (ghost_mul, ghost_add)
+            raise ValueError(f"{key}: ELSA-Swin-T's ghost head (λ=0, γ=1) is (1, C, k, k), got "
+                             f"{tuple(ghost.shape)}; mixlib's elsa_swin_t has no ghost multiplier")
+        state[key] = ghost.reshape(ghost.shape[1], -1)
+    for key in [k for k in state if k.endswith(("mixer.qkv.weight", "mixer.qkv.bias"))]:
+        v, q, k = state[key].chunk(3, dim=0)
+        state[key] = torch.cat([q, k, v], dim=0)
+    for key in [k for k in state if k.endswith("mixer.relative_position_bias_table")]:
+        # (heads, f(key - query)) -> (f(query - key), heads)
+        state[key] = state[key].flip(-1).t().contiguous()
+    return state
+
+
+_ELSA_SWIN_STAGE = 3  # ELSA-Swin keeps Swin's window attention in its last stage
+
+
 _CONVERTERS: dict[str, Callable[[dict], dict]] = {
     "convnext_t": convnext_from_timm,
     "swin_t": swin_from_timm,
@@ -255,6 +359,10 @@ _CONVERTERS: dict[str, Callable[[dict], dict]] = {
     "gfnet_ti": gfnet_from_original,
     "dwnet_t": dwnet_from_original,
     "ddwnet_t": dwnet_from_original,
+    "idwnet_t": idwnet_from_original,
+    "hornet_t_7x7": hornet_from_original,
+    "hornet_t_gf": hornet_from_original,
+    "elsa_swin_t": elsa_swin_from_original,
 }
 
 

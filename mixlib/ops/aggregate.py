@@ -34,7 +34,10 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
                  memory stays O(input + weights); sums in float32 for half-precision inputs.
     "conv"       static weights (H = W = 1) through ``F.conv2d(groups=...)``, i.e. the
                  library's depthwise-convolution kernels; per-sample static weights fold the
-                 batch into the groups.
+                 batch into the groups. Under CPU autocast it computes in float32 (or wider):
+                 oneDNN's bf16 depthwise kernels are the slow ones there, while the dense
+                 convolutions around them gain. The rule is this backend's, not the caller's:
+                 only the dispatch here knows that a mixer's weights reach these kernels.
     "triton"     fused GPU kernels (``triton_kernels``) that never copy the neighbourhoods and
                  use no atomics (deterministic); CUDA tensors, or the CPU under
                  ``TRITON_INTERPRET=1``.
