@@ -291,20 +291,25 @@ def test_broadcast_weight_gradient_from_pixel_block_partials(small_tiles, monkey
 
     class Spy:  # records the output each launch writes: (B, G, K, blocks), not per pixel
         def __getitem__(self, grid):
-            return lambda *args, **kw: calls.append(tuple(args[4].shape)) or launch[grid](*args, **kw)
+            def run(*args, **kwargs):
+                calls.append(tuple(args[4].shape))
+                return launch[grid](*args, **kwargs)
+            return run
 
+    monkeypatch.setattr(triton_kernels, "_similarity", Spy())
     for batch in (1, 2):
         shape = [batch, groups, k * k, 1, 1]
         expected = local_similarity(g, v, k, groups=groups, backend="reference").nan_to_num(
             neginf=0.0).sum_to_size(shape)
-        monkeypatch.setattr(triton_kernels, "_similarity", Spy())
         runs = [triton_kernels.similarity(g, v, k, 1, "zeros", False, shape) for _ in range(2)]
-        monkeypatch.setattr(triton_kernels, "_similarity", launch)
         assert calls[-1] == (2, groups, k * k, 6)
         assert torch.allclose(runs[0], expected, atol=1e-12, rtol=0)
         assert torch.equal(runs[0], runs[1])
+        # the same path as the weight gradient of local_aggregate
         w = rand(*shape, seed=1)
         _, (gv_ref, gw_ref) = grads(lambda v, w: local_aggregate(v, w, k, 1, "reference"), (v, w), g)
+        calls.clear()
         _, (gv, gw) = grads(lambda v, w: local_aggregate(v, w, k, 1, "triton"), (v, w), g)
+        assert calls == [(2, groups, k * k, 6)]
         assert torch.allclose(gw, gw_ref, atol=1e-12, rtol=0)
         assert torch.allclose(gv, gv_ref, atol=1e-12, rtol=0)

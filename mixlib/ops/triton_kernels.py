@@ -68,11 +68,11 @@ def launch_tile(pixels: int, group_channels: int, *, elements: int | None = None
 
     Pixels come first, up to the map's own size (rounded up to a power of two) and no more
     than ``elements // WIDE_CHANNELS`` on a wide group; the channels then fill the tile, up to
-    the group's width. A 16² map with 16-channel groups gets 16 × 64, a 2² map 16 × 4 (four
-    times 128 pixels of which 124 would be masked off before), a depthwise layer (one channel
-    per group) 1 × 1024. One warp per 128 elements, at most 8: every thread holds at most 4
-    elements of the tile (with 8 the depthwise tile took 122 registers at k = 13, with 4 about
-    60, which leaves room for twice the warps per multiprocessor).
+    the group's width. A 16² map with 16-channel groups gets 16 × 64, a 2² map 16 × 4 (before,
+    each channel had a program of 128 pixels, 124 of them masked off there), a depthwise layer
+    (one channel per group) 1 × 1024. One warp per 128 elements, at most 8: every thread
+    holds at most 4 elements of the tile (with 8 the depthwise tile took 122 registers at
+    k = 13, with 4 about 60, which leaves room for twice the warps per multiprocessor).
     """
     elements = TILE_ELEMENTS if elements is None else elements
     group = triton.next_power_of_2(max(group_channels, 1))
