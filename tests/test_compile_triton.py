@@ -30,13 +30,18 @@ def test_every_kernel_compiles_for_three_gpu_generations(tmp_path):
     for r in results:
         assert not r["atomics"], r  # deterministic: no sum depends on the order of a race
         assert r["local_bytes"] == 0, r  # no spills to local memory
-        assert r["registers"] <= 255, r
+        # 4 tile elements per thread and loops that are not unrolled keep k = 13 well below
+        # the 255 a thread can have: at most 128 leaves room for 2 programs of 8 warps per SM
+        assert r["registers"] <= 128, r
 
 
 def test_the_specialisations_cover_every_variant():
-    """Every dtype, kernel size and constexpr variant a launch can ask for is in the full set."""
+    """Every dtype, kernel size and constexpr variant a launch can ask for is in the full set,
+    on the depthwise tile, and every named tile at k = 13."""
     from mixlib.ops.compile_check import specialisations
     full = specialisations(full=True)
-    assert len(full) == 3 * 4 * (7 * 1 + (1 + 6 * 2) + 7 * 2)  # archs × dtypes × variants
+    per_tile = 1 + 2 + 3  # aggregate, adjoint (zeros, clamp), similarity (3 variants)
+    depthwise = 3 * 4 * (7 * per_tile - 1)  # archs × dtypes × (k = 1..13; k = 1: one adjoint)
+    assert len(full) == depthwise + 3 * 4 * 3 * per_tile  # and three more tiles at k = 13
     assert {(s[0], s[2], json.dumps(s[3])) for s in specialisations(full=False)} <= \
         {(s[0], s[2], json.dumps(s[3])) for s in full}

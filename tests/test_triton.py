@@ -6,8 +6,9 @@ tests run natively. Tolerances: float64 to 1e-12 (float64 accumulation); float32
 and bfloat16 against a float64 reference of the same rounded inputs, to 1e-2 relative to the
 output's scale (the kernels accumulate in float32 and round once when they store).
 
-The kernels handle 128 pixels per program: the multi-block tests use odd maps of 3 to 6
-blocks, so that the last block is partly outside the map.
+A program handles a tile of a group's channels × a block of pixels (``launch_tile``), up to
+1024 elements, so the small maps here would fit one block: the multi-block tests shrink the
+tile (``small_tiles``) to get odd maps of 3 to 6 blocks, the last partly outside the map.
 """
 
 import pytest
@@ -159,43 +160,54 @@ def test_ops_compile_as_one_graph():
     test_ops_compile_as_one_graph("triton", "clamp", device=DEVICE)
 
 
-# 323 pixels: 3 blocks of 128, the last partly outside the map. One image of 4 channels in
-# 2 groups keeps the interpreter (one Python step per program and offset) to seconds.
+# 323 pixels: with tiles of 128 elements, 2 channels (a group) × 64 pixels, 6 blocks, the last
+# partly outside the map. One image of 4 channels in 2 groups keeps the interpreter (one
+# Python step per program and offset) to seconds.
 HEIGHT, WIDTH = 17, 19
+
+
+def _against_reference(v, q, weight_shapes, k, groups, border="zeros", dilation=1):
+    """Values and both gradients of aggregate (each weight shape) and of similarity, triton
+    against reference, float64 to 1e-12."""
+    upstream = rand(*v.shape, seed=2)
+    for shape in weight_shapes:
+        w = rand(*shape, seed=1)
+        (y_ref, g_ref), (y, g) = [grads(lambda v, w: local_aggregate(
+            v, w, k, dilation, backend, border=border), (v, w), upstream)
+            for backend in ("reference", "triton")]
+        for a, b in zip((y, *g), (y_ref, *g_ref)):
+            assert torch.allclose(a, b, atol=1e-12, rtol=0), shape
+    B, _, H, W = v.shape
+    (s_ref, g_ref), (s, g) = [grads(lambda q, key: local_similarity(
+        q, key, k, dilation, groups=groups, backend=backend, border=border).nan_to_num(
+        neginf=0.0), (q, v), rand(B, groups, k * k, H, W, seed=4))
+        for backend in ("reference", "triton")]
+    for a, b in zip((s, *g), (s_ref, *g_ref)):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 128 elements instead of 1024: small maps then span several pixel blocks."""
+    from mixlib.ops import triton_kernels
+    monkeypatch.setattr(triton_kernels, "TILE_ELEMENTS", 128)
+    assert triton_kernels.launch_tile(HEIGHT * WIDTH, 2).pixels == 64
 
 
 @pytest.mark.parametrize("border,dilation,k", [("zeros", 1, 3), ("zeros", 2, 5), ("clamp", 1, 5),
                                                ("clamp", 3, 3)])
-def test_multi_block_maps_float64(border, dilation, k):
+def test_multi_block_maps_float64(border, dilation, k, small_tiles):
     """Values and both gradients of both ops, per-pixel and static weights, equal reference."""
-    groups, height, width = 2, HEIGHT, WIDTH
-    v, q = rand(1, 4, height, width), rand(1, 4, height, width, seed=3)
-    upstream = rand(1, 4, height, width, seed=2)
-    for shape in [(1, groups, k * k, height, width), (1, groups, k * k, 1, 1)]:
-        w = rand(*shape, seed=1)
-        results = {}
-        for backend in ("reference", "triton"):
-            results[backend] = grads(lambda v, w: local_aggregate(
-                v, w, k, dilation, backend, border=border), (v, w), upstream)
-        (y_ref, g_ref), (y, g) = results["reference"], results["triton"]
-        assert torch.allclose(y, y_ref, atol=1e-12, rtol=0), shape
-        for a, b in zip(g, g_ref):
-            assert torch.allclose(a, b, atol=1e-12, rtol=0), shape
-    results = {}
-    for backend in ("reference", "triton"):
-        results[backend] = grads(lambda q, key: local_similarity(
-            q, key, k, dilation, groups=groups, backend=backend, border=border).nan_to_num(
-            neginf=0.0), (q, v), rand(1, groups, k * k, height, width, seed=4))
-    (s_ref, g_ref), (s, g) = results["reference"], results["triton"]
-    assert torch.allclose(s, s_ref, atol=1e-12, rtol=0)
-    for a, b in zip(g, g_ref):
-        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    groups = 2
+    _against_reference(rand(1, 4, HEIGHT, WIDTH), rand(1, 4, HEIGHT, WIDTH, seed=3),
+                       [(1, groups, k * k, HEIGHT, WIDTH), (1, groups, k * k, 1, 1)], k, groups,
+                       border, dilation)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize("border,dilation", [("zeros", 2), ("clamp", 1)])
-def test_multi_block_maps_low_precision(dtype, tol, border, dilation):
-    """Each dtype on 3 blocks, forward and backward, against float64 of the same inputs."""
+def test_multi_block_maps_low_precision(dtype, tol, border, dilation, small_tiles):
+    """Each dtype on 6 blocks, forward and backward, against float64 of the same inputs."""
     k, groups, height, width = 3, 2, HEIGHT, WIDTH
     v = rand(1, 4, height, width).to(dtype)
     w = rand(1, groups, k * k, height, width, seed=1).to(dtype)
@@ -222,3 +234,82 @@ def test_deterministic_mode_gives_identical_bits():
     finally:
         torch.use_deterministic_algorithms(before)
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 22, item 4: tiles of a group's channels × a block of pixels
+
+
+def test_launch_tile_fills_small_maps():
+    """Pure Python: powers of two, at most TILE_ELEMENTS and 4 per thread, no wider than the
+    group or taller than the map; small maps take fewer pixels and more channels."""
+    from mixlib.ops.triton_kernels import TILE_ELEMENTS, launch_tile
+    for side in range(1, 60):
+        for group in (1, 3, 8, 16, 40, 64, 96, 512):
+            tile = launch_tile(side * side, group)
+            elements = tile.channels * tile.pixels
+            assert all(n & (n - 1) == 0 for n in tile)  # powers of two
+            assert elements <= TILE_ELEMENTS and elements <= 4 * 32 * tile.num_warps
+            assert tile.channels < 2 * group and tile.pixels < 2 * side * side
+    # CIFAR's maps with 16-channel heads: every tile holds a whole head, and the pixel block
+    # shrinks with the map (4 pixels on 2², not 128 mostly masked off)
+    assert [launch_tile(s * s, 16) for s in (16, 8, 4, 2)] == [
+        (16, 64, 8), (16, 64, 8), (16, 16, 2), (16, 4, 1)]
+    assert launch_tile(56 * 56, 1) == (1, 1024, 8)  # depthwise: pixels only
+    assert launch_tile(56 * 56, 64) == (32, 32, 8)  # wide groups: 32 channels of 32 pixels
+    assert launch_tile(2 * 2, 96) == (128, 4, 4)  # a tiny map: many channels
+
+
+def test_group_size_not_a_power_of_two():
+    """3 channels per group in a tile of 4: the fourth lane is masked off."""
+    from mixlib.ops.triton_kernels import launch_tile
+    k, groups, h, w = 3, 2, 5, 6
+    assert launch_tile(h * w, 3).channels == 4
+    _against_reference(rand(1, 6, h, w), rand(1, 6, h, w, seed=3),
+                       [(1, groups, k * k, h, w), (1, groups, k * k, 1, 1)], k, groups, "clamp")
+
+
+def test_channel_tile_that_does_not_divide_the_group():
+    """40 channels in one group: tiles of 32 channels (the second holds 8), two pixel blocks;
+    similarity sums the group over two channel tiles."""
+    from mixlib.ops.triton_kernels import launch_tile
+    k, h, w = 3, 5, 7
+    assert launch_tile(h * w, 40)[:2] == (32, 32)
+    _against_reference(rand(1, 40, h, w), rand(1, 40, h, w, seed=3),
+                       [(1, 1, k * k, h, w), (1, 1, k * k, 1, 1)], k, 1, "zeros", 2)
+
+
+def test_broadcast_weight_gradient_from_pixel_block_partials(small_tiles, monkeypatch):
+    """Static and per-sample static weights: their gradient is summed per pixel block (6
+    blocks here) and then over the blocks, never written per pixel; it equals reference and
+    repeats bit for bit."""
+    from mixlib.ops import triton_kernels
+    k, groups = 3, 2
+    v, g = rand(2, 4, HEIGHT, WIDTH), rand(2, 4, HEIGHT, WIDTH, seed=2)
+    calls = []
+    launch = triton_kernels._similarity
+
+    class Spy:  # records the output each launch writes: (B, G, K, blocks), not per pixel
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                calls.append(tuple(args[4].shape))
+                return launch[grid](*args, **kwargs)
+            return run
+
+    monkeypatch.setattr(triton_kernels, "_similarity", Spy())
+    for batch in (1, 2):
+        shape = [batch, groups, k * k, 1, 1]
+        expected = local_similarity(g, v, k, groups=groups, backend="reference").nan_to_num(
+            neginf=0.0).sum_to_size(shape)
+        runs = [triton_kernels.similarity(g, v, k, 1, "zeros", False, shape) for _ in range(2)]
+        assert calls[-1] == (2, groups, k * k, 6)
+        assert torch.allclose(runs[0], expected, atol=1e-12, rtol=0)
+        assert torch.equal(runs[0], runs[1])
+        # the same path as the weight gradient of local_aggregate
+        w = rand(*shape, seed=1)
+        _, (gv_ref, gw_ref) = grads(lambda v, w: local_aggregate(v, w, k, 1, "reference"), (v, w), g)
+        calls.clear()
+        _, (gv, gw) = grads(lambda v, w: local_aggregate(v, w, k, 1, "triton"), (v, w), g)
+        assert calls == [(2, groups, k * k, 6)]
+        assert torch.allclose(gw, gw_ref, atol=1e-12, rtol=0)
+        assert torch.allclose(gv, gv_ref, atol=1e-12, rtol=0)

@@ -1,17 +1,23 @@
 """Compile the Triton kernels ahead of time for GPUs this machine need not have.
 
-    python -m mixlib.ops.compile_check [--all] [--archs 75,80,90] [--json out.json]
+    python -m mixlib.ops.compile_check [--all] [--archs 75,80,90] [--sizes 7,13] [--json out.json]
 
-Each specialisation (kernel × dtype × kernel size × constexpr variant) goes through Triton's
-whole pipeline (Triton IR, LLVM, PTX, and ptxas, which Triton ships, to a cubin) for each
-compute capability, with no GPU and no CUDA driver: what a GPU would JIT on first use fails
-here first. For each cubin it reports the registers per thread and the local memory (spills)
-that ``cuobjdump --dump-resource-usage`` (also shipped with Triton) reads from it, and it checks
-that no kernel uses atomics (the results must not depend on the order of a race).
+Each specialisation (kernel × dtype × kernel size × constexpr variant × tile) goes through
+Triton's whole pipeline (Triton IR, LLVM, PTX, and ptxas, which Triton ships, to a cubin) for
+each compute capability, with no GPU and no CUDA driver: what a GPU would JIT on first use
+fails here first. For each cubin it reports the registers per thread and the local memory
+(spills) that ``cuobjdump --dump-resource-usage`` (also shipped with Triton) reads from it, and
+it checks that no kernel uses atomics (the results must not depend on the order of a race).
+
+A tile is what ``triton_kernels.launch_tile`` gives a map (BLOCK_C channels × BLOCK_P pixels and
+the warps): ``_tiles`` names four, from a depthwise layer on a large map (one channel, 1024
+pixels: the most per-pixel work per thread) to a small CIFAR map with wide groups.
 
 The default set is a CI subset: every kernel, variant and dtype at k = 7 for sm_75 (Colab's
-T4), and every kernel and variant in bfloat16 at k = 13 for sm_80 and sm_90. ``--all`` compiles
-every specialisation (k = 1..13, four dtypes) for every capability, a few minutes on two cores.
+T4) on the depthwise tile, and every kernel and variant in bfloat16 at k = 13 for sm_80 and
+sm_90 on the depthwise and the wide-group tile. ``--all`` compiles every kernel size
+(k = 1..13), dtype and variant on the depthwise tile and every tile at k = 13, for every
+capability: about 700 compilations, ten minutes or more on two cores.
 Exit status 1 if any specialisation fails to compile or uses atomics.
 
 TRITON_INTERPRET must be unset: under the interpreter ``triton.jit`` returns functions that
@@ -42,26 +48,39 @@ _INTS = {"_aggregate": ("C", "H", "W", "G_CH", "w_sb", "w_sg", "w_so", "w_sh", "
          "_similarity": ("C", "H", "W", "G", "G_CH")}
 
 
+def _tiles() -> dict[str, dict]:
+    """Named tiles of ``launch_tile``, as constexprs and warps: the launches of four maps."""
+    from .triton_kernels import launch_tile
+    maps = {"depthwise 56²": (56 * 56, 1), "groups of 32, 32²": (32 * 32, 32),
+            "groups of 16, 4²": (4 * 4, 16), "groups of 96, 2²": (2 * 2, 96)}
+    return {name: dict(zip(("BLOCK_C", "BLOCK_P", "num_warps"), launch_tile(pixels, channels)))
+            for name, (pixels, channels) in maps.items()}
+
+
 def variants(kernel: str, k: int) -> list[dict]:
-    """The constexpr settings a launch can give `kernel` at kernel size k (besides dtype)."""
+    """The constexpr settings a launch can give `kernel` at kernel size k (besides dtype and
+    tile)."""
     if kernel == "_adjoint":  # how far the pixels that read a pixel lie: zeros, then clamp
         return [{"REACH": k // 2}, {"REACH": 2 * (k // 2)}][: 1 if k == 1 else 2]
-    if kernel == "_similarity":
-        return [{"MASKED": False}, {"MASKED": True}]
+    if kernel == "_similarity":  # logits, masked logits, a broadcast weight's partial sums
+        return [{"MASKED": False, "REDUCE": False}, {"MASKED": True, "REDUCE": False},
+                {"MASKED": False, "REDUCE": True}]
     return [{}]
 
 
 def specialisations(full: bool) -> list[tuple[str, str, int, dict, int]]:
-    """(kernel, dtype, k, variant, arch) for every compilation to run."""
-    kernels = tuple(_POINTERS)
+    """(kernel, dtype, k, variant, arch) for every compilation to run; the variant holds the
+    tile (BLOCK_C, BLOCK_P, num_warps)."""
+    kernels, tiles = tuple(_POINTERS), list(_tiles().values())
+    depthwise, wide = tiles[:2]
     if full:
-        plan = [(kernels, DTYPES, KERNEL_SIZES, ARCHS)]
+        plan = [(DTYPES, KERNEL_SIZES, ARCHS, [depthwise]), (DTYPES, (13,), ARCHS, tiles[1:])]
     else:
-        plan = [(kernels, DTYPES, (7,), (75,)), (kernels, ("bf16",), (13,), (80, 90))]
-    return [(kernel, dtype, k, variant, arch)
-            for kernel_set, dtypes, sizes, archs in plan
-            for arch in archs for k in sizes for dtype in dtypes for kernel in kernel_set
-            for variant in variants(kernel, k)]
+        plan = [(DTYPES, (7,), (75,), [depthwise]), (("bf16",), (13,), (80, 90), [depthwise, wide])]
+    return [(kernel, dtype, k, {**variant, **tile}, arch)
+            for dtypes, sizes, archs, tile_set in plan
+            for arch in archs for k in sizes for dtype in dtypes for tile in tile_set
+            for kernel in kernels for variant in variants(kernel, k)]
 
 
 def _tools() -> Path:
@@ -91,16 +110,18 @@ def compile_one(kernel: str, dtype: str, k: int, variant: dict, arch: int) -> di
 
     signature = {name: ("*i32" if name.endswith(("rows_ptr", "cols_ptr")) else f"*{dtype}")
                  for name in _POINTERS[kernel]}
+    if variant.get("REDUCE"):  # partial sums are written in the accumulator's dtype
+        signature["out_ptr"] = "*fp64" if dtype == "fp64" else "*fp32"
     signature.update({name: "i32" for name in _INTS[kernel]})
-    constexprs = {"KERNEL": k, "ACC": tl.float64 if dtype == "fp64" else tl.float32,
-                  "BLOCK_SIZE": triton_kernels.BLOCK, **variant}
+    constexprs = {"KERNEL": k, "ACC": tl.float64 if dtype == "fp64" else tl.float32, **variant}
+    num_warps = constexprs.pop("num_warps")
     signature.update({name: "constexpr" for name in constexprs})
     # pointers from the PyTorch allocator are 16-byte aligned: what a launch specialises on
     aligned = {(i,): [["tt.divisibility", 16]] for i in range(len(_POINTERS[kernel]))}
     start = time.perf_counter()
     compiled = triton.compile(
         ASTSource(getattr(triton_kernels, kernel), signature, constexprs=constexprs, attrs=aligned),
-        target=GPUTarget("cuda", arch, 32))
+        target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
     return {"kernel": kernel, "dtype": dtype, "k": k, "variant": variant, "arch": f"sm_{arch}",
             **resource_usage(compiled.asm["cubin"]),
             "num_warps": compiled.metadata.num_warps, "shared_bytes": compiled.metadata.shared,
@@ -117,13 +138,15 @@ def _compile_spec(spec) -> dict:
                 "error": f"{type(error).__name__}: {error}"}
 
 
-def run(full: bool = False, archs=ARCHS, workers: int | None = None) -> list[dict]:
-    """Compile the chosen specialisations in a fresh Triton cache (a warm cache would skip
-    the compilation this checks), `workers` processes at a time."""
+def run(full: bool = False, archs=ARCHS, workers: int | None = None,
+        sizes=KERNEL_SIZES) -> list[dict]:
+    """Compile the chosen specialisations (those of `archs` and kernel `sizes`) in a fresh
+    Triton cache (a warm cache would skip the compilation this checks), `workers` processes
+    at a time."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise ValueError("TRITON_INTERPRET=1 is set: the interpreter's kernels cannot be compiled; "
                          "run this in a process without it")
-    specs = [s for s in specialisations(full) if s[4] in archs]
+    specs = [s for s in specialisations(full) if s[4] in archs and s[2] in sizes]
     workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as cache:
         os.environ["TRITON_CACHE_DIR"] = cache
@@ -156,12 +179,15 @@ def main(argv=None) -> int:
     parser.add_argument("--all", action="store_true", help="every specialisation, not the CI subset")
     parser.add_argument("--archs", default=",".join(map(str, ARCHS)),
                         help="compute capabilities, e.g. 75,80,90")
+    parser.add_argument("--sizes", default=",".join(map(str, KERNEL_SIZES)),
+                        help="kernel sizes, e.g. 7,13")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: the cores)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     archs = tuple(int(a) for a in args.archs.split(","))
     start = time.perf_counter()
-    results = run(args.all, archs, args.workers)
+    sizes = tuple(int(k) for k in args.sizes.split(","))
+    results = run(args.all, archs, args.workers, sizes)
     print(format_table(results))
     failed = [r for r in results if "error" in r or r["atomics"]]
     for r in failed:
