@@ -319,6 +319,9 @@ def test_idwnet_original_layout_converts_to_the_same_model():
                                    atol=1e-10, rtol=0)
     with pytest.raises(ValueError, match="use dwnet_t or ddwnet_t"):
         models.convert_checkpoint("idwnet_t", _random(_dwnet_layout(True), seed=4))
+    for name in ("dwnet_t", "ddwnet_t"):  # and the other way round: named, not half-renamed
+        with pytest.raises(ValueError, match="use idwnet_t"):
+            models.convert_checkpoint(name, original)
 
 
 # raoyongming/HorNet hornet.py (b92f123, its last change; 5e55273 has the same layers): HorNet-T,

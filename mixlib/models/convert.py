@@ -232,6 +232,10 @@ def dwnet_from_original(state_dict: dict) -> dict:
     layers.{i}.downsample (Swin's patch merging, at the end of layer i), norm, head; the dynamic
     conv's generator is attn2conv.conv.{conv1, bn, conv2} and its bias attn2conv.conv.bias,
     whose (C·k²) outputs are laid out channel-major, as mixlib's)."""
+    if any(".attn2conv.conv.conv1.0." in key for key in state_dict):
+        raise ValueError("dwnet_t and ddwnet_t convert DWNet's static and homogeneous dynamic convs; "
+                         "this checkpoint has the I-D-DW layout (attn2conv.conv.conv1.0, .conv2.0): "
+                         "use idwnet_t")
     mixer = {"attn2conv.conv.conv1.": "mixer.generator.1.", "attn2conv.conv.bn.": "mixer.generator.2.",
              "attn2conv.conv.conv2.": "mixer.generator.4.", "attn2conv.conv.bias": "mixer.bias"}
     if not any(".attn2conv.conv.conv1." in key for key in state_dict):
