@@ -250,3 +250,16 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
                      "a": claim.a, "kind": claim.kind, "differences": differences,
                      "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN)})
     return rows
+
+
+def format_verdicts(rows: list[dict]) -> str:
+    """`verdicts`' rows as a plain-text table: per claim and rival, the mean paired difference
+    a − b in points, its 95% interval, the number of paired seeds, and the claim's verdict."""
+    lines = [f"{'claim':26s} {'a − b (points)':>16s} {'95% interval':>18s} {'n':>2s}  verdict"]
+    for row in rows:
+        for i, d in enumerate(row["differences"]):
+            interval = f"[{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else "-"
+            mean = f"{d['mean']:+.2f}" if d["n"] else "-"
+            lines.append(f"{row['claim'] if i == 0 else '':26s} {mean:>10s} vs {d['b'][:4]:4s} "
+                         f"{interval:>18s} {d['n']:2d}  {row['verdict'] if i == 0 else ''}")
+    return "\n".join(lines)

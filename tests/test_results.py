@@ -170,6 +170,9 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     # the same runs at another budget are not this claim's
     other = [{**r, "epochs": protocol.EPOCHS + 1} for r in runs]
     assert verdicts(other, [claim])[0]["verdict"] == "pending"
+    table = results.format_verdicts([row, *verdicts(other, [claim])]).splitlines()
+    assert table[1].split()[:2] == ["learned_over_pooling", "+5.00"]
+    assert table[1].endswith("3  reproduces") and table[2].endswith("0  pending")
 
 
 def test_summary_rows_carry_the_t_interval_of_the_mean(tmp_path):
