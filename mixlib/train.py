@@ -29,8 +29,8 @@ checkpoint that cannot be read back whole (its checksum) is an error that names 
 weights that are not finite stop the run with a message; no checkpoint holds them. SIGTERM and
 Ctrl-C stop the run at the end of the current step with a checkpoint (under torchrun, at the
 next step that logs, within ``--log-every`` steps, where the processes agree; exit status
-128 + the signal's number); a second one stops it at once. Bad settings are refused before anything is
-trained (a usage error on the command line): non-finite numbers, an absent device, a run folder
+128 + the signal's number); a second one stops it at once. Bad settings are refused before
+anything is trained (a usage error on the command line): non-finite numbers, an absent device, a run folder
 that cannot be written, a batch or an image count the data cannot fill.
 """
 from __future__ import annotations
@@ -56,9 +56,9 @@ import torch.nn.functional as F
 
 from . import data as mdata
 from . import models
-from .files import atomic_write
+from .files import (DiskFullError, atomic_write, load_checked, naming_a_full_disk,
+                    remove_stale_parts, save_checked)
 from .provenance import code_commit, environment
-from .files import DiskFullError, load_checked, naming_a_full_disk, remove_stale_parts, save_checked
 from .layers import check_float, check_int
 
 __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss", "RunFolderError", "CheckpointError",

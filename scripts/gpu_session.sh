@@ -5,11 +5,11 @@
 # back at most 8 files of 16 MiB each).
 #
 #   MIXLIB_DATA=.data PACK=$OUT DEADLINE_S=540 scripts/gpu_session.sh   # on the GPU machine
+#   QUICK=1 PACK=/tmp/pack scripts/gpu_session.sh                        # seconds on a CPU (tests/)
 #
 # Carried to the GPU machine (git-ignored): .data/cifar10-jpg (a copy of the shared data) and
 # .whl/ (scripts/gpu_wheels.sh: Jupyter's execution stack, which the machine's image lacks, for
 # chapter 1 executed on the GPU).
-#   QUICK=1 PACK=/tmp/pack scripts/gpu_session.sh                        # seconds on a CPU (tests/)
 #
 # DEADLINE_S counts from the start: the sweep is stopped then (SIGTERM: each training stops at
 # its next step, writes its checkpoint and exits; runs not finished are lost with the machine).

@@ -5,8 +5,9 @@ the warm-up. This probe repeats the first STEPS steps of that run, the same reci
 schedule (15 epochs' warm-up and decay; the run is cut after STEPS steps), in float32 on this
 machine, once as the preset is and once with a LayerScale of 1e-5 on every residual branch (as
 PoolFormer has), and keeps each probe's training-loss curve (a point every 10 steps) with its
-provenance in results/runs/pooling-stall/<variant>.json. The two curves, beside the GPU run's,
-separate the arithmetic (bf16) from the missing LayerScale.
+provenance in results/runs/pooling-stall/<variant>.json. Beside the GPU run's curve, the two
+say what the missing LayerScale does in float32; they cannot tell the GPU's bf16 arithmetic
+from its own random draws (augmentation and drop path come from the device's generators).
 
     python scripts/pooling_stall.py VARIANT [STEPS]      # VARIANT: preset or layer_scale
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mixlib.files import atomic_write
+from mixlib.files import atomic_write, load_checked
 from mixlib.provenance import code_commit, environment
 from mixlib.train import TrainConfig, train
 
@@ -36,8 +37,8 @@ with tempfile.TemporaryDirectory() as scratch:  # the cut run's checkpoint is no
                          model_kwargs=VARIANTS[variant])
     started = time.time()
     train(config, log=lambda *_: None)
-    state = torch.load(Path(scratch) / variant / "checkpoint.pt", map_location="cpu",
-                       weights_only=False)
+    state = load_checked(Path(scratch) / variant / "checkpoint.pt", RuntimeError,
+                         remedy="run the probe again", map_location="cpu", weights_only=False)
     record = {"model": config.model, "variant": variant, "model_kwargs": config.model_kwargs,
               "seed": config.seed, "epochs_of_schedule": config.epochs, "steps": steps,
               "batch_size": config.batch_size, "lr": config.lr, "amp": config.amp,

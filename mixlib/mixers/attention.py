@@ -292,8 +292,8 @@ class NeighborhoodAttention(nn.Module):
     Triton kernels), "dense" (one masked attention over all N pixels, `attend`, memory
     O(N²), faster for small maps on the CPU), "flex" (PyTorch's flex_attention with a block
     mask built from the same window rule, once per map, and the bias as a score_mod; compiled
-    on a GPU; where the installed PyTorch supports it on the device, e.g. no CPU backward) or "auto" (dense up to 32×32 maps
-    on the CPU, else aggregate). All give the same numbers.
+    on a GPU; where the installed PyTorch supports it on the device, e.g. no CPU backward) or
+    "auto" (dense up to 32×32 maps on the CPU, else aggregate). All give the same numbers.
 
     Args:
         dim: C.
