@@ -14,16 +14,17 @@ budget, 1.7M to 2.3M).
 | <mixer>_imagenette    | 160 px  | 40, 20, 10, 5 (128 px: 32, 16, 8, 4) |
 
 Each mixer keeps its paper's own kind of mixing, with one size for every stage (`mixer_kwargs`;
-`stage_settings` lists them per stage). The mixer's own module declares how (``MixerInfo.small``)
-and the width of its presets (``MixerInfo.small_width``): every registered mixer that declares
-them has a ``<name>_cifar`` and a ``<name>_imagenette`` preset, a new one included. The fits: heads of 16 channels; 7×7 windows for the depthwise and
-dynamic convolutions, ELSA and neighbourhood attention; Swin's windows of 4×4 pixels, shifted
-by 2 in every second block; VAN's 21×21 kernel (dilation 3); filters and bias tables of the
-map's size for the global mixers; HorNet's orders 2, 3, 4, 5. Maps of 4×4 and 2×2 pixels (the
-last two CIFAR stages) are smaller than these windows: there every windowed mixer covers the
-whole map. Window attention is then one window, and neighbourhood attention, whose clamped
-windows (NATTEN) cannot be larger than the map, centres its window and masks the outside
-(`border="zeros"`), which is global attention too.
+`stage_settings` lists them per stage). The mixer's own module declares how
+(``MixerInfo.small``) and the width of its presets (``MixerInfo.small_width``): every registered
+mixer that declares them has a ``<name>_cifar`` and a ``<name>_imagenette`` preset, a new one
+included. The fits: heads of 16 channels; 7×7 windows for the depthwise and dynamic
+convolutions, ELSA and neighbourhood attention; Swin's windows of 4×4 pixels, shifted by 2 in
+every second block; VAN's 21×21 kernel (dilation 3); filters and bias tables of the map's size
+for the global mixers; HorNet's orders 2, 3, 4, 5. Maps of 4×4 and 2×2 pixels (the last two
+CIFAR stages) are smaller than these windows: there every windowed mixer covers the whole map.
+Window attention is then one window, and neighbourhood attention, whose clamped windows (NATTEN)
+cannot be larger than the map, centres its window and masks the outside (`border="zeros"`),
+which is global attention too.
 
 A list of four mixer names makes a hybrid: CoAtNet's layouts "ccct", "cctt" and "cttt" put
 depthwise convolutions (C) and relative attention (T) in the four stages. ABLATIONS are presets
