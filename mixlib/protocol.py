@@ -2,19 +2,23 @@
 
 Fixed before the first run (``results/protocol.md`` explains each choice; changes after the
 runs started are listed there with their reason). ``python -m mixlib.sweep`` runs what
-``RUNS`` lists and the results folder lacks; ``mixlib.results.verdicts`` reads every claim's
-verdict off the finished runs with the rule stated in ``Claim``.
+``runs()`` lists, at the E its pilot decides (``pilot_epochs``), and the results folder lacks;
+``mixlib.results.verdicts`` reads every claim's verdict off the finished runs with the rule
+stated in ``Claim``.
 
     from mixlib import protocol
-    protocol.RUNS[:4]       # the pilot
+    protocol.PILOT_RUNS     # the pilot: does E stand? (protocol.pilot_epochs decides)
+    protocol.RUNS           # every run, in the sweep's order, at E (protocol.runs(2 * E) at 2E)
     protocol.CLAIMS         # what the runs test
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = ["Run", "Claim", "EPOCHS", "SEEDS", "MARGIN", "PILOT", "MAIN", "ABLATIONS",
-           "IMAGENETTE", "IMAGENETTE_EPOCHS", "IMAGENETTE_SIZE", "RUNS", "CLAIMS", "runs_of"]
+           "IMAGENETTE", "IMAGENETTE_EPOCHS", "IMAGENETTE_SIZE", "PILOT_RUNS", "RUNS", "CLAIMS",
+           "runs", "runs_of", "pilot_epochs"]
 
 EPOCHS = 15  # E: every CIFAR-10 run of the sweep (the pilot checks it against 2E)
 SEEDS = (0, 1, 2)
@@ -66,20 +70,52 @@ def _seeds(presets, seeds, **kwargs) -> list[Run]:
     return [Run(preset, seed, **kwargs) for seed in seeds for preset in presets]
 
 
-# The order the sweep runs them in: the pilot first (it decides whether E stands), then seed 0 of
-# every preset before any second seed, so an interrupted sweep has the widest table it can.
-RUNS: tuple[Run, ...] = tuple(
-    [Run(p, 0) for p in PILOT] + [Run(p, 0, 2 * EPOCHS) for p in PILOT]
-    + _seeds([p for p in MAIN if p not in PILOT], [0])
-    + _seeds(MAIN, SEEDS[1:])
-    + _seeds(ABLATIONS, SEEDS)
-    + _seeds(IMAGENETTE, SEEDS, epochs=IMAGENETTE_EPOCHS, data="imagenette")
-)
+# the pilot: seed 0 of its two presets at E, then at 2E
+PILOT_RUNS: tuple[Run, ...] = tuple([Run(p, 0) for p in PILOT] + [Run(p, 0, 2 * EPOCHS) for p in PILOT])
+
+
+def pilot_epochs(accuracy: Mapping[tuple[str, int], float]) -> int | None:
+    """E as the pilot decides it, from its runs' final test accuracies keyed by (preset, epochs).
+
+    EPOCHS stands if the pilot's two presets come out in the same strict order at E and at 2E;
+    if the order flips, or either budget ties, E becomes 2E for every CIFAR-10 run. None while
+    one of the four accuracies is missing.
+    """
+    first, second = PILOT
+    try:
+        gaps = [accuracy[(first, e)] - accuracy[(second, e)] for e in (EPOCHS, 2 * EPOCHS)]
+    except KeyError:
+        return None
+    return EPOCHS if gaps[0] * gaps[1] > 0 else 2 * EPOCHS
+
+
+def runs(cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
+    """The sweep's runs in the order it runs them, every CIFAR-10 run after the pilot at
+    `cifar_epochs` (E, or 2E once the pilot has flipped: `pilot_epochs`).
+
+    The pilot first (it decides whether E stands), then seed 0 of every preset before any second
+    seed, so an interrupted sweep has the widest table it can. Runs at E that finished before a
+    flip stay as a second, smaller budget; none is added.
+    """
+    if cifar_epochs not in (EPOCHS, 2 * EPOCHS):
+        raise ValueError(f"cifar_epochs must be E = {EPOCHS} or 2E = {2 * EPOCHS} (the pilot's "
+                         f"two budgets), got {cifar_epochs!r}")
+    return tuple(
+        list(PILOT_RUNS)
+        + _seeds([p for p in MAIN if p not in PILOT], [0], epochs=cifar_epochs)
+        + _seeds(MAIN, SEEDS[1:], epochs=cifar_epochs)
+        + _seeds(ABLATIONS, SEEDS, epochs=cifar_epochs)
+        + _seeds(IMAGENETTE, SEEDS, epochs=IMAGENETTE_EPOCHS, data="imagenette")
+    )
+
+
+RUNS: tuple[Run, ...] = runs()  # as planned before the pilot: E = 15
 
 
 def runs_of(preset: str, *, epochs: int = EPOCHS, data: str = "cifar10") -> list[Run]:
-    """The protocol's runs of one preset at one budget, by seed."""
-    return [r for r in RUNS if (r.preset, r.epochs, r.data) == (preset, epochs, data)]
+    """The protocol's runs of one preset at one budget, by seed (at 2E: `runs(2 * EPOCHS)`'s)."""
+    planned = RUNS if epochs != 2 * EPOCHS else runs(2 * EPOCHS)
+    return [r for r in planned if (r.preset, r.epochs, r.data) == (preset, epochs, data)]
 
 
 @dataclass(frozen=True)

@@ -231,14 +231,31 @@ def accuracies(runs: list[dict], model: str, *, epochs: int, dataset: str) -> di
             if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)}
 
 
+def pilot(runs: list[dict]) -> dict:
+    """The pilot's final test accuracies, {(preset, epochs): accuracy} for those of its four
+    seed-0 runs among `runs`, and under "epochs" the E they decide (`protocol.pilot_epochs`:
+    None while one is missing)."""
+    from . import protocol
+
+    accuracy = {}
+    for run in protocol.PILOT_RUNS:
+        found = accuracies(runs, run.model, epochs=run.epochs, dataset=run.data).get(run.seed)
+        if found is not None:
+            accuracy[(run.preset, run.epochs)] = found
+    return {"accuracy": accuracy, "epochs": protocol.pilot_epochs(accuracy)}
+
+
 def verdicts(runs: list[dict], claims=None) -> list[dict]:
     """One row per claim of the protocol (`mixlib.protocol.CLAIMS` unless `claims` is given):
-    its paired differences a − b (one per rival), and the verdict the protocol's rule gives."""
+    its paired differences a − b (one per rival), and the verdict the protocol's rule gives.
+    CIFAR-10 claims compare runs at the E the pilot among `runs` decided (`pilot`), at the
+    protocol's E while the pilot is unfinished."""
     from . import protocol  # the protocol is data about runs; results only reads it
 
+    cifar_epochs = pilot(runs)["epochs"] or protocol.EPOCHS
     rows = []
     for claim in claims if claims is not None else protocol.CLAIMS:
-        epochs = protocol.EPOCHS if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
+        epochs = cifar_epochs if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
         suffix = "_cifar" if claim.data == "cifar10" else f"_{claim.data}"
 
         def acc(preset):
@@ -247,7 +264,7 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
         rivals = claim.b if isinstance(claim.b, tuple) else (claim.b,)
         differences = [{"b": rival, **paired_difference(acc(claim.a), acc(rival))} for rival in rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
-                     "a": claim.a, "kind": claim.kind, "differences": differences,
+                     "a": claim.a, "kind": claim.kind, "epochs": epochs, "differences": differences,
                      "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN)})
     return rows
 

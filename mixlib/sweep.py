@@ -29,7 +29,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +39,7 @@ import torch
 
 from . import protocol
 from .files import atomic_write, save_torch
+from .results import load_run
 
 __all__ = ["state", "pending", "run_one", "sweep", "export_weights", "main", "SweepLocked"]
 
@@ -64,26 +67,37 @@ def state(run: protocol.Run, results: Path, work: Path) -> str:
     return "todo"
 
 
-def select(only: list[str] | None) -> list[protocol.Run]:
-    """The protocol's runs, or those named in `only` (run names, or model names for all their
+def cifar_epochs(results: Path) -> int:
+    """E as the pilot's finished runs in `results` decide it (`protocol.pilot_epochs`); the
+    protocol's E while one of them is missing."""
+    accuracy = {(run.preset, run.epochs): load_run(results / run.data / run.name)["test_acc"]
+                for run in protocol.PILOT_RUNS if _done(run, results)}
+    return protocol.pilot_epochs(accuracy) or protocol.EPOCHS
+
+
+def select(only: list[str] | None, results: Path | None = None) -> list[protocol.Run]:
+    """The protocol's runs at the E the pilot in `results` decided (E while it is unfinished or
+    `results` is None), or those named in `only` (run names, or model names for all their
     runs); an unknown name is an error, not an empty sweep."""
+    planned = protocol.runs(cifar_epochs(results) if results is not None else protocol.EPOCHS)
     if not only:
-        return list(protocol.RUNS)
-    known = {r.name for r in protocol.RUNS} | {r.model for r in protocol.RUNS}
+        return list(planned)
+    known = {r.name for r in planned} | {r.model for r in planned}
     unknown = [name for name in only if name not in known]
     if unknown:
         raise ValueError(f"only names runs or presets the protocol does not list: {unknown} "
                          f"(`python -m mixlib.sweep plan` lists them)")
-    return [r for r in protocol.RUNS if r.name in only or r.model in only]
+    return [r for r in planned if r.name in only or r.model in only]
 
 
 def pending(runs: list[protocol.Run], results: Path) -> list[protocol.Run]:
     return [r for r in runs if not _done(r, results)]
 
 
-def keeps_weights(run: protocol.Run) -> bool:
-    """Whether `run` is the one whose weights the book keeps: seed 0 at the protocol's budget."""
-    epochs = protocol.EPOCHS if run.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
+def keeps_weights(run: protocol.Run, cifar_epochs: int = protocol.EPOCHS) -> bool:
+    """Whether `run` is the one whose weights the book keeps: seed 0 at the protocol's budget
+    (`cifar_epochs` on CIFAR-10, as the pilot decided)."""
+    epochs = cifar_epochs if run.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
     return run.seed == 0 and run.epochs == epochs
 
 
@@ -116,7 +130,8 @@ def _copy_result(run: protocol.Run, work: Path, results: Path,
                  weights: Path | None = None) -> list[Path]:
     folder = results / run.data / run.name
     folder.mkdir(parents=True, exist_ok=True)
-    keep = weights is not None and keeps_weights(run) and not _quick(run, work)
+    keep = weights is not None and keeps_weights(run, cifar_epochs(results)) \
+        and not _quick(run, work)
     copied = [export_weights(run, work, weights)] if keep else []
     for name in ("metrics.jsonl", "result.json"):  # result.json last: its presence means done
         source = work / run.name / name
@@ -161,11 +176,17 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     return True
 
 
-def sweep(runs: list[protocol.Run], *, results: Path, work: Path, workers: int = 2,
-          threads: int = 1, max_runs: int | None = None, commit_repo: Path | None = None,
-          weights: Path | None = None, log=print) -> int:
+def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, results: Path,
+          work: Path, workers: int = 2, threads: int = 1, max_runs: int | None = None,
+          commit_repo: Path | None = None, weights: Path | None = None, log=print) -> int:
     """Run the pending ones of `runs`, `workers` at a time, in the protocol's order; returns the
-    number that finished. Holds an exclusive lock on `results` while it runs."""
+    number that finished. Holds an exclusive lock on `results` while it runs.
+
+    `runs` may be a function that returns the plan as it stands: each worker then asks it again
+    before picking its next run, so a pilot that changes E while the sweep runs changes what it
+    trains next (the runs already started finish). Each run starts at most once per sweep.
+    """
+    plan = runs if callable(runs) else lambda: runs
     results.mkdir(parents=True, exist_ok=True)
     lock = open(results / ".sweep.lock", "w")
     try:
@@ -173,13 +194,28 @@ def sweep(runs: list[protocol.Run], *, results: Path, work: Path, workers: int =
     except BlockingIOError:
         lock.close()
         raise SweepLocked(f"another sweep is running on results={str(results)!r}") from None
+    started: set[str] = set()
+    picking = threading.Lock()
+
+    def pick() -> protocol.Run | None:
+        with picking:
+            if max_runs is not None and len(started) >= max_runs:
+                return None
+            run = next((r for r in pending(plan(), results) if r.name not in started), None)
+            if run is not None:
+                started.add(run.name)
+            return run
+
+    def worker(_) -> int:
+        finished = 0
+        while (run := pick()) is not None:
+            finished += run_one(run, results=results, work=work, threads=threads,
+                                commit_repo=commit_repo, weights=weights, log=log)
+        return finished
+
     try:
-        todo = pending(runs, results)[:max_runs]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            finished = pool.map(lambda r: run_one(r, results=results, work=work, threads=threads,
-                                                  commit_repo=commit_repo, weights=weights,
-                                                  log=log), todo)
-            return sum(finished)
+            return sum(pool.map(worker, range(workers)))
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
@@ -207,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or _default_work()
     args.weights = args.weights or args.results.parent / "weights"
     try:
-        runs = select(args.only)
+        runs = select(args.only, args.results)
     except ValueError as error:
         parser.error(str(error))
     if args.command == "plan":
@@ -216,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "weights":  # runs finished before their weights were kept
         for run in runs:
-            if keeps_weights(run) and (work / run.name / "result.json").is_file() \
+            if keeps_weights(run, cifar_epochs(args.results)) \
+                    and (work / run.name / "result.json").is_file() \
                     and not _quick(run, work):
                 print(export_weights(run, work, args.weights))
         return 0
@@ -233,14 +270,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--commit: weights={str(args.weights)!r} is outside the repository "
                          f"{str(repo)!r} that holds the results; name a folder inside it")
     try:
-        done = sweep(runs, results=args.results, work=work, workers=args.workers,
-                     threads=args.threads, max_runs=args.max_runs, commit_repo=repo,
-                     weights=args.weights,
+        done = sweep(lambda: select(args.only, args.results), results=args.results, work=work,
+                     workers=args.workers, threads=args.threads, max_runs=args.max_runs,
+                     commit_repo=repo, weights=args.weights,
                      log=lambda message: print(f"{time.strftime('%H:%M:%S')} {message}", flush=True))
     except SweepLocked as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    print(f"{done} run(s) finished; {len(pending(runs, args.results))} still pending")
+    print(f"{done} run(s) finished; {len(pending(select(args.only, args.results), args.results))} "
+          f"still pending")
     return 0
 
 

@@ -25,8 +25,9 @@ if [[ ${QUICK:-0} == 1 ]]; then
   workers=2
   only=(--only pooling_cifar-s0-e15 window_attention_cifar-s0-e15)  # the two cheapest on a CPU
 else
-  runs=$("$python" -c "from mixlib import protocol; print(' '.join(r.name for r in protocol.RUNS if r.data == 'cifar10'))")
-  only=(--only $runs)
+  # every CIFAR-10 model: the sweep plans their runs at the E this column's own pilot decided
+  models=$("$python" -c "from mixlib import protocol; print(' '.join(dict.fromkeys(r.model for r in protocol.RUNS if r.data == 'cifar10')))")
+  only=(--only $models)
   "$python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: use QUICK=1 on a CPU'"
 fi
 "$python" - <<'PY'

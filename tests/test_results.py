@@ -175,6 +175,32 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     assert table[1].endswith("3  reproduces") and table[2].endswith("0  pending")
 
 
+def test_verdicts_compare_cifar_runs_at_the_e_the_pilot_decided():
+    from mixlib import protocol
+    from mixlib.results import pilot, verdicts
+    claim = next(c for c in protocol.CLAIMS if c.key == "learned_over_pooling")
+    e, e2 = protocol.EPOCHS, 2 * protocol.EPOCHS
+    first, second = protocol.PILOT
+    pilot_runs = [{"model": f"{preset}_cifar", "seed": 0, "epochs": epochs, "dataset": "cifar10",
+                   "test_acc": acc}
+                  for preset, epochs, acc in ((first, e, 0.84), (second, e, 0.80),
+                                              (first, e2, 0.85), (second, e2, 0.86))]
+    assert pilot(pilot_runs) == {"epochs": e2, "accuracy": {
+        (first, e): 0.84, (second, e): 0.80, (first, e2): 0.85, (second, e2): 0.86}}
+    assert pilot(pilot_runs[:3])["epochs"] is None
+    at = {budget: [{"model": f"{preset}_cifar", "seed": s, "epochs": budget, "dataset": "cifar10",
+                    "test_acc": acc + 0.001 * s}
+                   for preset, acc in (("dwconv", 0.85), ("pooling", 0.80)) for s in protocol.SEEDS]
+          for budget in (e, e2)}
+    # flipped: the claim reads the runs at 2E, pending until they exist; the runs at E do not count
+    (row,) = verdicts(pilot_runs + at[e], [claim])
+    assert (row["epochs"], row["verdict"]) == (e2, "pending")
+    (row,) = verdicts(pilot_runs + at[e2], [claim])
+    assert (row["epochs"], row["verdict"]) == (e2, "reproduces")
+    # an unfinished pilot leaves E as planned
+    assert verdicts(pilot_runs[:3] + at[e], [claim])[0]["epochs"] == e
+
+
 def test_summary_rows_carry_the_t_interval_of_the_mean(tmp_path):
     for seed, acc in enumerate((0.60, 0.62, 0.64)):
         write_run(tmp_path, "m_cifar", seed, acc)

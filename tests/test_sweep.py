@@ -26,6 +26,73 @@ def test_every_protocol_run_is_a_preset_and_runs_once():
     assert {r.preset for r in protocol.RUNS[:first_seed1]} >= set(protocol.MAIN)
 
 
+@pytest.mark.parametrize("at_e, at_2e, expected", [
+    ((0.84, 0.80), (0.87, 0.83), protocol.EPOCHS),      # the same order: E stands
+    ((0.84, 0.80), (0.85, 0.86), 2 * protocol.EPOCHS),  # flipped: E becomes 2E
+    ((0.80, 0.84), (0.86, 0.85), 2 * protocol.EPOCHS),  # flipped the other way
+    ((0.84, 0.84), (0.87, 0.83), 2 * protocol.EPOCHS),  # a tie is no order
+])
+def test_the_pilot_decides_e_by_the_order_of_its_two_presets(at_e, at_2e, expected):
+    first, second = protocol.PILOT
+    accuracy = {(first, protocol.EPOCHS): at_e[0], (second, protocol.EPOCHS): at_e[1],
+                (first, 2 * protocol.EPOCHS): at_2e[0], (second, 2 * protocol.EPOCHS): at_2e[1]}
+    assert protocol.pilot_epochs(accuracy) == expected
+    del accuracy[(second, 2 * protocol.EPOCHS)]
+    assert protocol.pilot_epochs(accuracy) is None  # a pilot run missing: undecided
+
+
+def test_at_2e_every_cifar_run_after_the_pilot_moves_and_nothing_else_does():
+    at_e, at_2e = protocol.runs(protocol.EPOCHS), protocol.runs(2 * protocol.EPOCHS)
+    assert at_e == protocol.RUNS and len(at_2e) == len(at_e)
+    assert at_2e[:4] == protocol.PILOT_RUNS == at_e[:4]
+    for before, after in zip(at_e[4:], at_2e[4:]):
+        assert (before.preset, before.seed, before.data) == (after.preset, after.seed, after.data)
+        assert after.epochs == (2 * protocol.EPOCHS if after.data == "cifar10" else before.epochs)
+    assert len({r.name for r in at_2e}) == len(at_2e)
+    with pytest.raises(ValueError, match="cifar_epochs.*20"):
+        protocol.runs(20)
+
+
+def test_the_sweep_plans_at_the_e_its_finished_pilot_decided(tmp_path):
+    results = tmp_path / "results"
+    first, second = protocol.PILOT
+    flipped = {(first, protocol.EPOCHS): 0.84, (second, protocol.EPOCHS): 0.80,
+               (first, 2 * protocol.EPOCHS): 0.85, (second, 2 * protocol.EPOCHS): 0.86}
+    for run in protocol.PILOT_RUNS[:3]:
+        (results / run.data / run.name).mkdir(parents=True)
+        (results / run.data / run.name / "result.json").write_text(
+            json.dumps({"test_acc": flipped[(run.preset, run.epochs)]}))
+    assert sweep.cifar_epochs(results) == protocol.EPOCHS  # three of four: E for now
+    assert sweep.select(["lka_cifar"], results)[0].epochs == protocol.EPOCHS
+    last = protocol.PILOT_RUNS[3]
+    (results / last.data / last.name).mkdir(parents=True)
+    (results / last.data / last.name / "result.json").write_text(json.dumps({"test_acc": 0.86}))
+    assert sweep.cifar_epochs(results) == 2 * protocol.EPOCHS
+    assert {r.epochs for r in sweep.select(["lka_cifar"], results)} == {2 * protocol.EPOCHS}
+    assert sweep.keeps_weights(protocol.Run("lka", 0, 2 * protocol.EPOCHS), 2 * protocol.EPOCHS)
+    assert not sweep.keeps_weights(protocol.Run("lka", 0), 2 * protocol.EPOCHS)
+
+
+def test_a_sweep_asks_its_plan_again_before_each_run(tmp_path, monkeypatch):
+    """A pilot that finishes during a sweep changes what the sweep trains next; a run that was
+    started is not started again in the same sweep, even if it failed."""
+    results, work = tmp_path / "results", tmp_path / "work"
+    a, b, c = protocol.Run("lka", 0), protocol.Run("lka", 1), protocol.Run("lka", 0, 30)
+    trained = []
+
+    def fake_run_one(run, *, results, **_):
+        trained.append(run.name)
+        if run is not b:  # b fails: no result
+            (results / run.data / run.name).mkdir(parents=True)
+            (results / run.data / run.name / "result.json").write_text("{}")
+        return run is not b
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    plans = iter([[a, b], [b, c], [b, c], [b, c]])
+    assert sweep.sweep(lambda: next(plans), results=results, work=work, workers=1) == 2
+    assert trained == [a.name, b.name, c.name]
+
+
 def test_every_claim_compares_runs_of_the_protocol_with_a_cited_paper():
     bib = (ROOT / "book" / "references.bib").read_text()
     for claim in protocol.CLAIMS:
