@@ -1,6 +1,7 @@
 """Benchmarks: time and memory of the primitive, of layers and of the models.
 
     python -m mixlib.bench aggregate [--quick] [--repeats 5] [--json out.json]
+    python -m mixlib.bench small-maps [--quick] [--json out.json]
     python -m mixlib.bench neighborhood [--quick] [--json out.json]
     python -m mixlib.bench mlp [--quick] [--json out.json]
     python -m mixlib.bench models [--which small|imagenet|all] [--vs-timm] [--json out.json]
@@ -129,11 +130,13 @@ CPU_MAPS, GPU_MAPS = ((32, 64), (56, 64)), ((56, 64), (28, 128))  # (side, chann
 
 
 def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels=None,
-                    dynamic_groups: int = 8, repeats: int = 5, backends=None) -> list[dict]:
+                    dynamic_groups: int = 8, repeats: int = 5, backends=None,
+                    baseline: str = "reference", static_weights: bool = True) -> list[dict]:
     """Time and peak memory of every backend, for dynamic per-pixel and static weights.
 
     Defaults: on the CPU 32×32×64 and 56×56×64 maps with k = 3, 7, 13; on a GPU 56×56×64 and
-    28×28×128 with k = 7, 13 and the Triton kernels as well.
+    28×28×128 with k = 7, 13 and the Triton kernels as well. Ratios are to `baseline` (one of
+    `backends`), in the columns time_vs_reference and memory_vs_reference.
     """
     gpu = device.type == "cuda"
     maps = maps or (GPU_MAPS if gpu else CPU_MAPS)
@@ -149,6 +152,8 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels
                     batch, dynamic_groups, k * k, size, size, device=device),
                 "static per-channel": torch.randn(1, channels, k * k, 1, 1, device=device),
             }
+            if not static_weights:
+                del cases["static per-channel"]
             for weights, w in cases.items():
                 w.requires_grad_(True)
                 static = w.shape[3:] == (1, 1)
@@ -161,7 +166,7 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels
                 times = time_each_ms(runs, device, repeats)
                 measured = {name: (times[name], peak_memory_bytes(run, device))
                             for name, run in runs.items()}
-                ref_ms, ref_mem = measured["reference"]
+                ref_ms, ref_mem = measured[baseline]
                 for name, (ms, mem) in measured.items():
                     row = {"map": f"{size}x{size}x{channels}", "k": k, "weights": weights,
                            "backend": name, "ms": ms, "peak_mb": mem / 2 ** 20,
@@ -171,6 +176,18 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels
                     rows.append(row)
                 v.grad = None
     return rows
+
+
+# the small presets' maps at batch 256, as the sweep trains them: (side, channels), k = 7
+SMALL_MAPS = ((2, 256), (4, 128), (6, 96), (8, 64), (12, 48), (16, 32))
+
+
+def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS,
+                     repeats: int = 3) -> list[dict]:
+    """Per-pixel weights on small maps, "lean" against "dense" (forward + backward, k = 7,
+    G = 8): where ``DENSE_MAX_PIXELS``, "auto"'s switch on the CPU, should lie."""
+    return bench_aggregate(device=device, batch=batch, maps=maps, kernels=(7,), repeats=repeats,
+                           backends=("lean", "dense"), baseline="lean", static_weights=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -433,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     agg.add_argument("--repeats", type=int, default=5)
     agg.add_argument("--quick", action="store_true", help="one small size, for a smoke test")
     agg.add_argument("--json", help="also write the rows and the environment to this file")
+    small = sub.add_parser("small-maps", help="per-pixel weights on small maps: lean vs dense")
+    small.add_argument("--device", default="cpu")
+    small.add_argument("--repeats", type=int, default=3)
+    small.add_argument("--quick", action="store_true", help="two small maps, for a smoke test")
+    small.add_argument("--json", help="also write the rows and the environment to this file")
     na = sub.add_parser("neighborhood", help="neighbourhood attention: aggregate vs dense, by map size")
     na.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     na.add_argument("--repeats", type=int, default=5)
@@ -476,6 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_mlp(device=device, **kwargs)
         title, table = "ConvMlp (ratio 4), forward + backward", format_mlp(rows)
         extra = {"repeats": kwargs["repeats"]}
+    elif args.what == "small-maps":
+        kwargs = dict(maps=((2, 16), (4, 16)), batch=2, repeats=1) if args.quick else \
+            dict(repeats=args.repeats)
+        rows = bench_small_maps(device=device, **kwargs)
+        extra = {"repeats": kwargs["repeats"], "batch": kwargs.get("batch", 256)}
+        title, table = ("local_aggregate on small maps, per-pixel weights, forward + backward, "
+                        f"batch {extra['batch']}; ratios to lean"), format_table(rows)
     elif args.what == "neighborhood":
         kwargs = dict(sizes=(8, 12), batch=2, repeats=1) if args.quick else dict(repeats=args.repeats)
         rows = bench_neighborhood(device=device, **kwargs)

@@ -35,6 +35,15 @@ def test_aggregate_bench_covers_every_backend(capsys):
     assert all(r["time_vs_reference"] == 1.0 for r in rows if r["backend"] == "reference")
 
 
+def test_small_maps_bench_puts_dense_beside_lean(capsys):
+    assert bench.main(["small-maps", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "ratios to lean" in out and "| dense |" in out and "| lean |" in out
+    rows = bench.bench_small_maps(device=torch.device("cpu"), batch=2, maps=((4, 16),), repeats=1)
+    assert [(r["map"], r["backend"]) for r in rows] == [("4x4x16", "lean"), ("4x4x16", "dense")]
+    assert rows[0]["time_vs_reference"] == 1.0 and rows[1]["time_vs_reference"] > 0
+
+
 def test_cli_prints_the_table(capsys):
     assert bench.main(["aggregate", "--quick"]) == 0
     out = capsys.readouterr().out

@@ -70,14 +70,14 @@ def test_backends_agree_in_values(dilation, groups, k):
     for name, shape in weight_shapes(groups, k).items():
         w = rand(*shape, seed=1)
         expected = local_aggregate(v, w, k, dilation, backend="reference")
-        backends = ["lean", "auto"] + (["conv"] if shape[3:] == (1, 1) else [])
+        backends = ["lean", "dense", "auto"] + (["conv"] if shape[3:] == (1, 1) else [])
         for backend in backends:
             got = local_aggregate(v, w, k, dilation, backend=backend)
             assert got.shape == v.shape
             assert torch.allclose(got, expected, atol=TOL, rtol=0), (name, backend)
 
 
-@pytest.mark.parametrize("backend", ["reference", "lean", "conv"])
+@pytest.mark.parametrize("backend", ["reference", "lean", "dense", "conv"])
 @pytest.mark.parametrize("dilation", [1, 2, 3])
 def test_backends_gradcheck(backend, dilation):
     for groups in (1, 2, 4):
@@ -95,10 +95,11 @@ def test_lean_gradient_equals_reference_gradient():
     w = rand(B, 2, 25, H, W, grad=True, seed=1)
     g = rand(B, C, H, W, seed=2)
     grads = {}
-    for backend in ("reference", "lean"):
+    for backend in ("reference", "lean", "dense"):
         grads[backend] = torch.autograd.grad(local_aggregate(v, w, 5, 2, backend=backend), (v, w), g)
-    for a, b in zip(grads["reference"], grads["lean"]):
-        assert torch.allclose(a, b, atol=TOL, rtol=0)
+    for backend in ("lean", "dense"):
+        for a, b in zip(grads["reference"], grads[backend]):
+            assert torch.allclose(a, b, atol=TOL, rtol=0), backend
 
 
 def test_static_weights_are_a_depthwise_convolution():
@@ -107,7 +108,7 @@ def test_static_weights_are_a_depthwise_convolution():
     kernel = rand(C, 1, 5, 5, seed=3)
     w = kernel.reshape(1, C, 25, 1, 1)  # one 5×5 kernel per channel, shared by every pixel
     expected = F.conv2d(v, kernel, padding=4, dilation=2, groups=C)
-    for backend in ("reference", "lean", "conv"):
+    for backend in ("reference", "lean", "dense", "conv"):
         assert torch.allclose(local_aggregate(v, w, 5, 2, backend=backend), expected, atol=TOL, rtol=0)
 
 
@@ -154,14 +155,14 @@ def naive_similarity(q, k, ks, d, groups):
 def test_similarity_backends_are_the_definition(dilation, groups):
     q, k = rand(B, C, H, W), rand(B, C, H, W, seed=1)
     expected = naive_similarity(q, k, 3, dilation, groups)
-    for backend in ("reference", "lean", "auto"):
+    for backend in ("reference", "lean", "dense", "auto"):
         got = local_similarity(q, k, 3, dilation, groups=groups, backend=backend)
         assert torch.equal(got.isinf(), expected.isinf())
         inside = ~expected.isinf()
         assert torch.allclose(got[inside], expected[inside], atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("backend", ["reference", "lean"])
+@pytest.mark.parametrize("backend", ["reference", "lean", "dense"])
 @pytest.mark.parametrize("dilation", [1, 2, 3])
 def test_similarity_gradcheck(backend, dilation):
     for groups in (1, 2, 4):
@@ -224,8 +225,28 @@ def test_bad_input_names_the_argument(call, match):
         call()
 
 
+def test_auto_takes_dense_on_small_cpu_maps_and_lean_above(monkeypatch):
+    """"auto" on the CPU: one matrix product per image and group up to DENSE_MAX_PIXELS pixels,
+    lean's K passes above; both ops, seen by which backend module computes them."""
+    from mixlib.ops import aggregate as aggregate_module, dense, lean
+    limit = aggregate_module.DENSE_MAX_PIXELS
+    called = []
+    for module in (dense, lean):
+        for op in ("aggregate", "similarity"):
+            original = getattr(module, op)
+            monkeypatch.setattr(module, op, lambda *a, _o=original, _n=module.__name__, **k:
+                                called.append(_n.rsplit(".", 1)[1]) or _o(*a, **k))
+    side = int(limit ** 0.5)
+    for height, width, expected in ((side, limit // side, "dense"), (side, limit // side + 1, "lean")):
+        v = rand(1, 4, height, width)
+        called.clear()
+        local_aggregate(v, rand(1, 2, 9, height, width, seed=1), 3)
+        local_similarity(v, v, 3, groups=2)
+        assert called == [expected, expected], (height, width)
+
+
 def test_backends_listed():
-    assert set(AGGREGATE_BACKENDS) == {"auto", "reference", "lean", "conv", "triton"}
+    assert set(AGGREGATE_BACKENDS) == {"auto", "reference", "lean", "dense", "conv", "triton"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,17 +306,18 @@ def test_clamp_border_backends_are_the_definition(d):
     v = rand(B, C, 7, 9)
     w = rand(B, 2, 9, 7, 9, seed=1)
     expected = naive_clamped_aggregate(v, w, 3, d)
-    for backend in ("reference", "lean", "auto"):
+    for backend in ("reference", "lean", "dense", "auto"):
         got = local_aggregate(v, w, 3, d, backend, border="clamp")
         assert torch.allclose(got, expected, atol=TOL, rtol=0), backend
     q, key = rand(B, C, 7, 9, seed=2), rand(B, C, 7, 9, seed=3)
     ref = local_similarity(q, key, 3, d, groups=2, backend="reference", border="clamp")
-    lean = local_similarity(q, key, 3, d, groups=2, backend="lean", border="clamp")
     assert torch.isfinite(ref).all()  # no neighbour is outside
-    assert torch.allclose(ref, lean, atol=TOL, rtol=0)
+    for backend in ("lean", "dense"):
+        got = local_similarity(q, key, 3, d, groups=2, backend=backend, border="clamp")
+        assert torch.allclose(ref, got, atol=TOL, rtol=0), backend
 
 
-@pytest.mark.parametrize("backend", ["reference", "lean"])
+@pytest.mark.parametrize("backend", ["reference", "lean", "dense"])
 def test_clamp_border_gradcheck(backend):
     v, w = rand(1, 4, 6, 7, grad=True), rand(1, 2, 9, 6, 7, grad=True, seed=1)
     assert torch.autograd.gradcheck(
@@ -334,7 +356,7 @@ def test_clamp_needs_a_large_enough_map():
 # ----------------------------------------------------------------------------------------------
 # Issue 22: one border rule, devices, half precision, derivatives of every order, torch.func
 
-EXACT_BACKENDS = ["reference", "lean"]  # test_triton.py runs the same checks on "triton"
+EXACT_BACKENDS = ["reference", "lean", "dense"]  # test_triton.py runs the same checks on "triton"
 
 
 @pytest.mark.parametrize("backend", EXACT_BACKENDS + ["auto"])
@@ -364,20 +386,21 @@ def test_weights_on_another_device_name_the_argument():
         local_similarity(v, v.to("meta"), 3)
 
 
-def test_lean_accumulates_half_precision_in_float32():
+@pytest.mark.parametrize("backend", ["lean", "dense"])
+def test_lean_accumulates_half_precision_in_float32(backend):
     """bfloat16 inputs, sums in float32, one rounding at the end: the error is that rounding.
     Summing 25 bfloat16 products in bfloat16 was 3-5 times worse (issue 23)."""
     k = 5
     v = torch.randn(2, 8, 12, 12, generator=torch.Generator().manual_seed(0)).bfloat16()
     w = torch.randn(2, 2, k * k, 12, 12, generator=torch.Generator().manual_seed(1)).bfloat16()
     exact = local_aggregate(v.double(), w.double(), k, backend="reference")
-    got = local_aggregate(v, w, k, backend="lean")
+    got = local_aggregate(v, w, k, backend=backend)
     assert got.dtype == torch.bfloat16
     rounding = (exact.bfloat16().double() - exact).abs().max()
     assert (got.double() - exact).abs().max() <= 1.01 * rounding
     q = v.flip(1)
     exact = local_similarity(q.double(), v.double(), k, groups=2, backend="reference")
-    got = local_similarity(q, v, k, groups=2, backend="lean")
+    got = local_similarity(q, v, k, groups=2, backend=backend)
     inside = exact.isfinite()
     rounding = (exact[inside].bfloat16().double() - exact[inside]).abs().max()
     assert (got.double()[inside] - exact[inside]).abs().max() <= 1.01 * rounding

@@ -32,6 +32,9 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
                  differentiated by plain autograd.
     "lean"       a loop over the K offsets on shifted views of a padded input (``lean``), so
                  memory stays O(input + weights); sums in float32 for half-precision inputs.
+    "dense"      each image and group's weights as an N × N matrix (N = H·W) and the ops as
+                 batched matrix products (``dense``): memory O(B·G·N²), for small maps, where
+                 the CPU runs it many times faster than lean's K passes.
     "conv"       static weights (H = W = 1) through ``F.conv2d(groups=...)``, i.e. the
                  library's depthwise-convolution kernels; per-sample static weights fold the
                  batch into the groups. Under CPU autocast it computes in float32 (or wider):
@@ -42,10 +45,10 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
                  use no atomics (deterministic); CUDA tensors, or the CPU under
                  ``TRITON_INTERPRET=1``.
     "auto"       the fastest exact backend for the weights given: "conv" for static weights,
-                 else "triton" on a GPU and "lean" on the CPU (``python -m mixlib.bench
-                 aggregate`` shows why).
+                 else "triton" on a GPU, and on the CPU "dense" up to ``DENSE_MAX_PIXELS``
+                 pixels, "lean" above (``python -m mixlib.bench aggregate`` shows why).
 
-"lean" and "triton" run as PyTorch library ops (``library``): one node each under
+"lean", "dense" and "triton" run as PyTorch library ops (``library``): one node each under
 ``torch.compile``, with derivatives of every order, ``torch.func.grad``, ``vmap`` and ``jvp``.
 Weights and values must be on one device (a ValueError says which argument is not).
 """
@@ -69,6 +72,7 @@ from .geometry import (
     neighbour_offsets,
     window_positions,
 )
+from .dense import DENSE_MAX_PIXELS
 from .lean import Window
 
 __all__ = [
@@ -84,8 +88,8 @@ __all__ = [
     "neighbour_mask",
 ]
 
-AGGREGATE_BACKENDS = ("auto", "reference", "lean", "conv", "triton")
-SIMILARITY_BACKENDS = ("auto", "reference", "lean", "triton")
+AGGREGATE_BACKENDS = ("auto", "reference", "lean", "dense", "conv", "triton")
+SIMILARITY_BACKENDS = ("auto", "reference", "lean", "dense", "triton")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,6 +232,15 @@ def _check_triton(x: torch.Tensor) -> None:
                          f"TRITON_INTERPRET=1 on the CPU); got a tensor on {x.device}")
 
 
+def _dynamic_backend(x: torch.Tensor) -> str:
+    """"auto"'s choice for weights that vary over pixels (or logits): the fused kernels on a
+    GPU; on the CPU one matrix product per image and group for small maps, lean's K passes on
+    larger ones."""
+    if x.is_cuda and _triton_usable(x):
+        return "triton"
+    return "dense" if x.shape[2] * x.shape[3] <= DENSE_MAX_PIXELS else "lean"
+
+
 # ----------------------------------------------------------------------------------------------
 # The two public operations
 
@@ -242,7 +255,7 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
             w[:, g, o, i] weighs neighbour i + dilation·offset_o (``neighbour_offsets``).
         kernel_size: k, odd.
         dilation: d, the spacing between the neighbours.
-        backend: "auto", "reference", "lean", "conv" or "triton" (module docstring).
+        backend: "auto", "reference", "lean", "dense", "conv" or "triton" (module docstring).
         border: "zeros" (out-of-image neighbours are zeros, like a zero-padded convolution) or
             "clamp" (windows shift inward at the border, as in neighbourhood attention).
 
@@ -258,7 +271,7 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
     _check_clamp(border, v, kernel_size, dilation)
     if border == "clamp" and backend == "conv":
         raise ValueError("backend='conv' has zero padding only; border='clamp' needs "
-                         "backend 'lean', 'reference', 'triton' or 'auto'")
+                         "backend 'lean', 'dense', 'reference', 'triton' or 'auto'")
     if v.dtype != w.dtype:  # e.g. bf16 values with fp32 softmax weights under autocast
         dtype = torch.promote_types(v.dtype, w.dtype)
         v, w = v.to(dtype), w.to(dtype)
@@ -266,7 +279,7 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
         if w.shape[3:] == (1, 1) and border == "zeros":
             backend = "conv"
         else:
-            backend = "triton" if v.is_cuda and _triton_usable(v) else "lean"
+            backend = _dynamic_backend(v)
     if backend == "conv":
         return _conv_aggregate(v, w, kernel_size, dilation)
     if backend == "reference":
@@ -286,7 +299,7 @@ def local_similarity(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilatio
         kernel_size: k, odd.
         dilation: d.
         groups: G, the number of heads; G divides C.
-        backend: "auto", "reference", "lean" or "triton".
+        backend: "auto", "reference", "lean", "dense" or "triton".
         border: "zeros" (out-of-image neighbours get -inf) or "clamp" (windows shift inward).
 
     Returns:
@@ -308,7 +321,7 @@ def local_similarity(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilatio
         dtype = torch.promote_types(q.dtype, k.dtype)
         q, k = q.to(dtype), k.to(dtype)
     if backend == "auto":
-        backend = "triton" if q.is_cuda and _triton_usable(q) else "lean"
+        backend = _dynamic_backend(q)
     if backend == "reference":
         return _reference_similarity(q, k, kernel_size, dilation, groups, border)
     if backend == "triton":

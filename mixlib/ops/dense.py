@@ -1,0 +1,79 @@
+"""The "dense" backend: the three bilinear ops as matrix products over all N = H·W pixels.
+
+Each image and group's weights are scattered into an N × N matrix A, A[i, j] = w[o, i] where
+j = n(i, o) is the o-th neighbour of i (zero elsewhere), and the ops become batched matrix
+products, which the CPU runs far faster than K shifted passes over a small map:
+
+- ``aggregate(x, w)``:  y = x Aᵀ    y[c, i] = Σ_o w[g, o, i] · x[c, n(i, o)]
+- ``adjoint(x, w)``:    y = x A     y[c, j] = Σ_{(i, o): n(i, o) = j} w[g, o, i] · x[c, i]
+- ``similarity(q, k)``: S = qᵀ k, then s[g, o, i] = S[i, n(i, o)], read off at the window.
+
+Memory is O(B·G·N²) and the work N² per channel instead of N·K, so this is a backend for small
+maps only: "auto" takes it on the CPU up to ``DENSE_MAX_PIXELS`` (``python -m mixlib.bench
+aggregate`` shows where it stops paying). The borders come from ``geometry.window_positions``,
+as in every backend; a neighbour outside the image ("zeros") points at a spare column N, which
+reads a zero and is dropped. Sums run in float32 for float16 and bfloat16 inputs (float64 for
+float64), rounded once to the input's dtype, as in ``lean``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .geometry import window_positions
+from .lean import accumulator
+
+DENSE_MAX_PIXELS = 64  # "auto" on the CPU: up to 8×8 maps (python -m mixlib.bench aggregate)
+
+
+def neighbour_index(height: int, width: int, kernel_size: int, dilation: int, border: str,
+                    device) -> torch.Tensor:
+    """(N, K) long: the flat position n(i, o) of neighbour o of pixel i; N (a spare column)
+    where that neighbour lies outside the image."""
+    rows, cols = window_positions(height, width, kernel_size, dilation, border, device)  # (K, H, W)
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    return (rows * width + cols).masked_fill(~inside, height * width).flatten(1).t()
+
+
+def _matrix(w: torch.Tensor, height: int, width: int, index: torch.Tensor, dtype) -> torch.Tensor:
+    """A, (B or 1, G, N, N): each pixel's K weights scattered into its row at its neighbours."""
+    B, G, K = w.shape[:3]
+    N = height * width
+    rows = w.to(dtype).expand(B, G, K, height, width).flatten(3).transpose(2, 3)  # (B, G, N, K)
+    matrix = rows.new_zeros(B, G, N, N + 1)  # + the spare column of outside neighbours
+    return matrix.scatter_add_(3, index.expand(B, G, N, K), rows)[..., :N]
+
+
+def _apply(x, w, kernel_size, dilation, border, transpose: bool) -> torch.Tensor:
+    B, C, H, W = x.shape
+    G, acc = w.shape[1], accumulator(x.dtype)
+    index = neighbour_index(H, W, kernel_size, dilation, border, x.device)
+    matrix = _matrix(w, H, W, index, acc)
+    channels = x.to(acc).reshape(B, G, C // G, H * W)  # (B, G, C/G, N): a group's channels
+    y = channels @ (matrix.transpose(2, 3) if transpose else matrix)
+    return y.reshape(B, C, H, W).to(x.dtype)
+
+
+def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
+    return _apply(x, w, kernel_size, dilation, border, transpose=True)
+
+
+def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
+    return _apply(x, w, kernel_size, dilation, border, transpose=False)
+
+
+def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
+               shape) -> torch.Tensor:
+    """shape: the output's, (B or 1, G, K, H or 1, W or 1), size-1 axes summed. masked: -inf
+    where a neighbour is outside the image (border "zeros", full shape only), else a zero."""
+    B, C, H, W = q.shape
+    G, N, K, acc = shape[1], H * W, kernel_size ** 2, accumulator(q.dtype)
+    index = neighbour_index(H, W, kernel_size, dilation, border, q.device)
+    queries = q.to(acc).reshape(B, G, C // G, N).transpose(2, 3)  # (B, G, N, C/G)
+    scores = queries @ k.to(acc).reshape(B, G, C // G, N)  # (B, G, N, N): every pair's q·k
+    scores = F.pad(scores, (0, 1))  # the spare column: an outside neighbour scores 0
+    logits = scores.gather(3, index.expand(B, G, N, K))  # (B, G, N, K)
+    logits = logits.transpose(2, 3).reshape(B, G, K, H, W)
+    if masked and border == "zeros":
+        logits = logits.masked_fill((index == N).t().reshape(K, H, W), float("-inf"))
+    return logits.sum_to_size(shape).to(q.dtype)
