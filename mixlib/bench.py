@@ -130,13 +130,11 @@ CPU_MAPS, GPU_MAPS = ((32, 64), (56, 64)), ((56, 64), (28, 128))  # (side, chann
 
 
 def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels=None,
-                    dynamic_groups: int = 8, repeats: int = 5, backends=None,
-                    baseline: str = "reference", static_weights: bool = True) -> list[dict]:
+                    dynamic_groups: int = 8, repeats: int = 5, backends=None) -> list[dict]:
     """Time and peak memory of every backend, for dynamic per-pixel and static weights.
 
     Defaults: on the CPU 32×32×64 and 56×56×64 maps with k = 3, 7, 13; on a GPU 56×56×64 and
-    28×28×128 with k = 7, 13 and the Triton kernels as well. Ratios are to `baseline` (one of
-    `backends`), in the columns time_vs_reference and memory_vs_reference.
+    28×28×128 with k = 7, 13 and the Triton kernels as well.
     """
     gpu = device.type == "cuda"
     maps = maps or (GPU_MAPS if gpu else CPU_MAPS)
@@ -152,8 +150,6 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels
                     batch, dynamic_groups, k * k, size, size, device=device),
                 "static per-channel": torch.randn(1, channels, k * k, 1, 1, device=device),
             }
-            if not static_weights:
-                del cases["static per-channel"]
             for weights, w in cases.items():
                 w.requires_grad_(True)
                 static = w.shape[3:] == (1, 1)
@@ -166,7 +162,7 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels
                 times = time_each_ms(runs, device, repeats)
                 measured = {name: (times[name], peak_memory_bytes(run, device))
                             for name, run in runs.items()}
-                ref_ms, ref_mem = measured[baseline]
+                ref_ms, ref_mem = measured["reference"]
                 for name, (ms, mem) in measured.items():
                     row = {"map": f"{size}x{size}x{channels}", "k": k, "weights": weights,
                            "backend": name, "ms": ms, "peak_mb": mem / 2 ** 20,
@@ -182,12 +178,38 @@ def bench_aggregate(*, device: torch.device, batch: int = 32, maps=None, kernels
 SMALL_MAPS = ((2, 256), (4, 128), (6, 96), (8, 64), (12, 48), (16, 32))
 
 
-def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS,
-                     repeats: int = 3) -> list[dict]:
-    """Per-pixel weights on small maps, "lean" against "dense" (forward + backward, k = 7,
-    G = 8): where ``DENSE_MAX_PIXELS``, "auto"'s switch on the CPU, should lie."""
-    return bench_aggregate(device=device, batch=batch, maps=maps, kernels=(7,), repeats=repeats,
-                           backends=("lean", "dense"), baseline="lean", static_weights=False)
+def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS, k: int = 7,
+                     groups: int = 8, repeats: int = 3) -> list[dict]:
+    """Small maps, forward + backward: where "auto" switches to "dense" on the CPU.
+
+    Per-pixel weights (G = `groups`), "lean" against "dense" (``DENSE_MAX_PIXELS``); static
+    per-channel weights dilated by 3 (LKA's second convolution), "conv" against "dense"
+    (``DENSE_MAX_PIXELS_DILATED``). Ratios are to the first of each pair.
+    """
+    rows = []
+    for size, channels in maps:
+        v = torch.randn(batch, channels, size, size, device=device).contiguous(
+            memory_format=torch.channels_last).requires_grad_(True)
+        cases = (
+            (f"dynamic G={groups}", 1, torch.randn(batch, groups, k * k, size, size, device=device),
+             ("lean", "dense")),
+            ("static per-channel", 3, torch.randn(1, channels, k * k, 1, 1, device=device),
+             ("conv", "dense")),
+        )
+        for weights, dilation, w, backends in cases:
+            w.requires_grad_(True)
+            runs = {b: (lambda b=b: local_aggregate(v, w, k, dilation, backend=b).sum().backward())
+                    for b in backends}
+            times = time_each_ms(runs, device, repeats)
+            memory = {b: peak_memory_bytes(run, device) for b, run in runs.items()}
+            for b in backends:
+                rows.append({"map": f"{size}x{size}x{channels}", "k": k, "dilation": dilation,
+                             "weights": weights if dilation == 1 else f"{weights}, dilation {dilation}",
+                             "backend": b, "ms": times[b], "peak_mb": memory[b] / 2 ** 20,
+                             "time_vs_reference": times[b] / times[backends[0]],
+                             "memory_vs_reference": memory[b] / memory[backends[0]]})
+            v.grad = None
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     agg.add_argument("--repeats", type=int, default=5)
     agg.add_argument("--quick", action="store_true", help="one small size, for a smoke test")
     agg.add_argument("--json", help="also write the rows and the environment to this file")
-    small = sub.add_parser("small-maps", help="per-pixel weights on small maps: lean vs dense")
+    small = sub.add_parser("small-maps", help="small maps: lean or conv vs dense")
     small.add_argument("--device", default="cpu")
     small.add_argument("--repeats", type=int, default=3)
     small.add_argument("--quick", action="store_true", help="two small maps, for a smoke test")
@@ -503,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             dict(repeats=args.repeats)
         rows = bench_small_maps(device=device, **kwargs)
         extra = {"repeats": kwargs["repeats"], "batch": kwargs.get("batch", 256)}
-        title, table = ("local_aggregate on small maps, per-pixel weights, forward + backward, "
-                        f"batch {extra['batch']}; ratios to lean"), format_table(rows)
+        title, table = ("local_aggregate on small maps, forward + backward, "
+                        f"batch {extra['batch']}; ratios to the first of each pair"), format_table(rows)
     elif args.what == "neighborhood":
         kwargs = dict(sizes=(8, 12), batch=2, repeats=1) if args.quick else dict(repeats=args.repeats)
         rows = bench_neighborhood(device=device, **kwargs)

@@ -35,13 +35,15 @@ def test_aggregate_bench_covers_every_backend(capsys):
     assert all(r["time_vs_reference"] == 1.0 for r in rows if r["backend"] == "reference")
 
 
-def test_small_maps_bench_puts_dense_beside_lean(capsys):
+def test_small_maps_bench_puts_dense_beside_lean_and_conv(capsys):
     assert bench.main(["small-maps", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "ratios to lean" in out and "| dense |" in out and "| lean |" in out
+    assert "ratios to the first of each pair" in out and "| dense |" in out and "| lean |" in out
     rows = bench.bench_small_maps(device=torch.device("cpu"), batch=2, maps=((4, 16),), repeats=1)
-    assert [(r["map"], r["backend"]) for r in rows] == [("4x4x16", "lean"), ("4x4x16", "dense")]
-    assert rows[0]["time_vs_reference"] == 1.0 and rows[1]["time_vs_reference"] > 0
+    assert [(r["weights"], r["backend"]) for r in rows] == [
+        ("dynamic G=8", "lean"), ("dynamic G=8", "dense"),
+        ("static per-channel, dilation 3", "conv"), ("static per-channel, dilation 3", "dense")]
+    assert [r["time_vs_reference"] == 1.0 for r in rows] == [True, False, True, False]
 
 
 def test_cli_prints_the_table(capsys):

@@ -245,6 +245,25 @@ def test_auto_takes_dense_on_small_cpu_maps_and_lean_above(monkeypatch):
         assert called == [expected, expected], (height, width)
 
 
+def test_auto_takes_dense_for_dilated_static_weights_on_small_cpu_maps(monkeypatch):
+    """Static weights go to the convolution kernels, except dilated ones on CPU maps of at
+    most DENSE_MAX_PIXELS_DILATED pixels (LKA's second convolution on the small presets)."""
+    from mixlib.ops import aggregate as aggregate_module
+    limit = aggregate_module.DENSE_MAX_PIXELS_DILATED
+    side = int(limit ** 0.5)
+    chosen = []
+    monkeypatch.setattr(aggregate_module, "_conv_aggregate", lambda *a: chosen.append("conv") or a[0])
+    monkeypatch.setattr(aggregate_module.library, "aggregate",
+                        lambda *a: chosen.append(a[-1]) or a[0])
+    w = rand(1, 4, 9, 1, 1)
+    for (height, width), dilation, expected in (((side, limit // side), 3, "dense"),
+                                                ((side, limit // side + 1), 3, "conv"),
+                                                ((side, limit // side), 1, "conv")):
+        chosen.clear()
+        local_aggregate(rand(1, 4, height, width), w, 3, dilation)
+        assert chosen == [expected], (height, width, dilation)
+
+
 def test_backends_listed():
     assert set(AGGREGATE_BACKENDS) == {"auto", "reference", "lean", "dense", "conv", "triton"}
 

@@ -44,9 +44,11 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
     "triton"     fused GPU kernels (``triton_kernels``) that never copy the neighbourhoods and
                  use no atomics (deterministic); CUDA tensors, or the CPU under
                  ``TRITON_INTERPRET=1``.
-    "auto"       the fastest exact backend for the weights given: "conv" for static weights,
-                 else "triton" on a GPU, and on the CPU "dense" up to ``DENSE_MAX_PIXELS``
-                 pixels, "lean" above (``python -m mixlib.bench aggregate`` shows why).
+    "auto"       the fastest exact backend for the weights given: "conv" for static weights
+                 (on the CPU "dense" for dilated ones up to ``DENSE_MAX_PIXELS_DILATED``
+                 pixels), else "triton" on a GPU, and on the CPU "dense" up to
+                 ``DENSE_MAX_PIXELS`` pixels, "lean" above (``python -m mixlib.bench
+                 aggregate`` and ``small-maps`` show why).
 
 "lean", "dense" and "triton" run as PyTorch library ops (``library``): one node each under
 ``torch.compile``, with derivatives of every order, ``torch.func.grad``, ``vmap`` and ``jvp``.
@@ -72,7 +74,7 @@ from .geometry import (
     neighbour_offsets,
     window_positions,
 )
-from .dense import DENSE_MAX_PIXELS
+from .dense import DENSE_MAX_PIXELS, DENSE_MAX_PIXELS_DILATED
 from .lean import Window
 
 __all__ = [
@@ -232,6 +234,14 @@ def _check_triton(x: torch.Tensor) -> None:
                          f"TRITON_INTERPRET=1 on the CPU); got a tensor on {x.device}")
 
 
+def _static_backend(x: torch.Tensor, dilation: int) -> str:
+    """"auto"'s choice for static weights: the convolution kernels, but for a dilated kernel on
+    a small CPU map one matrix product per channel, since oneDNN's dilated depthwise kernel
+    is the slow one there (``python -m mixlib.bench small-maps``)."""
+    small = x.shape[2] * x.shape[3] <= DENSE_MAX_PIXELS_DILATED
+    return "dense" if x.device.type == "cpu" and dilation > 1 and small else "conv"
+
+
 def _dynamic_backend(x: torch.Tensor) -> str:
     """"auto"'s choice for weights that vary over pixels (or logits): the fused kernels on a
     GPU; on the CPU one matrix product per image and group for small maps, lean's K passes on
@@ -277,7 +287,7 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
         v, w = v.to(dtype), w.to(dtype)
     if backend == "auto":
         if w.shape[3:] == (1, 1) and border == "zeros":
-            backend = "conv"
+            backend = _static_backend(v, dilation)
         else:
             backend = _dynamic_backend(v)
     if backend == "conv":

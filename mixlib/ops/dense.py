@@ -8,22 +8,28 @@ products, which the CPU runs far faster than K shifted passes over a small map:
 - ``adjoint(x, w)``:    y = x A     y[c, j] = Σ_{(i, o): n(i, o) = j} w[g, o, i] · x[c, i]
 - ``similarity(q, k)``: S = qᵀ k, then s[g, o, i] = S[i, n(i, o)], read off at the window.
 
-Memory is O(B·G·N²) and the work N² per channel instead of N·K, so this is a backend for small
-maps only: "auto" takes it on the CPU up to ``DENSE_MAX_PIXELS`` (``python -m mixlib.bench
-aggregate`` shows where it stops paying). The borders come from ``geometry.window_positions``,
-as in every backend; a neighbour outside the image ("zeros") points at a spare column N, which
-reads a zero and is dropped. Sums run in float32 for float16 and bfloat16 inputs (float64 for
-float64), rounded once to the input's dtype, as in ``lean``.
+Memory is O(B·G·N²) and the work N² per channel instead of N·K, so this is a backend for
+small maps only: "auto" takes it on the CPU up to ``DENSE_MAX_PIXELS`` pixels for per-pixel
+weights and ``DENSE_MAX_PIXELS_DILATED`` for dilated static ones (``python -m mixlib.bench
+small-maps`` shows where it stops paying). Weights shared by the batch make one matrix for all
+images, whose rows then go through one product together. The borders come from
+``geometry.window_positions``, as in every backend; a neighbour outside the image ("zeros")
+points at a spare column N, which reads a zero and is dropped. Sums run in float32 for float16
+and bfloat16 inputs (float64 for float64), rounded once to the input's dtype, as in ``lean``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from .geometry import window_positions
 from .lean import accumulator
 
-DENSE_MAX_PIXELS = 64  # "auto" on the CPU: up to 8×8 maps (python -m mixlib.bench aggregate)
+# "auto" on the CPU (python -m mixlib.bench small-maps): per-pixel weights up to 8×8 maps;
+# static dilated kernels, which oneDNN's depthwise convolution runs slowly, up to 16×16
+DENSE_MAX_PIXELS = 64
+DENSE_MAX_PIXELS_DILATED = 256
 
 
 def neighbour_index(height: int, width: int, kernel_size: int, dilation: int, border: str,
@@ -49,9 +55,13 @@ def _apply(x, w, kernel_size, dilation, border, transpose: bool) -> torch.Tensor
     G, acc = w.shape[1], accumulator(x.dtype)
     index = neighbour_index(H, W, kernel_size, dilation, border, x.device)
     matrix = _matrix(w, H, W, index, acc)
+    if transpose:
+        matrix = matrix.transpose(2, 3)
+    if w.shape[0] == 1 and B > 1:  # one matrix for the batch: every image's rows in one product
+        rows = rearrange(x.to(acc), "b (g c) h w -> 1 g (b c) (h w)", g=G)
+        return rearrange(rows @ matrix, "1 g (b c) (h w) -> b (g c) h w", b=B, h=H).to(x.dtype)
     channels = x.to(acc).reshape(B, G, C // G, H * W)  # (B, G, C/G, N): a group's channels
-    y = channels @ (matrix.transpose(2, 3) if transpose else matrix)
-    return y.reshape(B, C, H, W).to(x.dtype)
+    return (channels @ matrix).reshape(B, C, H, W).to(x.dtype)
 
 
 def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
@@ -69,8 +79,14 @@ def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
     B, C, H, W = q.shape
     G, N, K, acc = shape[1], H * W, kernel_size ** 2, accumulator(q.dtype)
     index = neighbour_index(H, W, kernel_size, dilation, border, q.device)
-    queries = q.to(acc).reshape(B, G, C // G, N).transpose(2, 3)  # (B, G, N, C/G)
-    scores = queries @ k.to(acc).reshape(B, G, C // G, N)  # (B, G, N, N): every pair's q·k
+    if shape[0] == 1 and B > 1:  # summed over the batch: contract images and channels at once
+        queries = rearrange(q.to(acc), "b (g c) h w -> 1 g (h w) (b c)", g=G)
+        keys = rearrange(k.to(acc), "b (g c) h w -> 1 g (b c) (h w)", g=G)
+        B = 1
+    else:
+        queries = rearrange(q.to(acc), "b (g c) h w -> b g (h w) c", g=G)
+        keys = rearrange(k.to(acc), "b (g c) h w -> b g c (h w)", g=G)
+    scores = queries @ keys  # (B, G, N, N): every pair's q·k
     scores = F.pad(scores, (0, 1))  # the spare column: an outside neighbour scores 0
     logits = scores.gather(3, index.expand(B, G, N, K))  # (B, G, N, K)
     logits = logits.transpose(2, 3).reshape(B, G, K, H, W)
