@@ -100,7 +100,9 @@ def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tenso
 
 
 def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
-    window, x, acc = _setup(x, w.shape[1], kernel_size, dilation, border)
+    # the scatter buffer is row-major: a channels-last x would make each of the K passes cross
+    # layouts, 1.8-3.5 times slower on the CPU than one copy of x first (16² and 32² maps)
+    window, x, acc = _setup(x.contiguous(), w.shape[1], kernel_size, dilation, border)
     buffer = window.scatter_buffer(x, acc)
     for o in range(kernel_size ** 2):
         window.scatter_addcmul(buffer, o, x, w[:, :, o].unsqueeze(2))
