@@ -7,11 +7,13 @@ own formulas.
 ``torch.utils.flop_counter`` counts matrix products, convolutions and attention. This module
 registers formulas for mixlib's library ops (``mixlib::aggregate``, ``adjoint``,
 ``similarity``: 2 FLOPs per channel, pixel and offset), so the counter sees the primitive as it
-runs on the "lean" and "triton" backends (what "auto" picks for dynamic weights; static
-weights run as convolutions, which it sees anyway). The "reference" backend's unfold is not
-counted: it is the definition, not a way to run a model. What the counter cannot see at all
-(FFTs, pooling) each mixer declares in its ``MixerInfo.flops`` (mixlib.mixers), and
-`forward_flops` adds it up under the formula's label.
+runs on the "lean", "dense" and "triton" backends (what "auto" picks for dynamic weights and,
+on small CPU maps, for dilated static ones; other static weights run as convolutions, which it
+sees anyway). On "dense" that is the window's products, not the zeros its N × N matrix
+product also multiplies: the algorithm's cost, the same on every backend. The "reference"
+backend's unfold is not counted: it is the definition, not a way to run a model. What the
+counter cannot see at all (FFTs, pooling) each mixer declares in its ``MixerInfo.flops``
+(mixlib.mixers), and `forward_flops` adds it up under the formula's label.
 """
 from __future__ import annotations
 

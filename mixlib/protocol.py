@@ -8,7 +8,8 @@ stated in ``Claim``.
 
     from mixlib import protocol
     protocol.PILOT_RUNS     # the pilot: does E stand? (protocol.pilot_epochs decides)
-    protocol.RUNS           # every run, in the sweep's order, at E (protocol.runs(2 * E) at 2E)
+    protocol.RUNS           # every run in the sweep's order, at E
+    protocol.runs(cifar_epochs=30)  # the same at 2E, if the pilot flips
     protocol.CLAIMS         # what the runs test
 """
 from __future__ import annotations
@@ -71,7 +72,8 @@ def _seeds(presets, seeds, **kwargs) -> list[Run]:
 
 
 # the pilot: seed 0 of its two presets at E, then at 2E
-PILOT_RUNS: tuple[Run, ...] = tuple([Run(p, 0) for p in PILOT] + [Run(p, 0, 2 * EPOCHS) for p in PILOT])
+PILOT_RUNS: tuple[Run, ...] = tuple([Run(p, 0) for p in PILOT]
+                                    + [Run(p, 0, 2 * EPOCHS) for p in PILOT])
 
 
 def pilot_epochs(accuracy: Mapping[tuple[str, int], float]) -> int | None:
@@ -89,7 +91,7 @@ def pilot_epochs(accuracy: Mapping[tuple[str, int], float]) -> int | None:
     return EPOCHS if gaps[0] * gaps[1] > 0 else 2 * EPOCHS
 
 
-def runs(cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
+def runs(*, cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
     """The sweep's runs in the order it runs them, every CIFAR-10 run after the pilot at
     `cifar_epochs` (E, or 2E once the pilot has flipped: `pilot_epochs`).
 
@@ -113,8 +115,9 @@ RUNS: tuple[Run, ...] = runs()  # as planned before the pilot: E = 15
 
 
 def runs_of(preset: str, *, epochs: int = EPOCHS, data: str = "cifar10") -> list[Run]:
-    """The protocol's runs of one preset at one budget, by seed (at 2E: `runs(2 * EPOCHS)`'s)."""
-    planned = RUNS if epochs != 2 * EPOCHS else runs(2 * EPOCHS)
+    """The protocol's runs of one preset at one budget, by seed (at 2E: as the pilot's flip
+    would plan them, `runs(cifar_epochs=2 * EPOCHS)`)."""
+    planned = RUNS if epochs != 2 * EPOCHS else runs(cifar_epochs=2 * EPOCHS)
     return [r for r in planned if (r.preset, r.epochs, r.data) == (preset, epochs, data)]
 
 

@@ -67,7 +67,7 @@ def state(run: protocol.Run, results: Path, work: Path) -> str:
     return "todo"
 
 
-def cifar_epochs(results: Path) -> int:
+def decided_epochs(results: Path) -> int:
     """E as the pilot's finished runs in `results` decide it (`protocol.pilot_epochs`); the
     protocol's E while one of them is missing."""
     accuracy = {(run.preset, run.epochs): load_run(results / run.data / run.name)["test_acc"]
@@ -75,14 +75,18 @@ def cifar_epochs(results: Path) -> int:
     return protocol.pilot_epochs(accuracy) or protocol.EPOCHS
 
 
-def select(only: list[str] | None, results: Path | None = None) -> list[protocol.Run]:
+def select(only: list[str] | None, *, results: Path | None = None) -> list[protocol.Run]:
     """The protocol's runs at the E the pilot in `results` decided (E while it is unfinished or
-    `results` is None), or those named in `only` (run names, or model names for all their
-    runs); an unknown name is an error, not an empty sweep."""
-    planned = protocol.runs(cifar_epochs(results) if results is not None else protocol.EPOCHS)
+    `results` is None), or those of them named in `only` (run names, or model names for all
+    their runs). A name the protocol lists at neither budget is an error, not an empty sweep; a
+    run at the budget the pilot did not choose is quietly not planned."""
+    epochs = decided_epochs(results) if results is not None else protocol.EPOCHS
+    planned = protocol.runs(cifar_epochs=epochs)
     if not only:
         return list(planned)
-    known = {r.name for r in planned} | {r.model for r in planned}
+    other = 3 * protocol.EPOCHS - epochs  # the budget the pilot did not choose
+    either = planned + protocol.runs(cifar_epochs=other)
+    known = {r.name for r in either} | {r.model for r in either}
     unknown = [name for name in only if name not in known]
     if unknown:
         raise ValueError(f"only names runs or presets the protocol does not list: {unknown} "
@@ -94,7 +98,7 @@ def pending(runs: list[protocol.Run], results: Path) -> list[protocol.Run]:
     return [r for r in runs if not _done(r, results)]
 
 
-def keeps_weights(run: protocol.Run, cifar_epochs: int = protocol.EPOCHS) -> bool:
+def keeps_weights(run: protocol.Run, *, cifar_epochs: int = protocol.EPOCHS) -> bool:
     """Whether `run` is the one whose weights the book keeps: seed 0 at the protocol's budget
     (`cifar_epochs` on CIFAR-10, as the pilot decided)."""
     epochs = cifar_epochs if run.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
@@ -130,13 +134,21 @@ def _copy_result(run: protocol.Run, work: Path, results: Path,
                  weights: Path | None = None) -> list[Path]:
     folder = results / run.data / run.name
     folder.mkdir(parents=True, exist_ok=True)
-    keep = weights is not None and keeps_weights(run, cifar_epochs(results)) \
-        and not _quick(run, work)
-    copied = [export_weights(run, work, weights)] if keep else []
+    copied = []
     for name in ("metrics.jsonl", "result.json"):  # result.json last: its presence means done
         source = work / run.name / name
         atomic_write(folder / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
         copied.append(folder / name)
+    if weights is None:
+        return copied
+    # the weights are kept once E is known with this run counted: the pilot's last run may
+    # decide that its two runs at 2E, not those at E, hold the book's weights
+    epochs = decided_epochs(results)
+    flipped = run in protocol.PILOT_RUNS and epochs == 2 * protocol.EPOCHS
+    for kept in protocol.PILOT_RUNS if flipped else (run,):
+        finished = _done(kept, results) and (work / kept.name / "result.json").is_file()
+        if finished and keeps_weights(kept, cifar_epochs=epochs) and not _quick(kept, work):
+            copied.append(export_weights(kept, work, weights))
     return copied
 
 
@@ -243,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or _default_work()
     args.weights = args.weights or args.results.parent / "weights"
     try:
-        runs = select(args.only, args.results)
+        runs = select(args.only, results=args.results)
     except ValueError as error:
         parser.error(str(error))
     if args.command == "plan":
@@ -252,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "weights":  # runs finished before their weights were kept
         for run in runs:
-            if keeps_weights(run, cifar_epochs(args.results)) \
+            if keeps_weights(run, cifar_epochs=decided_epochs(args.results)) \
                     and (work / run.name / "result.json").is_file() \
                     and not _quick(run, work):
                 print(export_weights(run, work, args.weights))
@@ -270,15 +282,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--commit: weights={str(args.weights)!r} is outside the repository "
                          f"{str(repo)!r} that holds the results; name a folder inside it")
     try:
-        done = sweep(lambda: select(args.only, args.results), results=args.results, work=work,
+        done = sweep(lambda: select(args.only, results=args.results), results=args.results,
+                     work=work,
                      workers=args.workers, threads=args.threads, max_runs=args.max_runs,
                      commit_repo=repo, weights=args.weights,
                      log=lambda message: print(f"{time.strftime('%H:%M:%S')} {message}", flush=True))
     except SweepLocked as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    print(f"{done} run(s) finished; {len(pending(select(args.only, args.results), args.results))} "
-          f"still pending")
+    still = pending(select(args.only, results=args.results), args.results)
+    print(f"{done} run(s) finished; {len(still)} still pending")
     return 0
 
 

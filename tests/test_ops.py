@@ -406,7 +406,7 @@ def test_weights_on_another_device_name_the_argument():
 
 
 @pytest.mark.parametrize("backend", ["lean", "dense"])
-def test_lean_accumulates_half_precision_in_float32(backend):
+def test_sums_of_half_precision_run_in_float32(backend):
     """bfloat16 inputs, sums in float32, one rounding at the end: the error is that rounding.
     Summing 25 bfloat16 products in bfloat16 was 3-5 times worse (issue 23)."""
     k = 5
@@ -423,6 +423,21 @@ def test_lean_accumulates_half_precision_in_float32(backend):
     inside = exact.isfinite()
     rounding = (exact[inside].bfloat16().double() - exact[inside]).abs().max()
     assert (got.double()[inside] - exact[inside]).abs().max() <= 1.01 * rounding
+
+
+@pytest.mark.parametrize("backend", ["lean", "dense"])
+def test_cpu_autocast_leaves_the_sums_in_float32(backend):
+    """Under CPU autocast float32 inputs stay float32 sums: dense's matrix products would run in
+    bfloat16 there (an error of ~4e-2 on these sizes) unless the op turns autocast off."""
+    v, w = torch.randn(2, 8, 6, 6), torch.randn(2, 2, 9, 6, 6)
+    exact = local_aggregate(v.double(), w.double(), 3, backend="reference")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = local_aggregate(v, w, 3, backend=backend)
+        logits = local_similarity(v, v, 3, groups=2, backend=backend)
+    assert got.dtype == torch.float32 and (got.double() - exact).abs().max() < 1e-5
+    expected = local_similarity(v.double(), v.double(), 3, groups=2, backend="reference")
+    inside = expected.isfinite()
+    assert (logits.double()[inside] - expected[inside]).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("backend", EXACT_BACKENDS)

@@ -42,7 +42,8 @@ def test_the_pilot_decides_e_by_the_order_of_its_two_presets(at_e, at_2e, expect
 
 
 def test_at_2e_every_cifar_run_after_the_pilot_moves_and_nothing_else_does():
-    at_e, at_2e = protocol.runs(protocol.EPOCHS), protocol.runs(2 * protocol.EPOCHS)
+    at_e = protocol.runs(cifar_epochs=protocol.EPOCHS)
+    at_2e = protocol.runs(cifar_epochs=2 * protocol.EPOCHS)
     assert at_e == protocol.RUNS and len(at_2e) == len(at_e)
     assert at_2e[:4] == protocol.PILOT_RUNS == at_e[:4]
     for before, after in zip(at_e[4:], at_2e[4:]):
@@ -50,7 +51,7 @@ def test_at_2e_every_cifar_run_after_the_pilot_moves_and_nothing_else_does():
         assert after.epochs == (2 * protocol.EPOCHS if after.data == "cifar10" else before.epochs)
     assert len({r.name for r in at_2e}) == len(at_2e)
     with pytest.raises(ValueError, match="cifar_epochs.*20"):
-        protocol.runs(20)
+        protocol.runs(cifar_epochs=20)
 
 
 def test_the_sweep_plans_at_the_e_its_finished_pilot_decided(tmp_path):
@@ -62,15 +63,59 @@ def test_the_sweep_plans_at_the_e_its_finished_pilot_decided(tmp_path):
         (results / run.data / run.name).mkdir(parents=True)
         (results / run.data / run.name / "result.json").write_text(
             json.dumps({"test_acc": flipped[(run.preset, run.epochs)]}))
-    assert sweep.cifar_epochs(results) == protocol.EPOCHS  # three of four: E for now
-    assert sweep.select(["lka_cifar"], results)[0].epochs == protocol.EPOCHS
+    assert sweep.decided_epochs(results) == protocol.EPOCHS  # three of four: E for now
+    assert sweep.select(["lka_cifar"], results=results)[0].epochs == protocol.EPOCHS
     last = protocol.PILOT_RUNS[3]
     (results / last.data / last.name).mkdir(parents=True)
     (results / last.data / last.name / "result.json").write_text(json.dumps({"test_acc": 0.86}))
-    assert sweep.cifar_epochs(results) == 2 * protocol.EPOCHS
-    assert {r.epochs for r in sweep.select(["lka_cifar"], results)} == {2 * protocol.EPOCHS}
-    assert sweep.keeps_weights(protocol.Run("lka", 0, 2 * protocol.EPOCHS), 2 * protocol.EPOCHS)
-    assert not sweep.keeps_weights(protocol.Run("lka", 0), 2 * protocol.EPOCHS)
+    assert sweep.decided_epochs(results) == 2 * protocol.EPOCHS
+    assert {r.epochs for r in sweep.select(["lka_cifar"], results=results)} == {2 * protocol.EPOCHS}
+    assert sweep.keeps_weights(protocol.Run("lka", 0, 2 * protocol.EPOCHS), cifar_epochs=2 * protocol.EPOCHS)
+    assert not sweep.keeps_weights(protocol.Run("lka", 0), cifar_epochs=2 * protocol.EPOCHS)
+    # a run named at the budget the pilot did not choose is known, just not planned any more
+    assert sweep.select(["lka_cifar-s0-e15"], results=results) == []
+    with pytest.raises(ValueError, match="does not list"):
+        sweep.select(["lka_cifar-s0-e45"], results=results)
+
+
+@pytest.mark.parametrize("last_acc, exported", [
+    (0.86, ["dwconv_cifar-s0-e30", "neighborhood_attention_cifar-s0-e30"]),  # flipped: both at 2E
+    (0.80, []),                                                              # E stands: none
+])
+def test_the_pilots_last_run_keeps_the_weights_at_the_budget_it_decides(tmp_path, monkeypatch,
+                                                                        last_acc, exported):
+    results, work, weights = tmp_path / "results", tmp_path / "work", tmp_path / "weights"
+    accuracy = dict(zip(protocol.PILOT_RUNS, (0.84, 0.80, 0.85, last_acc)))
+    for run, acc in accuracy.items():
+        (work / run.name).mkdir(parents=True)
+        for name in ("metrics.jsonl", "result.json"):
+            (work / run.name / name).write_text(json.dumps({"test_acc": acc}))
+    for run in protocol.PILOT_RUNS[:3]:  # finished before
+        (results / run.data / run.name).mkdir(parents=True)
+        (results / run.data / run.name / "result.json").write_text(json.dumps({"test_acc": accuracy[run]}))
+    calls = []
+    monkeypatch.setattr(sweep, "export_weights", lambda run, work, folder: calls.append(run.name) or folder)
+    sweep._copy_result(protocol.PILOT_RUNS[3], work, results, weights)
+    assert calls == exported
+
+
+def test_a_sweep_with_two_workers_starts_each_run_once_and_at_most_max_runs(tmp_path, monkeypatch):
+    import threading
+    results, work = tmp_path / "results", tmp_path / "work"
+    planned = [protocol.Run("lka", seed) for seed in protocol.SEEDS] + [protocol.Run("elsa", 0)]
+    trained, both_running = [], threading.Barrier(2, timeout=10)
+
+    def fake_run_one(run, *, results, **_):
+        trained.append(run.name)
+        if len(trained) <= 2:
+            both_running.wait()  # the first two overlap: two workers really run at once
+        (results / run.data / run.name).mkdir(parents=True)
+        (results / run.data / run.name / "result.json").write_text("{}")
+        return True
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    assert sweep.sweep(lambda: planned, results=results, work=work, workers=2, max_runs=3) == 3
+    assert sorted(trained) == sorted(r.name for r in planned[:3])
 
 
 def test_a_sweep_asks_its_plan_again_before_each_run(tmp_path, monkeypatch):

@@ -234,12 +234,14 @@ def _check_triton(x: torch.Tensor) -> None:
                          f"TRITON_INTERPRET=1 on the CPU); got a tensor on {x.device}")
 
 
-def _static_backend(x: torch.Tensor, dilation: int) -> str:
-    """"auto"'s choice for static weights: the convolution kernels, but for a dilated kernel on
-    a small CPU map one matrix product per channel, since oneDNN's dilated depthwise kernel
-    is the slow one there (``python -m mixlib.bench small-maps``)."""
+def _static_backend(x: torch.Tensor, w: torch.Tensor, dilation: int) -> str:
+    """"auto"'s choice for static weights: the convolution kernels, but for a dilated kernel
+    that the batch shares, on a small CPU map, one matrix product per channel, since oneDNN's
+    dilated depthwise kernel is the slow one there (``python -m mixlib.bench small-maps``).
+    Per-image kernels stay with the convolution: their matrices would be B times as large."""
     small = x.shape[2] * x.shape[3] <= DENSE_MAX_PIXELS_DILATED
-    return "dense" if x.device.type == "cpu" and dilation > 1 and small else "conv"
+    shared = w.shape[0] == 1
+    return "dense" if x.device.type == "cpu" and dilation > 1 and small and shared else "conv"
 
 
 def _dynamic_backend(x: torch.Tensor) -> str:
@@ -248,7 +250,8 @@ def _dynamic_backend(x: torch.Tensor) -> str:
     larger ones."""
     if x.is_cuda and _triton_usable(x):
         return "triton"
-    return "dense" if x.shape[2] * x.shape[3] <= DENSE_MAX_PIXELS else "lean"
+    small = x.shape[2] * x.shape[3] <= DENSE_MAX_PIXELS
+    return "dense" if x.device.type == "cpu" and small else "lean"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,7 +290,7 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
         v, w = v.to(dtype), w.to(dtype)
     if backend == "auto":
         if w.shape[3:] == (1, 1) and border == "zeros":
-            backend = _static_backend(v, dilation)
+            backend = _static_backend(v, w, dilation)
         else:
             backend = _dynamic_backend(v)
     if backend == "conv":

@@ -15,9 +15,12 @@ small-maps`` shows where it stops paying). Weights shared by the batch make one 
 images, whose rows then go through one product together. The borders come from
 ``geometry.window_positions``, as in every backend; a neighbour outside the image ("zeros")
 points at a spare column N, which reads a zero and is dropped. Sums run in float32 for float16
-and bfloat16 inputs (float64 for float64), rounded once to the input's dtype, as in ``lean``.
+and bfloat16 inputs (float64 for float64), rounded once to the input's dtype, as in ``lean``,
+also under autocast (which would run the products in bfloat16; the op turns it off).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +48,20 @@ def _matrix(w: torch.Tensor, height: int, width: int, index: torch.Tensor, dtype
     """A, (B or 1, G, N, N): each pixel's K weights scattered into its row at its neighbours."""
     B, G, K = w.shape[:3]
     N = height * width
-    rows = w.to(dtype).expand(B, G, K, height, width).flatten(3).transpose(2, 3)  # (B, G, N, K)
+    # (B, G, K, H, W) -> (B, G, N, K): a pixel's K weights as one row, pixels flattened
+    rows = rearrange(w.to(dtype).expand(B, G, K, height, width), "b g k h w -> b g (h w) k")
     matrix = rows.new_zeros(B, G, N, N + 1)  # + the spare column of outside neighbours
     return matrix.scatter_add_(3, index.expand(B, G, N, K), rows)[..., :N]
+
+
+def _exact(op):
+    """Run `op` with autocast off: its matrix products would otherwise run in bfloat16 on a CPU
+    under autocast, where the sums are meant to be float32 (as lean's and Triton's are)."""
+    @functools.wraps(op)
+    def run(x, *args, **kwargs):
+        with torch.autocast(x.device.type, enabled=False):
+            return op(x, *args, **kwargs)
+    return run
 
 
 def _apply(x, w, kernel_size, dilation, border, transpose: bool) -> torch.Tensor:
@@ -60,18 +74,21 @@ def _apply(x, w, kernel_size, dilation, border, transpose: bool) -> torch.Tensor
     if w.shape[0] == 1 and B > 1:  # one matrix for the batch: every image's rows in one product
         rows = rearrange(x.to(acc), "b (g c) h w -> 1 g (b c) (h w)", g=G)
         return rearrange(rows @ matrix, "1 g (b c) (h w) -> b (g c) h w", b=B, h=H).to(x.dtype)
-    channels = x.to(acc).reshape(B, G, C // G, H * W)  # (B, G, C/G, N): a group's channels
-    return (channels @ matrix).reshape(B, C, H, W).to(x.dtype)
+    channels = rearrange(x.to(acc), "b (g c) h w -> b g c (h w)", g=G)  # a group's channels
+    return rearrange(channels @ matrix, "b g c (h w) -> b (g c) h w", h=H).to(x.dtype)
 
 
+@_exact
 def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
     return _apply(x, w, kernel_size, dilation, border, transpose=True)
 
 
+@_exact
 def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
     return _apply(x, w, kernel_size, dilation, border, transpose=False)
 
 
+@_exact
 def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
                shape) -> torch.Tensor:
     """shape: the output's, (B or 1, G, K, H or 1, W or 1), size-1 axes summed. masked: -inf
@@ -88,8 +105,8 @@ def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
         keys = rearrange(k.to(acc), "b (g c) h w -> b g c (h w)", g=G)
     scores = queries @ keys  # (B, G, N, N): every pair's q·k
     scores = F.pad(scores, (0, 1))  # the spare column: an outside neighbour scores 0
-    logits = scores.gather(3, index.expand(B, G, N, K))  # (B, G, N, K)
-    logits = logits.transpose(2, 3).reshape(B, G, K, H, W)
+    logits = scores.gather(3, index.expand(B, G, N, K))  # (B, G, N, K): each pixel's window
+    logits = rearrange(logits, "b g (h w) k -> b g k h w", h=H)
     if masked and border == "zeros":
         logits = logits.masked_fill((index == N).t().reshape(K, H, W), float("-inf"))
     return logits.sum_to_size(shape).to(q.dtype)

@@ -1,7 +1,7 @@
 """Geometry of the window: where the K = k*k neighbours of a pixel lie, under each border rule.
 
 The border rule lives in one function, ``axis_neighbours``: every backend (reference, lean,
-Triton) and the attention mixers read neighbour positions from it, and its one size check
+dense, Triton) and the attention mixers read neighbour positions from it, and its one size check
 (``check_clamp_fits``) is the only place that decides whether a clamped window fits.
 Both rules place a pixel's neighbours along an axis at ``start + t·d`` for t = 0..k-1 (an
 arithmetic sequence of step d); the Triton kernels rely on that to invert the rule.
