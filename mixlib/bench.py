@@ -219,13 +219,13 @@ def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS,
 def bench_neighborhood(*, device: torch.device, batch: int = 16, channels: int = 64, heads: int = 4,
                        kernel_size: int = 7, sizes=(8, 16, 24, 32, 48, 64), repeats: int = 5,
                        implementations=None) -> list[dict]:
-    """Forward + backward of NeighborhoodAttention as k×k aggregation, one dense masked SDPA and,
-    on a GPU, compiled flex_attention with the windows as a block mask (the CPU has no flex
-    backward). An implementation that fails on a map gets a row with its error, not a crash."""
+    """Forward + backward of NeighborhoodAttention as k×k aggregation, one dense masked SDPA,
+    on the CPU 8×8 query tiles against their windows' keys ("tiled") and, on a GPU, compiled
+    flex_attention with the windows as a block mask (the CPU has no flex backward). An implementation that fails on a map gets a row with its error, not a crash."""
     from .mixers import NeighborhoodAttention
 
     implementations = implementations or (("aggregate", "dense", "flex") if device.type == "cuda"
-                                          else ("aggregate", "dense"))
+                                          else ("aggregate", "dense", "tiled"))
     rows = []
     for size in sizes:
         x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)

@@ -13,6 +13,7 @@ KWARGS = {"relative_attention": dict(size=(13, 17))}
 CASES = [(name, {}) for name in mixers.available()] + [
     # on the CPU "auto" picks "dense" for small maps: the library ops path on its own too
     ("neighborhood_attention", dict(implementation="aggregate")),
+    ("neighborhood_attention", dict(implementation="tiled")),
 ]
 
 

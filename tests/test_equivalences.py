@@ -145,7 +145,7 @@ def test_neighborhood_attention_without_queries_is_a_depthwise_conv_inside():
     v = m.qkv(x.permute(0, 2, 3, 1))[..., 2 * C:].permute(0, 3, 1, 2)
     expected = m.proj(F.conv2d(v, kernel, padding=k // 2, groups=C).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     r = k // 2
-    for implementation in ("aggregate", "dense"):
+    for implementation in ("aggregate", "dense", "tiled"):
         m.implementation = implementation
         y = m(x)
         assert close(y[..., r:-r, r:-r], expected[..., r:-r, r:-r])
@@ -155,7 +155,7 @@ def test_neighborhood_attention_without_queries_is_a_depthwise_conv_inside():
 # a 7×7 map under NATTEN's clamped windows; maps smaller than the window under centred windows
 # with the outside masked (border "zeros"), which the book's small models use on 4×4 and 2×2 maps
 @pytest.mark.parametrize("size, border", [(7, "clamp"), (4, "zeros"), (2, "zeros")])
-@pytest.mark.parametrize("implementation", ["aggregate", "dense"])
+@pytest.mark.parametrize("implementation", ["aggregate", "dense", "tiled"])
 def test_neighborhood_attention_over_the_whole_map_is_global_attention(size, border, implementation):
     C, heads, k, N = 8, 2, 7, size * size
     m = mixers.build("neighborhood_attention", C, num_heads=heads, kernel_size=k, border=border,
@@ -197,6 +197,48 @@ def test_neighborhood_attention_dense_and_aggregate_agree(dilation, border):
     dense = m(x)
     m.implementation = "aggregate"
     assert close(m(x), dense)
+
+
+def test_neighborhood_attention_auto_on_the_cpu_is_dense_for_one_tile_and_tiled_above(monkeypatch):
+    m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3, border="zeros")
+    chosen = []
+    for name in ("_tiled", "_flex"):
+        monkeypatch.setattr(m, name, lambda q, *a, _n=name: chosen.append(_n) or q)
+    monkeypatch.setattr(mixers.attention, "attend", lambda q, *a: chosen.append("dense") or q)
+    side = int(m.DENSE_MAX_PIXELS ** 0.5)
+    for width, expected in ((side, "dense"), (side + 1, "_tiled")):
+        chosen.clear()
+        m(torch.randn(1, 8, side, width))
+        assert chosen == [expected], width
+
+
+@pytest.mark.parametrize("size, kernel_size, dilation, border", [
+    ((19, 23), 7, 1, "clamp"),   # tiles of 8 plus short ones on both axes, NAT's window
+    ((17, 12), 3, 2, "clamp"),   # dilation: windows on interleaved sub-grids
+    ((19, 23), 7, 1, "zeros"),   # centred windows, cut at the border
+    ((5, 6), 7, 1, "zeros"),     # one short tile, every window reaching past the map
+    ((16, 24), 5, 3, "zeros"),   # whole tiles, dilated windows wider than a tile
+])
+def test_neighborhood_attention_tiled_equals_aggregate_with_its_gradients(size, kernel_size,
+                                                                          dilation, border):
+    """The tiled form (8×8 query tiles against their windows' keys) is the same layer: outputs
+    and the gradients of input, projections and bias table agree in float64."""
+    m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=kernel_size,
+                     dilation=dilation, border=border).double()
+    with torch.no_grad():
+        m.rpb.normal_()  # a table that is not zero, so that a misplaced bias shows
+    x = rand(2, 8, *size).requires_grad_()
+    weights = torch.randn(2, 8, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    results = {}
+    for implementation in ("aggregate", "tiled"):
+        m.implementation = implementation
+        m.zero_grad()
+        x.grad = None
+        y = m(x)
+        (y * weights).sum().backward()
+        results[implementation] = (y, x.grad, m.rpb.grad, m.qkv.weight.grad)
+    for a, b in zip(results["aggregate"], results["tiled"]):
+        assert close(a, b)
 
 
 # 7. CoAtNet relative attention without content == normalised convolution -----------------------

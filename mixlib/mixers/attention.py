@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ..layers import check_divides, check_int, check_map, check_probability, pair
-from ..ops import clamped_neighbours, local_aggregate, local_similarity, window_positions
+from ..ops import (axis_neighbours, clamped_neighbours, local_aggregate, local_similarity,
+                   window_positions)
 from ._registry import SMALL_WINDOW, MixerInfo, SmallMap, register_mixer
 
 __all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
@@ -276,6 +277,58 @@ class WindowAttention(nn.Module):
         return y[:, :H, :W].permute(0, 3, 1, 2)  # crop, (B, H, W, C) -> (B, C, H, W)
 
 
+@functools.cache
+@torch.compiler.assume_constant_result  # a function of the map alone: constants to a compiler
+def _tile_layout(height: int, width: int, kernel_size: int, dilation: int, border: str,
+                 tile: int) -> tuple[torch.Tensor, ...]:
+    """NeighborhoodAttention's "tiled" form: which pixels each tile×tile query tile holds and
+    which keys its queries' windows reach, once per map (CPU tensors), as
+
+    queries (n, T), keys (n, S): pixel indices, N (a spare zero token) filling short tiles;
+    valid (n, T, S): which key lies in which query's window;
+    rel_rows, rel_cols (n, T, S): the bias table's row and column of each (query, key) pair;
+    order (N,): where each pixel's output sits among the n·T tile queries.
+    """
+    ks, d, N = kernel_size, dilation, height * width
+    window_rows = axis_neighbours(height, ks, d, border)  # (k, H): the rows of each window
+    window_cols = axis_neighbours(width, ks, d, border)  # (k, W)
+
+    def reach(window, queries, length):  # the key positions the windows of `queries` cover
+        lo, hi = window[:, queries].min().clamp(min=0), window[:, queries].max()
+        return torch.arange(int(lo), int(hi.clamp(max=length - 1)) + 1)
+
+    tiles = [(torch.arange(r, min(r + tile, height)), torch.arange(c, min(c + tile, width)))
+             for r in range(0, height, tile) for c in range(0, width, tile)]
+    spans = [(reach(window_rows, qr, height), reach(window_cols, qc, width)) for qr, qc in tiles]
+    n, T, S = len(tiles), tile * tile, max(len(kr) * len(kc) for kr, kc in spans)
+    queries, keys = torch.full((n, T), N), torch.full((n, S), N)
+    valid = torch.zeros(n, T, S, dtype=torch.bool)
+    rel_rows = torch.zeros(n, T, S, dtype=torch.long)
+    rel_cols = torch.zeros(n, T, S, dtype=torch.long)
+    for t, ((qr, qc), (kr, kc)) in enumerate(zip(tiles, spans)):
+        nq, nk = len(qr) * len(qc), len(kr) * len(kc)
+        pairs = (len(qr), len(qc), len(kr), len(kc))  # (query row, query col, key row, key col)
+        queries[t, :nq] = (qr[:, None] * width + qc).flatten()
+        keys[t, :nk] = (kr[:, None] * width + kc).flatten()
+        # key row r is in query row i's window iff r is one of window_rows[:, i]
+        in_rows = (window_rows[:, qr, None] == kr).any(0)  # (query rows, key rows)
+        in_cols = (window_cols[:, qc, None] == kc).any(0)  # (query cols, key cols)
+        # pairs -> (queries, keys), both row-major
+        valid[t, :nq, :nk] = (in_rows[:, None, :, None] & in_cols[None, :, None, :]).reshape(nq, nk)
+        rows = torch.div(kr - qr[:, None], d, rounding_mode="floor") + ks - 1  # key - query
+        cols = torch.div(kc - qc[:, None], d, rounding_mode="floor") + ks - 1
+        rel_rows[t, :nq, :nk] = rows[:, None, :, None].expand(pairs).reshape(nq, nk)
+        rel_cols[t, :nq, :nk] = cols[None, :, None, :].expand(pairs).reshape(nq, nk)
+    rel_rows.clamp_(0, 2 * ks - 2)  # pairs outside a window index anything: they are masked
+    rel_cols.clamp_(0, 2 * ks - 2)
+    # a spare query (short tile) sees its tile's real keys: a finite row, dropped after
+    valid |= (queries == N)[:, :, None] & (keys != N)[:, None, :]
+    flat = queries.flatten()
+    order = torch.empty(N, dtype=torch.long)
+    order[flat[flat < N]] = torch.arange(flat.numel())[flat < N]
+    return queries, keys, valid, rel_rows, rel_cols, order
+
+
 @register_mixer("neighborhood_attention")
 class NeighborhoodAttention(nn.Module):
     r"""Neighbourhood attention (NAT): a k×k sliding window around every pixel.
@@ -290,10 +343,13 @@ class NeighborhoodAttention(nn.Module):
 
     ``implementation``: "aggregate" (the two ops, memory O(N·K); on a GPU they run as fused
     Triton kernels), "dense" (one masked attention over all N pixels, `attend`, memory
-    O(N²), faster for small maps on the CPU), "flex" (PyTorch's flex_attention with a block
-    mask built from the same window rule, once per map, and the bias as a score_mod; compiled
-    on a GPU; where the installed PyTorch supports it on the device, e.g. no CPU backward) or
-    "auto" (dense up to 32×32 maps on the CPU, else aggregate). All give the same numbers.
+    O(N²), faster for small maps on the CPU), "tiled" (the map cut into 8×8 query tiles, each
+    a masked attention over the union of its queries' windows, at most (8 + (k-1)d)² keys:
+    HaloNet's blocking, dense products at a few times the window's work instead of N/K times),
+    "flex" (PyTorch's flex_attention with a block mask built from the same window rule, once
+    per map, and the bias as a score_mod; compiled on a GPU; where the installed PyTorch
+    supports it on the device, e.g. no CPU backward) or "auto" (on the CPU dense up to
+    ``DENSE_MAX_PIXELS``, tiled above; else aggregate). All give the same numbers.
 
     Args:
         dim: C.
@@ -305,7 +361,7 @@ class NeighborhoodAttention(nn.Module):
         position_bias: learn the relative position bias B (NAT: True); False drops it.
         qkv_bias: bias in the qkv projection.
         attn_drop, proj_drop: dropout on the weights and on the output.
-        implementation: "auto", "aggregate", "dense" or "flex" ("flex": clamp only).
+        implementation: "auto", "aggregate", "dense", "tiled" or "flex" ("flex": clamp only).
     """
 
     info = MixerInfo(neighbourhood="k×k window (clamped)", sharing="head", weights="query-key",
@@ -313,8 +369,9 @@ class NeighborhoodAttention(nn.Module):
                      # counted as the k×k windows it computes, not the dense path's masked products
                      flop_settings={"implementation": "aggregate"}, no_weight_decay=("rpb",),
                      bad_example=("num_heads", dict(num_heads=5)))
-    DENSE_MAX_PIXELS = 1024
-    IMPLEMENTATIONS = ("auto", "aggregate", "dense", "flex")
+    DENSE_MAX_PIXELS = 64  # "auto" on the CPU: one tile's worth; tiled above (bench neighborhood)
+    TILE = 8  # "tiled": query tiles of TILE × TILE pixels
+    IMPLEMENTATIONS = ("auto", "aggregate", "dense", "tiled", "flex")
 
     def __init__(self, dim: int, *, num_heads: int | None = None, kernel_size: int = 7,
                  dilation: int = 1, border: str = "clamp", position_bias: bool = True,
@@ -395,8 +452,9 @@ class NeighborhoodAttention(nn.Module):
     def _implementation(self, x: torch.Tensor) -> str:
         if self.implementation != "auto":
             return self.implementation
-        small = x.shape[2] * x.shape[3] <= self.DENSE_MAX_PIXELS
-        return "dense" if x.device.type == "cpu" and small else "aggregate"
+        if x.device.type != "cpu":
+            return "aggregate"
+        return "dense" if x.shape[2] * x.shape[3] <= self.DENSE_MAX_PIXELS else "tiled"
 
     def _flex(self, q, k, v, height: int, width: int):
         """flex_attention over (B, h, N, d) tokens with NA's window as a block mask."""
@@ -428,6 +486,20 @@ class NeighborhoodAttention(nn.Module):
         return attention(q, k, v, score_mod=score_mod, block_mask=self._block_masks[key],
                          scale=self.scale)
 
+    def _tiled(self, q, k, v, height: int, width: int):
+        """Attention over (B, h, N, d) tokens, tile by tile (``_tile_layout``)."""
+        layout = _tile_layout(height, width, self.kernel_size, self.dilation, self.border,
+                              self.TILE)
+        queries, keys, valid, rel_rows, rel_cols, order = (t.to(q.device) for t in layout)
+
+        def gather(t, index):  # (B, h, N, d) + a spare zero token -> (B, h, n, T or S, d)
+            return F.pad(t, (0, 0, 0, 1))[:, :, index]
+
+        bias = self.rpb[:, rel_rows, rel_cols].masked_fill(~valid, float("-inf"))  # (h, n, T, S)
+        drop = self.attn_drop.p if self.training else 0.0
+        y = attend(gather(q, queries), gather(k, keys), gather(v, keys), bias, drop)
+        return y.flatten(2, 3)[:, :, order]  # (B, h, n, T, d) -> pixel order (B, h, N, d)
+
     def dense_bias(self, height: int, width: int, device=None) -> torch.Tensor:
         """(h, N, N): the bias B_h[j - i] where j is a neighbour of i, -inf elsewhere."""
         device = device or self.rpb.device
@@ -452,11 +524,13 @@ class NeighborhoodAttention(nn.Module):
                              f"takes any map")
         q, k, v = self._qkv(x)
         implementation = self._implementation(x)
-        if implementation in ("dense", "flex"):
+        if implementation in ("dense", "tiled", "flex"):
             def tokens(t):  # (B, C, H, W) -> (B, h, N, d)
                 return rearrange(t, "b (h d) x y -> b h (x y) d", h=self.num_heads)
             if implementation == "flex":
                 y = self._flex(tokens(q), tokens(k), tokens(v), H, W)
+            elif implementation == "tiled":
+                y = self._tiled(tokens(q), tokens(k), tokens(v), H, W)
             else:
                 drop = self.attn_drop.p if self.training else 0.0
                 y = attend(tokens(q), tokens(k), tokens(v), self.dense_bias(H, W, x.device), drop)
