@@ -221,7 +221,8 @@ def bench_neighborhood(*, device: torch.device, batch: int = 16, channels: int =
                        implementations=None) -> list[dict]:
     """Forward + backward of NeighborhoodAttention as k×k aggregation, one dense masked SDPA,
     on the CPU 8×8 query tiles against their windows' keys ("tiled") and, on a GPU, compiled
-    flex_attention with the windows as a block mask (the CPU has no flex backward). An implementation that fails on a map gets a row with its error, not a crash."""
+    flex_attention with the windows as a block mask (the CPU has no flex backward). An
+    implementation that fails on a map gets a row with its error, not a crash."""
     from .mixers import NeighborhoodAttention
 
     implementations = implementations or (("aggregate", "dense", "flex") if device.type == "cuda"

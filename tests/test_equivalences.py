@@ -228,7 +228,8 @@ def test_neighborhood_attention_tiled_equals_aggregate_with_its_gradients(size, 
     with torch.no_grad():
         m.rpb.normal_()  # a table that is not zero, so that a misplaced bias shows
     x = rand(2, 8, *size).requires_grad_()
-    weights = torch.randn(2, 8, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    weights = torch.randn(2, 8, *size, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(5))
     results = {}
     for implementation in ("aggregate", "tiled"):
         m.implementation = implementation

@@ -277,18 +277,27 @@ class WindowAttention(nn.Module):
         return y[:, :H, :W].permute(0, 3, 1, 2)  # crop, (B, H, W, C) -> (B, C, H, W)
 
 
-@functools.cache
+_TILE_LAYOUTS: dict[tuple, tuple[torch.Tensor, ...]] = {}  # _tile_layout's, once per map
+
+
 @torch.compiler.assume_constant_result  # a function of the map alone: constants to a compiler
 def _tile_layout(height: int, width: int, kernel_size: int, dilation: int, border: str,
                  tile: int) -> tuple[torch.Tensor, ...]:
     """NeighborhoodAttention's "tiled" form: which pixels each tile×tile query tile holds and
-    which keys its queries' windows reach, once per map (CPU tensors), as
+    which keys its queries' windows reach, once per map (CPU tensors, never written to), as
 
     queries (n, T), keys (n, S): pixel indices, N (a spare zero token) filling short tiles;
     valid (n, T, S): which key lies in which query's window;
     rel_rows, rel_cols (n, T, S): the bias table's row and column of each (query, key) pair;
     order (N,): where each pixel's output sits among the n·T tile queries.
     """
+    args = (height, width, kernel_size, dilation, border, tile)
+    if args not in _TILE_LAYOUTS:  # its own memo: a compiler calls the function itself
+        _TILE_LAYOUTS[args] = _build_tile_layout(*args)
+    return _TILE_LAYOUTS[args]
+
+
+def _build_tile_layout(height, width, kernel_size, dilation, border, tile):
     ks, d, N = kernel_size, dilation, height * width
     window_rows = axis_neighbours(height, ks, d, border)  # (k, H): the rows of each window
     window_cols = axis_neighbours(width, ks, d, border)  # (k, W)
@@ -344,12 +353,14 @@ class NeighborhoodAttention(nn.Module):
     ``implementation``: "aggregate" (the two ops, memory O(N·K); on a GPU they run as fused
     Triton kernels), "dense" (one masked attention over all N pixels, `attend`, memory
     O(N²), faster for small maps on the CPU), "tiled" (the map cut into 8×8 query tiles, each
-    a masked attention over the union of its queries' windows, at most (8 + (k-1)d)² keys:
-    HaloNet's blocking, dense products at a few times the window's work instead of N/K times),
+    a masked attention over the union of its queries' windows, (8 + k - 1)² keys without
+    dilation: HaloNet's blocking, dense products at a few times the window's work instead of
+    N/K times; under torch.compile the map's size must be static, as the tiles are constants),
     "flex" (PyTorch's flex_attention with a block mask built from the same window rule, once
     per map, and the bias as a score_mod; compiled on a GPU; where the installed PyTorch
     supports it on the device, e.g. no CPU backward) or "auto" (on the CPU dense up to
-    ``DENSE_MAX_PIXELS``, tiled above; else aggregate). All give the same numbers.
+    ``DENSE_MAX_PIXELS``, tiled above, or under torch.compile dense up to 32×32; else
+    aggregate). All give the same numbers.
 
     Args:
         dim: C.
@@ -370,6 +381,7 @@ class NeighborhoodAttention(nn.Module):
                      flop_settings={"implementation": "aggregate"}, no_weight_decay=("rpb",),
                      bad_example=("num_heads", dict(num_heads=5)))
     DENSE_MAX_PIXELS = 64  # "auto" on the CPU: one tile's worth; tiled above (bench neighborhood)
+    COMPILED_DENSE_MAX_PIXELS = 1024  # the same under torch.compile, where "tiled" is not taken
     TILE = 8  # "tiled": query tiles of TILE × TILE pixels
     IMPLEMENTATIONS = ("auto", "aggregate", "dense", "tiled", "flex")
 
@@ -454,7 +466,10 @@ class NeighborhoodAttention(nn.Module):
             return self.implementation
         if x.device.type != "cpu":
             return "aggregate"
-        return "dense" if x.shape[2] * x.shape[3] <= self.DENSE_MAX_PIXELS else "tiled"
+        pixels = x.shape[2] * x.shape[3]
+        if torch.compiler.is_compiling():  # the tiles are constants: no dynamic map sizes
+            return "dense" if pixels <= self.COMPILED_DENSE_MAX_PIXELS else "aggregate"
+        return "dense" if pixels <= self.DENSE_MAX_PIXELS else "tiled"
 
     def _flex(self, q, k, v, height: int, width: int):
         """flex_attention over (B, h, N, d) tokens with NA's window as a block mask."""
