@@ -30,6 +30,7 @@ from einops import rearrange
 from ..layers import check_divides, check_int, check_map, check_probability, pair
 from ..ops import (axis_neighbours, clamped_neighbours, local_aggregate, local_similarity,
                    window_positions)
+from ..ops.dense import neighbour_index, weight_matrix
 from ._registry import SMALL_WINDOW, MixerInfo, SmallMap, register_mixer
 
 __all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
@@ -448,12 +449,8 @@ class NeighborhoodAttention(nn.Module):
         check_map(x, self.dim, self)
         B, C, H, W = x.shape
         w = self.aggregation_weights(x)  # (B, h, K, H, W)
-        rows, cols = window_positions(H, W, self.kernel_size, self.dilation, self.border, x.device)
-        N, K = H * W, rows.shape[0]
-        keys = (rows * W + cols).masked_fill(~_inside(rows, cols, H, W), N)  # outside: spare column
-        keys = keys.view(K, N).T.expand(B, self.num_heads, N, K)
-        dense = w.new_zeros(B, self.num_heads, N, N + 1)
-        return dense.scatter_add(3, keys, w.flatten(3).transpose(2, 3))[..., :N]
+        index = neighbour_index(H, W, self.kernel_size, self.dilation, self.border, x.device)
+        return weight_matrix(w, H, W, index, w.dtype)  # the dense backend's own matrix
 
     def _weights(self, q, k):
         H, W = q.shape[-2:]
@@ -518,12 +515,10 @@ class NeighborhoodAttention(nn.Module):
     def dense_bias(self, height: int, width: int, device=None) -> torch.Tensor:
         """(h, N, N): the bias B_h[j - i] where j is a neighbour of i, -inf elsewhere."""
         device = device or self.rpb.device
-        rows, cols, rel_rows, rel_cols = self._positions(height, width, device)
+        _, _, rel_rows, rel_cols = self._positions(height, width, device)
         N, K = height * width, self.kernel_size ** 2
-        keys = rows * width + cols
-        if self.border == "zeros":  # neighbours outside the map go to a spare column N, dropped
-            keys = keys.masked_fill(~_inside(rows, cols, height, width), N)
-        keys = keys.view(K, N).T  # (N, K): the key index of each neighbour
+        # (N, K): the key index of each neighbour; outside the map a spare column N, dropped
+        keys = neighbour_index(height, width, self.kernel_size, self.dilation, self.border, device)
         bias = self.rpb[:, rel_rows, rel_cols].view(self.num_heads, K, N).transpose(1, 2)  # (h, N, K)
         dense = torch.full((self.num_heads, N, N + 1), float("-inf"), device=device, dtype=bias.dtype)
         return dense.scatter(2, keys.expand(self.num_heads, N, K), bias)[..., :N]

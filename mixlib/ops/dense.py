@@ -44,7 +44,8 @@ def neighbour_index(height: int, width: int, kernel_size: int, dilation: int, bo
     return (rows * width + cols).masked_fill(~inside, height * width).flatten(1).t()
 
 
-def _matrix(w: torch.Tensor, height: int, width: int, index: torch.Tensor, dtype) -> torch.Tensor:
+def weight_matrix(w: torch.Tensor, height: int, width: int, index: torch.Tensor,
+                  dtype) -> torch.Tensor:
     """A, (B or 1, G, N, N): each pixel's K weights scattered into its row at its neighbours."""
     B, G, K = w.shape[:3]
     N = height * width
@@ -68,7 +69,7 @@ def _apply(x, w, kernel_size, dilation, border, transpose: bool) -> torch.Tensor
     B, C, H, W = x.shape
     G, acc = w.shape[1], accumulator(x.dtype)
     index = neighbour_index(H, W, kernel_size, dilation, border, x.device)
-    matrix = _matrix(w, H, W, index, acc)
+    matrix = weight_matrix(w, H, W, index, acc)
     if transpose:
         matrix = matrix.transpose(2, 3)
     if w.shape[0] == 1 and B > 1:  # one matrix for the batch: every image's rows in one product
