@@ -102,6 +102,26 @@ def test_lean_gradient_equals_reference_gradient():
             assert torch.allclose(a, b, atol=TOL, rtol=0), backend
 
 
+def test_channels_last_generated_weights_give_the_same_result_and_gradients():
+    """A generator's channels-last output viewed as (B, G, K, H, W) has the offsets innermost;
+    lean copies it to offset planes first (for speed): the values and both gradients must be
+    those of the same weights laid out plainly, on every backend that reads per-pixel weights."""
+    v = rand(B, C, H, W, grad=True)
+    plain = rand(B, 2, 25, H, W, seed=1)
+    # (B, G·K, H, W) channels-last, then viewed as (B, G, K, H, W): the layout a 1x1 conv gives
+    strided = plain.flatten(1, 2).contiguous(memory_format=torch.channels_last).view(plain.shape)
+    assert not strided.is_contiguous()
+    g = rand(B, C, H, W, seed=2)
+    for backend in ("lean", "dense", "reference"):
+        results = []
+        for w in (plain, strided):
+            w = w.detach().requires_grad_()
+            y = local_aggregate(v, w, 5, 2, backend=backend)
+            results.append((y, *torch.autograd.grad(y, (v, w), g)))
+        for a, b in zip(*results):
+            assert torch.allclose(a, b, atol=TOL, rtol=0), backend
+
+
 def test_static_weights_are_a_depthwise_convolution():
     """Equivalence: aggregation with per-channel shared weights == F.conv2d(groups=C)."""
     v = rand(B, C, H, W)

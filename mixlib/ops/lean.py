@@ -88,7 +88,16 @@ def _setup(x: torch.Tensor, groups: int, kernel_size: int, dilation: int, border
     return window, x.unflatten(1, (groups, C // groups)), accumulator(x.dtype)
 
 
+def _offset_planes(w: torch.Tensor) -> torch.Tensor:
+    """w with each offset's (H, W) plane contiguous, as the K passes read it. A generator's
+    channels-last output, viewed as (B, G, K, H, W), has the offsets innermost instead, and
+    every pass would then stride through all of w: 2.3 times slower on the CPU (16² and 32²
+    maps, batch 256) than this one copy."""
+    return w.contiguous()
+
+
 def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
+    w = _offset_planes(w)
     window, x, acc = _setup(x, w.shape[1], kernel_size, dilation, border)
     source = window.source(x)
     y = x.new_zeros(*x.shape, dtype=acc)
@@ -102,6 +111,7 @@ def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tenso
 def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
     # the scatter buffer is row-major: a channels-last x would make each of the K passes cross
     # layouts, 1.8-3.5 times slower on the CPU than one copy of x first (16² and 32² maps)
+    w = _offset_planes(w)
     window, x, acc = _setup(x.contiguous(), w.shape[1], kernel_size, dilation, border)
     buffer = window.scatter_buffer(x, acc)
     for o in range(kernel_size ** 2):
