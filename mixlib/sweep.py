@@ -12,6 +12,9 @@ repository, so its checkpoints survive a fresh checkout of the same machine). A 
 ``results/sweep``), each file atomically; that folder is what the book reads and what git keeps.
 A run whose copy is there is skipped, a stopped one resumes from its checkpoint, and a second
 sweep on the same results folder is refused (an OS lock that a killed sweep releases).
+SIGTERM or SIGINT (Ctrl-C) to the sweep reaches its runs, which stop at the end of their step
+with a checkpoint; the sweep starts nothing more and holds its lock until they have exited, so
+a sweep started meanwhile is refused rather than finding a run's folder still in use.
 With ``--commit``, each finished run is committed on its own (only its files).
 
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
@@ -27,6 +30,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -44,6 +48,8 @@ from .results import load_run
 __all__ = ["state", "pending", "run_one", "sweep", "export_weights", "main", "SweepLocked"]
 
 RESULT_FILES = ("result.json", "metrics.jsonl")
+TRAIN = [sys.executable, "-m", "mixlib.train"]  # a run's command, before its arguments
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class SweepLocked(RuntimeError):
@@ -167,16 +173,23 @@ def _commit(paths: list[Path], message: str, repo: Path, log) -> None:
 
 
 def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commit_repo: Path | None,
-            weights: Path | None = None, log=print, python: str = sys.executable) -> bool:
-    """Train `run` (resuming it if it was stopped) and copy its result; True if it finished."""
+            weights: Path | None = None, log=print, running: "_Running | None" = None) -> bool:
+    """Train `run` (resuming it if it was stopped) and copy its result; True if it finished.
+    `running`: the sweep's record of its training processes, which a stop signal reaches."""
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    command = [python, "-m", "mixlib.train", *run.train_args(), "--out", str(work),
-               "--name", run.name, "--resume"]
+    command = [*TRAIN, *run.train_args(), "--out", str(work), "--name", run.name, "--resume"]
     log(f"start {run.name} ({state(run, results, work)})")
     started = time.time()
+    running = running or _Running()
     with open(work / f"{run.name}.log", "a") as out:
-        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        # a session of its own: a signal to the sweep's process group reaches the training once,
+        # passed on by the sweep; twice would stop it at once, without its checkpoint
+        code = running.wait(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                             start_new_session=True))
+    if code in [128 + number for number in STOP_SIGNALS]:  # mixlib.train's exit after a stop
+        log(f"stopped {run.name}; its checkpoint resumes it next time")
+        return False
     if code != 0 or not (work / run.name / "result.json").is_file():
         log(f"failed {run.name} (exit {code}); see {work / f'{run.name}.log'}")
         return False
@@ -188,6 +201,34 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     return True
 
 
+class _Running:
+    """A sweep's training processes, and whether it was asked to stop: a stop signal is
+    passed on to each of them (they run in sessions of their own, out of reach of a signal to
+    the sweep's process group), and a process that starts after it gets it at once."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._processes: set[subprocess.Popen] = set()
+        self.stop_signal: int | None = None
+
+    def wait(self, process: subprocess.Popen) -> int:
+        with self._lock:
+            self._processes.add(process)
+            if self.stop_signal is not None:
+                process.send_signal(self.stop_signal)
+        try:
+            return process.wait()
+        finally:
+            with self._lock:
+                self._processes.discard(process)
+
+    def stop(self, number: int, _frame=None) -> None:
+        with self._lock:
+            self.stop_signal = number
+            for process in self._processes:
+                process.send_signal(number)
+
+
 def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, results: Path,
           work: Path, workers: int = 2, threads: int = 1, max_runs: int | None = None,
           commit_repo: Path | None = None, weights: Path | None = None, log=print) -> int:
@@ -197,6 +238,9 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     `runs` may be a function that returns the plan as it stands: each worker then asks it again
     before picking its next run, so a pilot that changes E while the sweep runs changes what it
     trains next (the runs already started finish). Each run starts at most once per sweep.
+    From the main thread, SIGTERM and SIGINT stop it: they reach the running trainings (which
+    stop with a checkpoint), no run starts after them, and the lock is held until the trainings
+    have exited.
     """
     plan = runs if callable(runs) else lambda: runs
     results.mkdir(parents=True, exist_ok=True)
@@ -208,9 +252,12 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
         raise SweepLocked(f"another sweep is running on results={str(results)!r}") from None
     started: set[str] = set()
     picking = threading.Lock()
+    running = _Running()
 
     def pick() -> protocol.Run | None:
         with picking:
+            if running.stop_signal is not None:
+                return None
             if max_runs is not None and len(started) >= max_runs:
                 return None
             run = next((r for r in pending(plan(), results) if r.name not in started), None)
@@ -222,13 +269,19 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
         finished = 0
         while (run := pick()) is not None:
             finished += run_one(run, results=results, work=work, threads=threads,
-                                commit_repo=commit_repo, weights=weights, log=log)
+                                commit_repo=commit_repo, weights=weights, log=log,
+                                running=running)
         return finished
 
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        handlers = {number: signal.signal(number, running.stop) for number in STOP_SIGNALS}
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return sum(pool.map(worker, range(workers)))
     finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 

@@ -2,7 +2,12 @@
 sweep picks up where it stopped without running anything twice."""
 import fcntl
 import json
+import os
 import re
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -203,6 +208,54 @@ def test_a_second_sweep_on_the_same_results_is_refused(tmp_path):
     assert sweep.sweep([protocol.RUNS[0]], results=results, work=tmp_path / "work") == 0
 
 
+FAKE_TRAINING = """
+import os, pathlib, signal, sys, time
+trace = pathlib.Path(sys.argv[1])
+pathlib.Path(sys.argv[1] + ".group").write_text(str(os.getpgid(0)))
+def stop(number, frame):  # as mixlib.train: finish the step, keep a checkpoint, exit 128 + signal
+    time.sleep(1)
+    trace.write_text(trace.read_text() + "stopped, exited\\n")
+    sys.exit(128 + number)
+signal.signal(signal.SIGTERM, stop)
+trace.write_text(trace.read_text() + "started\\n")
+time.sleep(60)
+trace.write_text(trace.read_text() + "finished\\n")
+"""
+
+
+def test_a_stop_signal_reaches_the_runs_and_the_sweep_waits_for_them(tmp_path, monkeypatch):
+    """SIGTERM to the sweep: the running training gets it (from the sweep: it runs in a
+    process group of its own, so that a signal to the sweep's group does not reach it twice),
+    no further run starts, the run counts as stopped (not failed), and the sweep returns, its
+    lock released, only after the training has exited."""
+    script, trace = tmp_path / "train.py", tmp_path / "trace.txt"
+    script.write_text(FAKE_TRAINING)
+    trace.write_text("")
+    monkeypatch.setattr(sweep, "TRAIN", [sys.executable, str(script), str(trace)])
+    runs = [protocol.Run("pooling", seed=0), protocol.Run("dwconv", seed=0)]
+
+    def signal_once_started():
+        for _ in range(300):
+            if "started" in trace.read_text():
+                os.kill(os.getpid(), signal.SIGTERM)  # to this process, where the sweep runs
+                return
+            time.sleep(0.1)
+
+    messages = []
+    threading.Thread(target=signal_once_started, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    finished = sweep.sweep(runs, results=tmp_path / "results", work=tmp_path / "work", workers=1,
+                           log=messages.append)
+    assert finished == 0
+    assert trace.read_text() == "started\nstopped, exited\n"  # one run, stopped, waited for
+    assert int(Path(f"{trace}.group").read_text()) != os.getpgid(0)
+    assert any(m.startswith("stopped pooling_cifar") for m in messages), messages
+    assert not any(m.startswith(("failed", "start dwconv")) for m in messages), messages
+    assert signal.getsignal(signal.SIGTERM) is before  # the sweep's handler is gone again
+    with open(tmp_path / "results" / ".sweep.lock", "w") as lock:  # and so is its lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_path, monkeypatch):
     monkeypatch.setenv("MIXLIB_QUICK", "1")  # the child trains on the quick subset
     monkeypatch.chdir(ROOT)  # python -m mixlib.train from this checkout
@@ -242,14 +295,12 @@ def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_pat
     with pytest.raises(FileNotFoundError, match="dwconv_cifar.*pooling_cifar"):
         models.trained("dwconv_cifar", folder=weights)
     # nothing left to do: no child process is started
-    monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: pytest.fail("ran again"))
+    monkeypatch.setattr(sweep.subprocess, "Popen", lambda *a, **k: pytest.fail("ran again"))
     assert sweep.sweep([run], results=results, work=work, log=messages.append) == 0
 
 
 def test_the_gpu_sweep_script_runs_on_a_cpu_in_quick_mode(tmp_path):
-    import os
     import subprocess
-    import sys
     env = {**os.environ, "QUICK": "1", "WORK": str(tmp_path / "work"), "PYTHON": sys.executable}
 
     def listing(folder):  # every file with its size and time: what a write would change
