@@ -14,7 +14,9 @@ A run whose copy is there is skipped, a stopped one resumes from its checkpoint,
 sweep on the same results folder is refused (an OS lock that a killed sweep releases).
 SIGTERM or SIGINT (Ctrl-C) to the sweep reaches its runs, which stop at the end of their step
 with a checkpoint; the sweep starts nothing more and holds its lock until they have exited, so
-a sweep started meanwhile is refused rather than finding a run's folder still in use.
+a sweep started meanwhile is refused rather than finding a run's folder still in use. The
+trainings run in sessions of their own, so pausing a sweep means pausing them, its children:
+``pkill -STOP -P <sweep's pid>``, and ``pkill -CONT -P <sweep's pid>`` to go on.
 With ``--commit``, each finished run is committed on its own (only its files).
 
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
