@@ -184,7 +184,10 @@ def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS,
 
     Per-pixel weights (G = `groups`), "lean" against "dense" (``DENSE_MAX_PIXELS``); static
     per-channel weights dilated by 3 (LKA's second convolution), "conv" against "dense"
-    (``DENSE_MAX_PIXELS_DILATED``). Ratios are to the first of each pair.
+    (``DENSE_MAX_PIXELS_DILATED``); undilated static weights, PyTorch's own derivatives of
+    ``F.conv2d`` against the "conv" backend's; and the kernel's gradient alone, oneDNN's
+    (``convolution_backward``) against a dense product (``conv.DENSE_GRADIENT_MAX_PIXELS``).
+    Ratios are to the first of each group.
     """
     rows = []
     for size, channels in maps:
@@ -195,11 +198,14 @@ def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS,
              ("lean", "dense")),
             ("static per-channel", 3, torch.randn(1, channels, k * k, 1, 1, device=device),
              ("conv", "dense")),
+            ("static per-channel", 1, torch.randn(1, channels, k * k, 1, 1, device=device),
+             ("F.conv2d", "conv")),
+            ("static per-channel, the kernel's gradient", 1, None,
+             ("convolution_backward", "dense")),
         )
         for weights, dilation, w, backends in cases:
-            w.requires_grad_(True)
-            runs = {b: (lambda b=b: local_aggregate(v, w, k, dilation, backend=b).sum().backward())
-                    for b in backends}
+            runs = (_kernel_gradient_runs(v.detach(), k) if w is None else
+                    _aggregate_runs(v, w.requires_grad_(True), k, dilation, backends))
             times = time_each_ms(runs, device, repeats)
             memory = {b: peak_memory_bytes(run, device) for b, run in runs.items()}
             for b in backends:
@@ -210,6 +216,33 @@ def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS,
                              "memory_vs_reference": memory[b] / memory[backends[0]]})
             v.grad = None
     return rows
+
+
+def _aggregate_runs(v, w, k, dilation, backends) -> dict:
+    """Forward + backward of local_aggregate on each backend; "F.conv2d" is the plain
+    convolution with PyTorch's own derivatives."""
+    def run(backend):
+        if backend == "F.conv2d":
+            kernel = w.reshape(v.shape[1], 1, k, k)
+            pad = dilation * (k // 2)
+            return lambda: F.conv2d(v, kernel, padding=pad, dilation=dilation,
+                                    groups=v.shape[1]).sum().backward()
+        return lambda: local_aggregate(v, w, k, dilation, backend=backend).sum().backward()
+    return {b: run(b) for b in backends}
+
+
+def _kernel_gradient_runs(v, k) -> dict:
+    """A shared k×k kernel's gradient from the output's gradient and the input: what oneDNN's
+    backward computes, and the dense product the "conv" backend takes on small CPU maps."""
+    from .ops import dense
+
+    C = v.shape[1]
+    grad_y = torch.randn_like(v)
+    kernel = v.new_zeros(C, 1, k, k)
+    mask = (False, True, False)
+    return {"convolution_backward": lambda: torch.ops.aten.convolution_backward(
+                grad_y, v, kernel, None, (1, 1), (k // 2, k // 2), (1, 1), False, (0, 0), C, mask),
+            "dense": lambda: dense.similarity(grad_y, v, k, 1, "zeros", False, [1, C, k * k, 1, 1])}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -527,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_small_maps(device=device, **kwargs)
         extra = {"repeats": kwargs["repeats"], "batch": kwargs.get("batch", 256)}
         title, table = ("local_aggregate on small maps, forward + backward, "
-                        f"batch {extra['batch']}; ratios to the first of each pair"), format_table(rows)
+                        f"batch {extra['batch']}; ratios to the first of each group"), format_table(rows)
     elif args.what == "neighborhood":
         kwargs = dict(sizes=(8, 12), batch=2, repeats=1) if args.quick else dict(repeats=args.repeats)
         rows = bench_neighborhood(device=device, **kwargs)

@@ -7,9 +7,9 @@ own formulas.
 ``torch.utils.flop_counter`` counts matrix products, convolutions and attention. This module
 registers formulas for mixlib's library ops (``mixlib::aggregate``, ``adjoint``,
 ``similarity``: 2 FLOPs per channel, pixel and offset), so the counter sees the primitive as it
-runs on the "lean", "dense" and "triton" backends (what "auto" picks for dynamic weights and,
-on small CPU maps, for dilated static ones; other static weights run as convolutions, which it
-sees anyway). On "dense" that is the window's products, not the zeros its N × N matrix
+runs on every backend but "reference". Static weights on the "conv" backend are depthwise
+convolutions run through those ops (for their faster derivatives): their FLOPs go to the
+counter's column, with the other convolutions, as when they ran as ``F.conv2d``. On "dense" that is the window's products, not the zeros its N × N matrix
 product also multiplies: the algorithm's cost, the same on every backend. The "reference"
 backend's unfold is not counted: it is the definition, not a way to run a model. What the
 counter cannot see at all (FFTs, pooling) each mixer declares in its ``MixerInfo.flops``
@@ -28,8 +28,14 @@ from .ops import library  # noqa: F401  (defines torch.ops.mixlib.*)
 __all__ = ["AGGREGATION_OPS", "forward_flops"]
 
 
+_CONVOLUTION_FLOPS: list[int] = []  # the "conv" backend's, while forward_flops counts
+
+
 def _windowed(x_shape, w_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
-    return 2 * math.prod(x_shape) * kernel_size ** 2  # a multiply-add per channel, pixel, offset
+    flops = 2 * math.prod(x_shape) * kernel_size ** 2  # a multiply-add per channel, pixel, offset
+    if "conv" in args:  # the backend (no other argument is a string "conv")
+        _CONVOLUTION_FLOPS.append(flops)
+    return flops
 
 
 AGGREGATION_OPS = (torch.ops.mixlib.aggregate, torch.ops.mixlib.adjoint,
@@ -46,9 +52,9 @@ def _mixer_info(module: torch.nn.Module) -> MixerInfo | None:
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
     """Forward FLOPs (2 per multiply-add) of one batch, split by where they were counted.
 
-    "counter": torch.utils.flop_counter (matrix products, convolutions; attention counted
-    through the math SDPA backend, which the counter sees on the CPU); "aggregate": mixlib's
-    local_aggregate / local_similarity outside convolutions; then one entry per label of the
+    "counter": torch.utils.flop_counter (matrix products, convolutions, the "conv" backend's
+    included; attention counted through the math SDPA backend, which the counter sees on the
+    CPU); "aggregate": mixlib's local_aggregate / local_similarity outside convolutions; then one entry per label of the
     mixers' own formulas (``MixerInfo.flops``: "fft" for the global filters, "pooling" for
     PoolFormer's mixer), and "total". A mixer's ``MixerInfo.flop_settings`` are in force
     while counting (neighbourhood attention is counted as the k×k windows it computes,
@@ -73,6 +79,7 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
         for attribute, value in declared.flop_settings.items():
             saved.append((module, attribute, getattr(module, attribute)))
             setattr(module, attribute, value)
+    _CONVOLUTION_FLOPS.clear()
     try:
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             model(x)
@@ -83,6 +90,7 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
             setattr(module, attribute, value)
     by_op = counter.get_flop_counts().get("Global", {})
     aggregate = sum(count for op, count in by_op.items() if op in AGGREGATION_OPS)
+    aggregate -= sum(_CONVOLUTION_FLOPS)
     parts["aggregate"] = aggregate
     parts["counter"] = counter.get_total_flops() - aggregate
     parts["total"] = sum(parts.values())

@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python scripts/step_speedup.py dense [--json results/bench/dense-speedup-cpu.json]
     OMP_NUM_THREADS=1 python scripts/step_speedup.py weight-layout [--json results/bench/weight-layout-cpu.json]
+    OMP_NUM_THREADS=1 python scripts/step_speedup.py conv-derivatives [--json results/bench/conv-derivatives-cpu.json]
 
 One training step (forward, backward, AdamW) of each preset at the sweep's batch (256, one
 thread, channels-last, float32, the sweep's image size: 32, or 128 for Imagenette), with the library as it is ("after")
@@ -13,6 +14,8 @@ and with the change undone ("before"), the two timed in turns in one process
   conv).
 - weight-layout: lean's copy of per-pixel weights into offset planes (``lean._offset_planes``);
   before, the weights as the generator's channels-last output lays them out.
+- conv-derivatives: the "conv" backend as a library op with its own derivatives (``ops.conv``);
+  before, ``F.conv2d`` differentiated by PyTorch (oneDNN's depthwise backward).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import torch.nn.functional as F
 
 from mixlib import bench, models, protocol, provenance
 from mixlib.files import atomic_write
-from mixlib.ops import aggregate, lean
+from mixlib.ops import aggregate, conv, lean
 
 
 @contextlib.contextmanager
@@ -49,6 +52,16 @@ def _without_weight_layout():
         lean._offset_planes = copy
 
 
+@contextlib.contextmanager
+def _with_pytorch_conv_derivatives():
+    routed = aggregate._conv_aggregate
+    aggregate._conv_aggregate = lambda v, w, k, d: conv.aggregate(v, w, k, d, "zeros")
+    try:
+        yield
+    finally:
+        aggregate._conv_aggregate = routed
+
+
 # change -> (what undoes it, the presets it reaches, what the record says about the library)
 CHANGES = {
     "dense": (_without_dense, ("idwconv_cifar", "elsa_cifar", "lka_cifar"),
@@ -56,6 +69,10 @@ CHANGES = {
                        "dense_max_pixels_dilated": aggregate.DENSE_MAX_PIXELS_DILATED}),
     "weight-layout": (_without_weight_layout, ("idwconv_cifar", "elsa_cifar", "idwconv_imagenette"),
                       dict),
+    "conv-derivatives": (_with_pytorch_conv_derivatives,
+                         ("dwconv_cifar", "gnconv_cifar", "lka_cifar", "ddwconv_cifar", "cctt_cifar",
+                          "elsa_cifar", "dwconv_imagenette"),
+                         lambda: {"dense_gradient_max_pixels": conv.DENSE_GRADIENT_MAX_PIXELS}),
 }
 
 

@@ -38,12 +38,16 @@ def test_aggregate_bench_covers_every_backend(capsys):
 def test_small_maps_bench_puts_dense_beside_lean_and_conv(capsys):
     assert bench.main(["small-maps", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "ratios to the first of each pair" in out and "| dense |" in out and "| lean |" in out
+    assert "ratios to the first of each group" in out and "| dense |" in out and "| lean |" in out
     rows = bench.bench_small_maps(device=torch.device("cpu"), batch=2, maps=((4, 16),), repeats=1)
     assert [(r["weights"], r["backend"]) for r in rows] == [
         ("dynamic G=8", "lean"), ("dynamic G=8", "dense"),
-        ("static per-channel, dilation 3", "conv"), ("static per-channel, dilation 3", "dense")]
-    assert [r["time_vs_reference"] == 1.0 for r in rows] == [True, False, True, False]
+        ("static per-channel, dilation 3", "conv"), ("static per-channel, dilation 3", "dense"),
+        ("static per-channel", "F.conv2d"), ("static per-channel", "conv"),
+        ("static per-channel, the kernel's gradient", "convolution_backward"),
+        ("static per-channel, the kernel's gradient", "dense")]
+    assert [r["time_vs_reference"] == 1.0 for r in rows] == [True, False] * 4
+    assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in rows)
 
 
 def test_cli_prints_the_table(capsys):

@@ -564,3 +564,71 @@ def test_lean_static_weight_gradient_stays_at_the_weights_size():
     peak = peak_memory_bytes(lambda: local_aggregate(v, w, 7, backend="lean", border="clamp")
                              .sum().backward(), torch.device("cpu"))
     assert peak < per_pixel_bytes / 4, (peak, per_pixel_bytes)
+
+
+# ----------------------------------------------------------------------------------------------
+# The "conv" backend's own derivatives: static weights, the slow oneDNN backward avoided
+
+
+@pytest.mark.parametrize("dense_gradient", [True, False])
+@pytest.mark.parametrize("batch,groups,dilation", [(1, 4, 1), (1, 2, 2), (B, 4, 1), (B, 1, 3)])
+def test_conv_backend_derivatives_are_the_reference(monkeypatch, dense_gradient, batch, groups,
+                                                    dilation):
+    """Input gradient by the flipped kernel, kernel gradient by the dense product (a kernel the
+    batch shares, on a small CPU map) or by oneDNN's weight gradient: both equal the
+    reference's (float64, 1e-12), and the second derivatives pass gradgradcheck."""
+    from mixlib.ops import conv, dense
+    monkeypatch.setattr(conv, "DENSE_GRADIENT_MAX_PIXELS", H * W if dense_gradient else H * W - 1)
+    dense_calls, similarity = [], dense.similarity
+    monkeypatch.setattr(dense, "similarity", lambda *a: dense_calls.append(1) or similarity(*a))
+    v, g = rand(B, C, H, W, grad=True), rand(B, C, H, W, seed=2)
+    w = rand(batch, groups, 25, 1, 1, grad=True, seed=1)
+    expected = torch.autograd.grad(local_aggregate(v, w, 5, dilation, backend="reference"), (v, w), g)
+    got = torch.autograd.grad(local_aggregate(v, w, 5, dilation, backend="conv"), (v, w), g)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=TOL, rtol=0)
+    assert bool(dense_calls) == (dense_gradient and batch == 1)
+    assert torch.autograd.gradgradcheck(
+        lambda v, w: local_aggregate(v, w, 5, dilation, backend="conv"), (v, w),
+        eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_conv_backend_refuses_what_it_cannot_compute():
+    """Its ops serve static weights only: per-pixel weights and masked logits name the shape."""
+    from mixlib.ops import conv
+    x = torch.zeros(1, 4, 5, 5)
+    with pytest.raises(ValueError, match=r"static weights .* got shape \(1, 2, 9, 5, 5\)"):
+        conv.adjoint(x, torch.zeros(1, 2, 9, 5, 5), 3, 1, "zeros")
+    with pytest.raises(ValueError, match=r"static output .* got shape \(1, 2, 9, 5, 5\)"):
+        conv.similarity(x, x, 3, 1, "zeros", False, [1, 2, 9, 5, 5])
+    with pytest.raises(ValueError, match="no masked logits"):
+        conv.similarity(x, x, 3, 1, "zeros", True, [1, 2, 9, 1, 1])
+
+
+def test_conv_backend_works_under_torch_func_and_compiles_as_one_graph():
+    """Per-sample gradients of a shared kernel (vmap of grad), a jvp, and torch.compile with
+    fullgraph=True: the reference's numbers (float64, 1e-12), no graph break."""
+    v, static = rand(B, C, H, W), rand(1, 2, 9, 1, 1, seed=1)
+
+    def sample_loss(backend):
+        return lambda v, w: local_aggregate(v[None], w, 3, 2, backend=backend).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(sample_loss("conv"), argnums=1),
+                                 in_dims=(0, None))(v, static)
+    for b in range(B):
+        expected = torch.autograd.grad(sample_loss("reference")(v[b], static.requires_grad_()), static)[0]
+        assert torch.allclose(per_sample[b], expected, atol=TOL, rtol=0)
+    static = static.detach()
+    dv, dw = rand(*v.shape, seed=4), rand(*static.shape, seed=5)
+    _, tangent = torch.func.jvp(lambda v, w: local_aggregate(v, w, 3, backend="conv"), (v, static), (dv, dw))
+    ref = lambda a, b: local_aggregate(a, b, 3, backend="reference")  # noqa: E731
+    assert torch.allclose(tangent, ref(dv, static) + ref(v, dw), atol=TOL, rtol=0)
+    f = lambda v, w: local_aggregate(v, w, 3, backend="conv")  # noqa: E731
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(f)(v, static)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    v, static = v.requires_grad_(), static.requires_grad_()
+    for a, b in zip(torch.autograd.grad(compiled(v, static).square().sum(), (v, static)),
+                    torch.autograd.grad(ref(v, static).square().sum(), (v, static))):
+        assert torch.allclose(a, b, atol=TOL, rtol=0)

@@ -37,7 +37,10 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
                  the CPU runs it many times faster than lean's K passes.
     "conv"       static weights (H = W = 1) through ``F.conv2d(groups=...)``, i.e. the
                  library's depthwise-convolution kernels; per-sample static weights fold the
-                 batch into the groups. Under CPU autocast it computes in float32 (or wider):
+                 batch into the groups. Its derivatives are its own (``conv``): the input's
+                 gradient a convolution with the flipped kernel, the kernel's a matrix product
+                 on small CPU maps, since oneDNN's depthwise backward is the slow part of a
+                 CPU training step. Under CPU autocast it computes in float32 (or wider):
                  oneDNN's bf16 depthwise kernels are the slow ones there, while the dense
                  convolutions around them gain. The rule is this backend's, not the caller's:
                  only the dispatch here knows that a mixer's weights reach these kernels.
@@ -50,7 +53,7 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
                  ``DENSE_MAX_PIXELS`` pixels, "lean" above (``python -m mixlib.bench
                  aggregate`` and ``small-maps`` show why).
 
-"lean", "dense" and "triton" run as PyTorch library ops (``library``): one node each under
+"lean", "dense", "conv" and "triton" run as PyTorch library ops (``library``): one node each under
 ``torch.compile``, with derivatives of every order, ``torch.func.grad``, ``vmap`` and ``jvp``.
 Weights and values must be on one device (a ValueError says which argument is not).
 """
@@ -194,24 +197,12 @@ def _conv_aggregate(v, w, kernel_size, dilation):
         dtype = torch.promote_types(v.dtype, torch.float32)
         with torch.autocast("cpu", enabled=False):
             return _conv_aggregate(v.to(dtype), w.to(dtype), kernel_size, dilation)
-    B, C, H, W = v.shape
-    Bw, G = w.shape[:2]
     if w.shape[3:] != (1, 1):
         raise ValueError("backend='conv' needs static weights of shape (B or 1, G, k*k, 1, 1), "
                          f"got w.shape={tuple(w.shape)}")
-    pad = dilation * (kernel_size // 2)
-    # (B or 1, G, K, 1, 1) -> (B or 1, C, K) -> (B·C or C, 1, k, k): a kernel per channel
-    kernels = w.flatten(2)
-    if G != C:
-        kernels = kernels.repeat_interleave(C // G, dim=1)
-    kernels = kernels.reshape(Bw * C, 1, kernel_size, kernel_size)
-    if Bw == 1:
-        return F.conv2d(v, kernels, padding=pad, dilation=dilation, groups=C)
-    if B == 0:  # no sample, no group: the folded convolution below cannot express that
-        return v.clone()
-    # per-sample kernels: fold the batch into the channels, one group per (sample, channel)
-    y = F.conv2d(v.reshape(1, B * C, H, W), kernels, padding=pad, dilation=dilation, groups=B * C)
-    return y.view(B, C, H, W)
+    # a library op (``conv``), not F.conv2d's own autograd: its derivatives are convolutions
+    # and matrix products that run many times faster than oneDNN's depthwise backward
+    return library.aggregate(v, w, kernel_size, dilation, "zeros", "conv")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The three bilinear ops as PyTorch library ops, with their derivatives, for the "lean",
-"dense" and "triton" backends.
+"dense", "conv" and "triton" backends.
 
     aggregate(x, w)    y[c, i] = Σ_o w[g, o, i] · x[c, n(i, o)]
     adjoint(x, w)      y[c, j] = Σ_{(i, o): n(i, o) = j} w[g, o, i] · x[c, i]
@@ -34,12 +34,15 @@ from torch.library import custom_op
 
 from .geometry import neighbour_mask
 
-BACKENDS = ("lean", "dense", "triton")
+BACKENDS = ("lean", "dense", "conv", "triton")
 
 
 def _backend(name: str):
-    """The module that implements the ops: lean or dense (PyTorch), or the Triton kernels
+    """The module that implements the ops: lean, dense or conv (PyTorch), or the Triton kernels
     (imported on first use, so that TRITON_INTERPRET can be set before)."""
+    if name == "conv":
+        from . import conv
+        return conv
     if name == "triton":
         from . import triton_kernels
         return triton_kernels

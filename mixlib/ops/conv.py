@@ -1,0 +1,101 @@
+"""The "conv" backend: the three bilinear ops for static weights through the convolution kernels.
+
+Static weights have shape (B or 1, G, K, 1, 1): one k×k kernel per group of channels (and per
+image when B > 1), the same at every pixel, so each op is a depthwise convolution with zero
+padding:
+
+- ``aggregate(x, w)``:  y = x ⋆ w, the cross-correlation ``F.conv2d`` computes;
+- ``adjoint(x, w)``:    y = x ⋆ w turned by 180°: the adjoint of a zero-padded correlation is the
+                        correlation with the flipped kernel, at the same padding;
+- ``similarity(q, k)``: s[g, o] = Σ_{b, c ∈ g, i} q[c, i] · k[c, i + d·o], a kernel's gradient,
+                        at the shape asked for (summed over the batch when it is 1).
+
+Why not leave the derivatives to PyTorch: on the CPU, oneDNN's depthwise backward costs many
+times its forward (its input gradient about four times the forward, its weight gradient ten
+to twenty times; ``python -m mixlib.bench small-maps``). The input gradient is a forward
+convolution here, and on small CPU maps the weight gradient is the "dense" backend's matrix
+product over pixel pairs, which contracts the batch and the pixels in one product. As library
+ops (``library``) the three inherit its derivatives of every order, ``torch.func`` and one node
+under ``torch.compile``.
+
+Per-image kernels (B > 1, dynamic D-DW) fold the batch into the groups: one group per
+(image, channel). Sums run in the input's dtype, as the convolution kernels do.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import dense
+
+# On the CPU the weight gradient of a kernel the batch shares goes through dense.similarity up
+# to this many pixels (python -m mixlib.bench small-maps), through oneDNN above
+DENSE_GRADIENT_MAX_PIXELS = 64
+
+
+def _check_static(w_shape, what: str) -> None:
+    if tuple(w_shape[3:]) != (1, 1):
+        raise ValueError(f"backend='conv' needs static {what} of shape (B or 1, G, k*k, 1, 1), "
+                         f"got shape {tuple(w_shape)}")
+
+
+def _kernels(w: torch.Tensor, channels: int, kernel_size: int) -> torch.Tensor:
+    """(B or 1, G, K, 1, 1) -> (B·C or C, 1, k, k): one kernel per channel (per image)."""
+    Bw, G = w.shape[:2]
+    kernels = w.flatten(2)
+    if G != channels:
+        kernels = kernels.repeat_interleave(channels // G, dim=1)
+    return kernels.reshape(Bw * channels, 1, kernel_size, kernel_size)
+
+
+def _correlate(x, kernels, per_image: bool, dilation: int, kernel_size: int) -> torch.Tensor:
+    B, C, H, W = x.shape
+    pad = dilation * (kernel_size // 2)
+    if not per_image:
+        return F.conv2d(x, kernels, padding=pad, dilation=dilation, groups=C)
+    if B == 0:  # no sample, no group: the folded convolution below cannot express that
+        return x.new_zeros(x.shape)
+    # per-image kernels: fold the batch into the channels, one group per (image, channel)
+    y = F.conv2d(x.reshape(1, B * C, H, W), kernels, padding=pad, dilation=dilation, groups=B * C)
+    return y.view(B, C, H, W)
+
+
+def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
+    _check_static(w.shape, "weights")
+    per_image = w.shape[0] != 1  # (an empty batch has per-image kernels too: none)
+    return _correlate(x, _kernels(w, x.shape[1], kernel_size), per_image, dilation, kernel_size)
+
+
+def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
+    _check_static(w.shape, "weights")
+    per_image = w.shape[0] != 1  # (an empty batch has per-image kernels too: none)
+    flipped = _kernels(w, x.shape[1], kernel_size).flip(-2, -1)
+    return _correlate(x, flipped, per_image, dilation, kernel_size)
+
+
+def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
+               shape) -> torch.Tensor:
+    """shape: (B or 1, G, K, 1, 1); a batch of 1 is summed over the images."""
+    _check_static(shape, "output")
+    if masked:
+        raise ValueError("backend='conv' has no masked logits: it serves static weights only")
+    B, C, H, W = q.shape
+    Bw, G, K = shape[:3]
+    shared = Bw == 1
+    if shared and q.device.type == "cpu" and H * W <= DENSE_GRADIENT_MAX_PIXELS:
+        return dense.similarity(q, k, kernel_size, dilation, border, False, shape)
+    if B == 0:
+        return q.new_zeros(shape)
+    pad = dilation * (kernel_size // 2)
+    if shared:  # q plays the output's gradient, k the input, of a conv over the batch
+        grad_out, inputs, groups = q, k, C
+    else:  # per-image kernels: one group per (image, channel), as in the forward
+        grad_out, inputs, groups = q.reshape(1, B * C, H, W), k.reshape(1, B * C, H, W), B * C
+    # the weight is read for its shape only (its gradient alone is asked for)
+    kernel_shape = q.new_zeros(1, 1, 1, 1).expand(groups, 1, kernel_size, kernel_size)
+    _, grad_kernels, _ = torch.ops.aten.convolution_backward(
+        grad_out, inputs, kernel_shape, None, (1, 1), (pad, pad), (dilation, dilation), False,
+        (0, 0), groups, (False, True, False))
+    # (Bw·C, 1, k, k) -> (Bw, G, C/G, K): a group's channels share one kernel, so their sum
+    per_channel = grad_kernels.reshape(Bw, G, C // G, K)
+    return per_channel.sum(2).reshape(shape)
