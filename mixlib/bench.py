@@ -179,13 +179,15 @@ SMALL_MAPS = ((2, 256), (4, 128), (6, 96), (8, 64), (12, 48), (16, 32))
 
 
 def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS, k: int = 7,
-                     groups: int = 8, repeats: int = 3) -> list[dict]:
-    """Small maps, forward + backward: where "auto" switches to "dense" on the CPU.
+                     groups: int = 8, repeats: int = 3, static_kernels=(3, 5, 7)) -> list[dict]:
+    """Small maps, forward + backward (a random output gradient, as in training): where "auto"
+    switches to "dense" on the CPU, and where "conv" takes its own derivatives.
 
     Per-pixel weights (G = `groups`), "lean" against "dense" (``DENSE_MAX_PIXELS``); static
     per-channel weights dilated by 3 (LKA's second convolution), "conv" against "dense"
-    (``DENSE_MAX_PIXELS_DILATED``); undilated static weights, PyTorch's own derivatives of
-    ``F.conv2d`` against the "conv" backend's; and the kernel's gradient alone, oneDNN's
+    (``DENSE_MAX_PIXELS_DILATED``); undilated static weights of each size in `static_kernels`,
+    ``F.conv2d`` with PyTorch's derivatives against the "conv" library op with its own
+    (``conv.own_derivatives``); and a k×k kernel's gradient alone, oneDNN's
     (``convolution_backward``) against a dense product (``conv.DENSE_GRADIENT_MAX_PIXELS``).
     Ratios are to the first of each group.
     """
@@ -193,56 +195,62 @@ def bench_small_maps(*, device: torch.device, batch: int = 256, maps=SMALL_MAPS,
     for size, channels in maps:
         v = torch.randn(batch, channels, size, size, device=device).contiguous(
             memory_format=torch.channels_last).requires_grad_(True)
-        cases = (
-            (f"dynamic G={groups}", 1, torch.randn(batch, groups, k * k, size, size, device=device),
+        grad = torch.randn_like(v)
+
+        def static(kernel_size):
+            return torch.randn(1, channels, kernel_size ** 2, 1, 1, device=device)
+
+        cases = [
+            (f"dynamic G={groups}", k, 1, torch.randn(batch, groups, k * k, size, size, device=device),
              ("lean", "dense")),
-            ("static per-channel", 3, torch.randn(1, channels, k * k, 1, 1, device=device),
-             ("conv", "dense")),
-            ("static per-channel", 1, torch.randn(1, channels, k * k, 1, 1, device=device),
-             ("F.conv2d", "conv")),
-            ("static per-channel, the kernel's gradient", 1, None,
-             ("convolution_backward", "dense")),
-        )
-        for weights, dilation, w, backends in cases:
-            runs = (_kernel_gradient_runs(v.detach(), k) if w is None else
-                    _aggregate_runs(v, w.requires_grad_(True), k, dilation, backends))
+            ("static per-channel, dilation 3", k, 3, static(k), ("conv", "dense")),
+            *(("static per-channel", kk, 1, static(kk), ("F.conv2d", "own derivatives"))
+              for kk in static_kernels),
+            ("static per-channel, the kernel's gradient", k, 1, None, ("convolution_backward", "dense")),
+        ]
+        for weights, kk, dilation, w, backends in cases:
+            runs = (_kernel_gradient_runs(v.detach(), grad, kk) if w is None else
+                    _aggregate_runs(v, w.requires_grad_(True), kk, dilation, backends, grad))
             times = time_each_ms(runs, device, repeats)
             memory = {b: peak_memory_bytes(run, device) for b, run in runs.items()}
             for b in backends:
-                rows.append({"map": f"{size}x{size}x{channels}", "k": k, "dilation": dilation,
-                             "weights": weights if dilation == 1 else f"{weights}, dilation {dilation}",
-                             "backend": b, "ms": times[b], "peak_mb": memory[b] / 2 ** 20,
+                rows.append({"map": f"{size}x{size}x{channels}", "k": kk, "dilation": dilation,
+                             "weights": weights, "backend": b, "ms": times[b],
+                             "peak_mb": memory[b] / 2 ** 20,
                              "time_vs_reference": times[b] / times[backends[0]],
                              "memory_vs_reference": memory[b] / memory[backends[0]]})
             v.grad = None
     return rows
 
 
-def _aggregate_runs(v, w, k, dilation, backends) -> dict:
+def _aggregate_runs(v, w, k, dilation, backends, grad) -> dict:
     """Forward + backward of local_aggregate on each backend; "F.conv2d" is the plain
-    convolution with PyTorch's own derivatives."""
+    convolution with PyTorch's derivatives, "own derivatives" the "conv" library op."""
+    from .ops import library
+
     def run(backend):
         if backend == "F.conv2d":
             kernel = w.reshape(v.shape[1], 1, k, k)
             pad = dilation * (k // 2)
             return lambda: F.conv2d(v, kernel, padding=pad, dilation=dilation,
-                                    groups=v.shape[1]).sum().backward()
-        return lambda: local_aggregate(v, w, k, dilation, backend=backend).sum().backward()
+                                    groups=v.shape[1]).backward(grad)
+        if backend == "own derivatives":
+            return lambda: library.aggregate(v, w, k, dilation, "zeros", "conv").backward(grad)
+        return lambda: local_aggregate(v, w, k, dilation, backend=backend).backward(grad)
     return {b: run(b) for b in backends}
 
 
-def _kernel_gradient_runs(v, k) -> dict:
+def _kernel_gradient_runs(v, grad, k) -> dict:
     """A shared k×k kernel's gradient from the output's gradient and the input: what oneDNN's
     backward computes, and the dense product the "conv" backend takes on small CPU maps."""
     from .ops import dense
 
     C = v.shape[1]
-    grad_y = torch.randn_like(v)
     kernel = v.new_zeros(C, 1, k, k)
     mask = (False, True, False)
     return {"convolution_backward": lambda: torch.ops.aten.convolution_backward(
-                grad_y, v, kernel, None, (1, 1), (k // 2, k // 2), (1, 1), False, (0, 0), C, mask),
-            "dense": lambda: dense.similarity(grad_y, v, k, 1, "zeros", False, [1, C, k * k, 1, 1])}
+                grad, v, kernel, None, (1, 1), (k // 2, k // 2), (1, 1), False, (0, 0), C, mask),
+            "dense": lambda: dense.similarity(grad, v, k, 1, "zeros", False, [1, C, k * k, 1, 1])}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,13 +40,14 @@ def test_small_maps_bench_puts_dense_beside_lean_and_conv(capsys):
     out = capsys.readouterr().out
     assert "ratios to the first of each group" in out and "| dense |" in out and "| lean |" in out
     rows = bench.bench_small_maps(device=torch.device("cpu"), batch=2, maps=((4, 16),), repeats=1)
-    assert [(r["weights"], r["backend"]) for r in rows] == [
-        ("dynamic G=8", "lean"), ("dynamic G=8", "dense"),
-        ("static per-channel, dilation 3", "conv"), ("static per-channel, dilation 3", "dense"),
-        ("static per-channel", "F.conv2d"), ("static per-channel", "conv"),
-        ("static per-channel, the kernel's gradient", "convolution_backward"),
-        ("static per-channel, the kernel's gradient", "dense")]
-    assert [r["time_vs_reference"] == 1.0 for r in rows] == [True, False] * 4
+    assert [(r["weights"], r["k"], r["backend"]) for r in rows] == [
+        ("dynamic G=8", 7, "lean"), ("dynamic G=8", 7, "dense"),
+        ("static per-channel, dilation 3", 7, "conv"), ("static per-channel, dilation 3", 7, "dense"),
+        *((("static per-channel", k, "F.conv2d"), ("static per-channel", k, "own derivatives"))[i]
+          for k in (3, 5, 7) for i in (0, 1)),
+        ("static per-channel, the kernel's gradient", 7, "convolution_backward"),
+        ("static per-channel, the kernel's gradient", 7, "dense")]
+    assert [r["time_vs_reference"] == 1.0 for r in rows] == [True, False] * 6
     assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in rows)
 
 

@@ -574,23 +574,49 @@ def test_lean_static_weight_gradient_stays_at_the_weights_size():
 @pytest.mark.parametrize("batch,groups,dilation", [(1, 4, 1), (1, 2, 2), (B, 4, 1), (B, 1, 3)])
 def test_conv_backend_derivatives_are_the_reference(monkeypatch, dense_gradient, batch, groups,
                                                     dilation):
-    """Input gradient by the flipped kernel, kernel gradient by the dense product (a kernel the
-    batch shares, on a small CPU map) or by oneDNN's weight gradient: both equal the
-    reference's (float64, 1e-12), and the second derivatives pass gradgradcheck."""
-    from mixlib.ops import conv, dense
+    """The library op's derivatives: input gradient by the flipped kernel, kernel gradient by
+    the dense product (a kernel the batch shares, on a small CPU map) or by oneDNN's weight
+    gradient; both equal the reference's (float64, 1e-12), and the second derivatives pass
+    gradgradcheck."""
+    from mixlib.ops import conv, dense, library
     monkeypatch.setattr(conv, "DENSE_GRADIENT_MAX_PIXELS", H * W if dense_gradient else H * W - 1)
     dense_calls, similarity = [], dense.similarity
     monkeypatch.setattr(dense, "similarity", lambda *a: dense_calls.append(1) or similarity(*a))
     v, g = rand(B, C, H, W, grad=True), rand(B, C, H, W, seed=2)
     w = rand(batch, groups, 25, 1, 1, grad=True, seed=1)
+
+    def op(v, w):
+        return library.aggregate(v, w, 5, dilation, "zeros", "conv")
+
     expected = torch.autograd.grad(local_aggregate(v, w, 5, dilation, backend="reference"), (v, w), g)
-    got = torch.autograd.grad(local_aggregate(v, w, 5, dilation, backend="conv"), (v, w), g)
+    got = torch.autograd.grad(op(v, w), (v, w), g)
     for a, b in zip(got, expected):
         assert a.shape == b.shape and torch.allclose(a, b, atol=TOL, rtol=0)
     assert bool(dense_calls) == (dense_gradient and batch == 1)
-    assert torch.autograd.gradgradcheck(
-        lambda v, w: local_aggregate(v, w, 5, dilation, backend="conv"), (v, w),
-        eps=1e-6, atol=1e-6, fast_mode=True)
+    # an expanded gradient (that of a sum) is copied to a layout oneDNN runs fast, same numbers
+    expanded = torch.autograd.grad(op(v, w).sum(), (v, w))
+    for a, b in zip(expanded, torch.autograd.grad(op(v, w), (v, w), torch.ones_like(g))):
+        assert torch.allclose(a, b, atol=TOL, rtol=0)
+    assert torch.autograd.gradgradcheck(op, (v, w), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_conv_backend_takes_its_own_derivatives_where_onednn_is_slow(monkeypatch):
+    """local_aggregate(backend="conv") runs the library op (own derivatives) for a shared 7×7
+    kernel on a map of at most 64 pixels on the CPU, and F.conv2d with PyTorch's derivatives
+    for 5×5 kernels, larger maps and per-image kernels; the values are the same."""
+    from mixlib.ops import library
+    routed = []
+    aggregate_op = library.aggregate
+    monkeypatch.setattr(library, "aggregate", lambda *a: routed.append(a[1].shape) or aggregate_op(*a))
+    cases = [((1, 8, 8, 8), (1, 8, 49, 1, 1), 7, True), ((1, 8, 8, 9), (1, 8, 49, 1, 1), 7, False),
+             ((1, 8, 4, 4), (1, 8, 25, 1, 1), 5, False), ((2, 8, 4, 4), (2, 8, 49, 1, 1), 7, False),
+             ((1, 8, 2, 2), (1, 4, 81, 1, 1), 9, True)]
+    for v_shape, w_shape, k, own in cases:
+        routed.clear()
+        v, w = rand(*v_shape), rand(*w_shape, seed=1)
+        got = local_aggregate(v, w, k, backend="conv")
+        assert bool(routed) == own, (v_shape, w_shape, k)
+        assert torch.allclose(got, local_aggregate(v, w, k, backend="reference"), atol=TOL, rtol=0)
 
 
 def test_conv_backend_refuses_what_it_cannot_compute():
@@ -610,7 +636,11 @@ def test_conv_backend_works_under_torch_func_and_compiles_as_one_graph():
     fullgraph=True: the reference's numbers (float64, 1e-12), no graph break."""
     v, static = rand(B, C, H, W), rand(1, 2, 9, 1, 1, seed=1)
 
+    from mixlib.ops import library
+
     def sample_loss(backend):
+        if backend == "conv":  # the library op itself, whatever local_aggregate would route
+            return lambda v, w: library.aggregate(v[None], w, 3, 2, "zeros", "conv").square().sum()
         return lambda v, w: local_aggregate(v[None], w, 3, 2, backend=backend).square().sum()
 
     per_sample = torch.func.vmap(torch.func.grad(sample_loss("conv"), argnums=1),
@@ -620,10 +650,10 @@ def test_conv_backend_works_under_torch_func_and_compiles_as_one_graph():
         assert torch.allclose(per_sample[b], expected, atol=TOL, rtol=0)
     static = static.detach()
     dv, dw = rand(*v.shape, seed=4), rand(*static.shape, seed=5)
-    _, tangent = torch.func.jvp(lambda v, w: local_aggregate(v, w, 3, backend="conv"), (v, static), (dv, dw))
+    f = lambda v, w: library.aggregate(v, w, 3, 1, "zeros", "conv")  # noqa: E731
+    _, tangent = torch.func.jvp(f, (v, static), (dv, dw))
     ref = lambda a, b: local_aggregate(a, b, 3, backend="reference")  # noqa: E731
     assert torch.allclose(tangent, ref(dv, static) + ref(v, dw), atol=TOL, rtol=0)
-    f = lambda v, w: local_aggregate(v, w, 3, backend="conv")  # noqa: E731
     torch._dynamo.reset()
     explained = torch._dynamo.explain(f)(v, static)
     assert explained.graph_break_count == 0, explained.break_reasons

@@ -37,13 +37,14 @@ Backends (all exact; float64 results agree to 1e-12, gradients too)
                  the CPU runs it many times faster than lean's K passes.
     "conv"       static weights (H = W = 1) through ``F.conv2d(groups=...)``, i.e. the
                  library's depthwise-convolution kernels; per-sample static weights fold the
-                 batch into the groups. Its derivatives are its own (``conv``): the input's
-                 gradient a convolution with the flipped kernel, the kernel's a matrix product
-                 on small CPU maps, since oneDNN's depthwise backward is the slow part of a
-                 CPU training step. Under CPU autocast it computes in float32 (or wider):
-                 oneDNN's bf16 depthwise kernels are the slow ones there, while the dense
-                 convolutions around them gain. The rule is this backend's, not the caller's:
-                 only the dispatch here knows that a mixer's weights reach these kernels.
+                 batch into the groups. A shared kernel of 7×7 or more on a small CPU map
+                 has derivatives of its own (``conv.own_derivatives``): the input's gradient
+                 a convolution with the flipped kernel, the kernel's a matrix product, since
+                 oneDNN's backward of such kernels costs tens of times its forward. Under CPU
+                 autocast it computes in float32 (or wider): oneDNN's bf16 depthwise kernels
+                 are the slow ones there, while the dense convolutions around them gain. The
+                 rule is this backend's, not the caller's: only the dispatch here knows that
+                 a mixer's weights reach these kernels.
     "triton"     fused GPU kernels (``triton_kernels``) that never copy the neighbourhoods and
                  use no atomics (deterministic); CUDA tensors, or the CPU under
                  ``TRITON_INTERPRET=1``.
@@ -65,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from . import library
+from . import conv, library
 from .geometry import (
     BORDERS,
     axis_neighbours,
@@ -200,9 +201,9 @@ def _conv_aggregate(v, w, kernel_size, dilation):
     if w.shape[3:] != (1, 1):
         raise ValueError("backend='conv' needs static weights of shape (B or 1, G, k*k, 1, 1), "
                          f"got w.shape={tuple(w.shape)}")
-    # a library op (``conv``), not F.conv2d's own autograd: its derivatives are convolutions
-    # and matrix products that run many times faster than oneDNN's depthwise backward
-    return library.aggregate(v, w, kernel_size, dilation, "zeros", "conv")
+    if conv.own_derivatives(v, w, kernel_size):  # large kernels on small CPU maps
+        return library.aggregate(v, w, kernel_size, dilation, "zeros", "conv")
+    return conv.aggregate(v, w, kernel_size, dilation, "zeros")  # F.conv2d, PyTorch's derivatives
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ padding:
 - ``similarity(q, k)``: s[g, o] = Σ_{b, c ∈ g, i} q[c, i] · k[c, i + d·o], a kernel's gradient,
                         at the shape asked for (summed over the batch when it is 1).
 
-Why not leave the derivatives to PyTorch: on the CPU, oneDNN's depthwise backward costs many
-times its forward (its input gradient about four times the forward, its weight gradient ten
-to twenty times; ``python -m mixlib.bench small-maps``). The input gradient is a forward
-convolution here, and on small CPU maps the weight gradient is the "dense" backend's matrix
-product over pixel pairs, which contracts the batch and the pixels in one product. As library
-ops (``library``) the three inherit its derivatives of every order, ``torch.func`` and one node
-under ``torch.compile``.
+Why not leave the derivatives to PyTorch: on small CPU maps, oneDNN's backward of a 7×7 (or
+larger) depthwise kernel costs tens of times its forward, most of it the kernel's
+gradient, while its 3×3 and 5×5 backward are fast (``python -m mixlib.bench small-maps``).
+There (``own_derivatives``) the input's gradient is a forward convolution and the kernel's the
+"dense" backend's matrix product over pixel pairs, which contracts the batch and the pixels in
+one product; elsewhere ``F.conv2d`` keeps PyTorch's derivatives. As library ops (``library``)
+the three inherit its derivatives of every order, ``torch.func`` and one node under
+``torch.compile``.
 
 Per-image kernels (B > 1, dynamic D-DW) fold the batch into the groups: one group per
 (image, channel). Sums run in the input's dtype, as the convolution kernels do.
@@ -31,6 +32,27 @@ from . import dense
 # On the CPU the weight gradient of a kernel the batch shares goes through dense.similarity up
 # to this many pixels (python -m mixlib.bench small-maps), through oneDNN above
 DENSE_GRADIENT_MAX_PIXELS = 64
+# where own_derivatives holds: kernels this large, on maps this small, on the CPU
+OWN_DERIVATIVES_MIN_KERNEL = 7
+OWN_DERIVATIVES_MAX_PIXELS = 64
+
+
+def own_derivatives(x: torch.Tensor, w: torch.Tensor, kernel_size: int) -> bool:
+    """Whether a static kernel should run as the library op with this module's derivatives
+    rather than as ``F.conv2d`` with PyTorch's: a kernel the batch shares, k ≥ 7, a CPU map of
+    at most 64 pixels (on 16×16 the two were level; per-image kernels, 3×3 and 5×5 kernels and
+    GPUs are as fast or faster with their own backward)."""
+    return (x.device.type == "cpu" and w.shape[0] == 1
+            and kernel_size >= OWN_DERIVATIVES_MIN_KERNEL
+            and x.shape[2] * x.shape[3] <= OWN_DERIVATIVES_MAX_PIXELS)
+
+
+def _dense_layout(x: torch.Tensor) -> torch.Tensor:
+    """x, or a copy laid out in memory: an expanded gradient (of a sum: stride 0) sends
+    oneDNN's convolution to a path eight times slower."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _check_static(w_shape, what: str) -> None:
@@ -49,6 +71,7 @@ def _kernels(w: torch.Tensor, channels: int, kernel_size: int) -> torch.Tensor:
 
 
 def _correlate(x, kernels, per_image: bool, dilation: int, kernel_size: int) -> torch.Tensor:
+    x = _dense_layout(x)
     B, C, H, W = x.shape
     pad = dilation * (kernel_size // 2)
     if not per_image:
@@ -79,6 +102,7 @@ def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
     _check_static(shape, "output")
     if masked:
         raise ValueError("backend='conv' has no masked logits: it serves static weights only")
+    q, k = _dense_layout(q), _dense_layout(k)
     B, C, H, W = q.shape
     Bw, G, K = shape[:3]
     shared = Bw == 1
