@@ -80,6 +80,9 @@ def test_forward_flops_count_what_the_counter_misses():
     # a depthwise conv is a convolution: the counter sees it, nothing by formula
     conv = bench.forward_flops(mixers.build("dwconv", 8, kernel_size=3), torch.randn(1, 8, 6, 6))
     assert conv["counter"] == 2 * 8 * 36 * 9 and conv["aggregate"] == 0
+    # ... also where a 7×7 kernel on a small map runs as mixlib's op (its own derivatives)
+    conv = bench.forward_flops(mixers.build("dwconv", 8, kernel_size=7), torch.randn(1, 8, 6, 6))
+    assert conv["counter"] == 2 * 8 * 36 * 49 and conv["aggregate"] == 0
     # I-D-DW's aggregation is elementwise: 2 FLOPs per channel, pixel and offset, by formula
     idw = mixers.build("idwconv", 8, kernel_size=3, groups=2, reduction=4).eval()
     flops = bench.forward_flops(idw, torch.randn(1, 8, 6, 6))
