@@ -71,6 +71,8 @@ def _kernels(w: torch.Tensor, channels: int, kernel_size: int) -> torch.Tensor:
 
 
 def _correlate(x, kernels, per_image: bool, dilation: int, kernel_size: int) -> torch.Tensor:
+    """x (B, C, H, W) cross-correlated with a k×k kernel per channel, zero-padded to its size;
+    `kernels` is (C, 1, k, k), or (B·C, 1, k, k) with `per_image`."""
     x = _dense_layout(x)
     B, C, H, W = x.shape
     pad = dilation * (kernel_size // 2)
