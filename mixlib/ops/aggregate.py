@@ -198,9 +198,7 @@ def _conv_aggregate(v, w, kernel_size, dilation):
         dtype = torch.promote_types(v.dtype, torch.float32)
         with torch.autocast("cpu", enabled=False):
             return _conv_aggregate(v.to(dtype), w.to(dtype), kernel_size, dilation)
-    if w.shape[3:] != (1, 1):
-        raise ValueError("backend='conv' needs static weights of shape (B or 1, G, k*k, 1, 1), "
-                         f"got w.shape={tuple(w.shape)}")
+    conv.check_static(w.shape)
     if conv.own_derivatives(v, w, kernel_size):  # large kernels on small CPU maps
         return library.aggregate(v, w, kernel_size, dilation, "zeros", "conv")
     return conv.aggregate(v, w, kernel_size, dilation, "zeros")  # F.conv2d, PyTorch's derivatives

@@ -55,28 +55,27 @@ def _dense_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def _check_static(w_shape, what: str) -> None:
+def check_static(w_shape, what: str = "weights") -> None:
     if tuple(w_shape[3:]) != (1, 1):
         raise ValueError(f"backend='conv' needs static {what} of shape (B or 1, G, k*k, 1, 1), "
                          f"got shape {tuple(w_shape)}")
 
 
-def _kernels(w: torch.Tensor, channels: int, kernel_size: int) -> torch.Tensor:
-    """(B or 1, G, K, 1, 1) -> (B·C or C, 1, k, k): one kernel per channel (per image)."""
-    Bw, G = w.shape[:2]
-    kernels = w.flatten(2)
-    if G != channels:
-        kernels = kernels.repeat_interleave(channels // G, dim=1)
-    return kernels.reshape(Bw * channels, 1, kernel_size, kernel_size)
-
-
-def _correlate(x, kernels, per_image: bool, dilation: int, kernel_size: int) -> torch.Tensor:
-    """x (B, C, H, W) cross-correlated with a k×k kernel per channel, zero-padded to its size;
-    `kernels` is (C, 1, k, k), or (B·C, 1, k, k) with `per_image`."""
+def _correlate(x, w, kernel_size: int, dilation: int, *, flip: bool = False) -> torch.Tensor:
+    """x (B, C, H, W) cross-correlated with the k×k kernel of each channel's group in w
+    (B or 1, G, K, 1, 1), turned by 180° with `flip`, zero-padded to the map's size."""
     x = _dense_layout(x)
     B, C, H, W = x.shape
+    Bw, G = w.shape[:2]
+    # (B or 1, G, K, 1, 1) -> (B·C or C, 1, k, k): one kernel per channel (per image)
+    kernels = w.flatten(2)
+    if G != C:
+        kernels = kernels.repeat_interleave(C // G, dim=1)
+    kernels = kernels.reshape(Bw * C, 1, kernel_size, kernel_size)
+    if flip:
+        kernels = kernels.flip(-2, -1)
     pad = dilation * (kernel_size // 2)
-    if not per_image:
+    if Bw == 1:
         return F.conv2d(x, kernels, padding=pad, dilation=dilation, groups=C)
     if B == 0:  # no sample, no group: the folded convolution below cannot express that
         return x.new_zeros(x.shape)
@@ -86,25 +85,21 @@ def _correlate(x, kernels, per_image: bool, dilation: int, kernel_size: int) -> 
 
 
 def aggregate(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
-    _check_static(w.shape, "weights")
-    per_image = w.shape[0] != 1  # (an empty batch has per-image kernels too: none)
-    return _correlate(x, _kernels(w, x.shape[1], kernel_size), per_image, dilation, kernel_size)
+    check_static(w.shape)
+    return _correlate(x, w, kernel_size, dilation)
 
 
 def adjoint(x, w, kernel_size: int, dilation: int, border: str) -> torch.Tensor:
-    _check_static(w.shape, "weights")
-    per_image = w.shape[0] != 1  # (an empty batch has per-image kernels too: none)
-    flipped = _kernels(w, x.shape[1], kernel_size).flip(-2, -1)
-    return _correlate(x, flipped, per_image, dilation, kernel_size)
+    check_static(w.shape)
+    return _correlate(x, w, kernel_size, dilation, flip=True)
 
 
 def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
                shape) -> torch.Tensor:
     """shape: (B or 1, G, K, 1, 1); a batch of 1 is summed over the images."""
-    _check_static(shape, "output")
+    check_static(shape, "output")
     if masked:
         raise ValueError("backend='conv' has no masked logits: it serves static weights only")
-    q, k = _dense_layout(q), _dense_layout(k)
     B, C, H, W = q.shape
     Bw, G, K = shape[:3]
     shared = Bw == 1
@@ -112,6 +107,7 @@ def similarity(q, k, kernel_size: int, dilation: int, border: str, masked: bool,
         return dense.similarity(q, k, kernel_size, dilation, border, False, shape)
     if B == 0:
         return q.new_zeros(shape)
+    q, k = _dense_layout(q), _dense_layout(k)  # for oneDNN (dense reads any layout)
     pad = dilation * (kernel_size // 2)
     if shared:  # q plays the output's gradient, k the input, of a conv over the batch
         grad_out, inputs, groups = q, k, C
