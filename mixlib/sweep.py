@@ -19,6 +19,13 @@ trainings run in sessions of their own, so pausing a sweep means pausing them, i
 ``pkill -STOP -P <sweep's pid>``, and ``pkill -CONT -P <sweep's pid>`` to go on.
 With ``--commit``, each finished run is committed on its own (only its files).
 
+A machine that does not outlive the session loses a run in progress with its checkpoint, so
+``--hours H`` starts only runs that should end within H hours of the sweep's start: a run's
+time is estimated from the recorded training time per epoch of its preset's finished runs on
+the same data, else from the presets' one-thread benchmark scaled by how the finished runs
+compared with it, with a margin (`estimate_s`); a run with no estimate, or one that would end
+too late, is left for a later sweep, and a shorter one after it may start instead.
+
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
 the run reports) in ``--weights``/<model>.pt (default ``weights/`` beside the results folder,
 so ``results/weights`` for ``results/sweep`` from any working directory), in float16 (under 5 MB
@@ -47,11 +54,16 @@ from . import protocol
 from .files import atomic_write, save_torch
 from .results import load_run
 
-__all__ = ["state", "pending", "run_one", "sweep", "export_weights", "main", "SweepLocked"]
+__all__ = ["state", "pending", "estimate_s", "run_one", "sweep", "export_weights", "main",
+           "SweepLocked"]
 
 RESULT_FILES = ("result.json", "metrics.jsonl")
 TRAIN = [sys.executable, "-m", "mixlib.train"]  # a run's command, before its arguments
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# the presets' training speed, one thread each, two processes in turns (`mixlib.bench models
+# --turns`), beside the results folder: what estimate_s scales for a preset with no finished run
+BENCH = Path("bench") / "models-small-cpu-1thread-turns.json"
+MARGIN = 1.15  # estimate_s's factor for evaluation, start-up and a slower hour of the machine
 
 
 class SweepLocked(RuntimeError):
@@ -73,6 +85,51 @@ def state(run: protocol.Run, results: Path, work: Path) -> str:
     if (work / run.name / "checkpoint.pt").is_file():
         return "stopped"
     return "todo"
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _epochs_left(run: protocol.Run, work: Path) -> int:
+    """The epochs `run` still has: a stopped run's metrics.jsonl has one line per epoch done."""
+    metrics = work / run.name / "metrics.jsonl"
+    done = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+    return max(run.epochs - done, 0)
+
+
+def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
+    """Seconds `run` should take to finish on this machine, or None if nothing tells.
+
+    The median recorded training time per epoch of its preset's finished runs on the same data
+    in `results`; a preset with none is timed by the benchmark (`BENCH` beside `results`: images
+    per second), scaled by the median ratio of the finished runs' epoch times to what the
+    benchmark says of their presets. Times the epochs it has left (a stopped run resumes),
+    times `MARGIN`. The finished runs shared the machine as the sweep's runs do (two side by
+    side), so the estimate holds for a sweep run the same way.
+    """
+    epoch_s: dict[str, list[float]] = {}  # model -> per-epoch training seconds of its runs
+    for folder in sorted((results / run.data).glob("*/result.json")):
+        record = json.loads(folder.read_text())
+        epoch_s.setdefault(record["model"], []).append(record["train_time_s"] / record["epochs"])
+    left = _epochs_left(run, work)
+    if run.model in epoch_s:
+        return MARGIN * left * _median(epoch_s[run.model])
+    bench = results.parent / BENCH
+    if not bench.is_file():
+        return None
+    speed = {row["model"]: row["train_img_s_turns"]
+             for row in json.loads(bench.read_text())["rows"] if "train_img_s_turns" in row}
+    images = {"cifar10": 50_000}.get(run.data)  # the benchmark is of the CIFAR-10 presets
+    if run.model not in speed or images is None:
+        return None
+    ratios = [seconds / (images / speed[model])
+              for model, times in epoch_s.items() if model in speed for seconds in times]
+    if not ratios:
+        return None
+    return MARGIN * left * _median(ratios) * images / speed[run.model]
 
 
 def decided_epochs(results: Path) -> int:
@@ -233,9 +290,13 @@ class _Running:
 
 def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, results: Path,
           work: Path, workers: int = 2, threads: int = 1, max_runs: int | None = None,
-          commit_repo: Path | None = None, weights: Path | None = None, log=print) -> int:
+          commit_repo: Path | None = None, weights: Path | None = None,
+          hours: float | None = None, log=print) -> int:
     """Run the pending ones of `runs`, `workers` at a time, in the protocol's order; returns the
     number that finished. Holds an exclusive lock on `results` while it runs.
+
+    `hours`: start only runs that `estimate_s` says end within that many hours of the sweep's
+    start; the others are logged once and left for a later sweep.
 
     `runs` may be a function that returns the plan as it stands: each worker then asks it again
     before picking its next run, so a pilot that changes E while the sweep runs changes what it
@@ -253,8 +314,23 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
         lock.close()
         raise SweepLocked(f"another sweep is running on results={str(results)!r}") from None
     started: set[str] = set()
+    left_for_later: set[str] = set()
     picking = threading.Lock()
     running = _Running()
+    deadline = None if hours is None else time.time() + 3600 * hours
+
+    def fits(run: protocol.Run) -> bool:
+        if deadline is None:
+            return True
+        seconds = estimate_s(run, results, work)
+        if seconds is not None and time.time() + seconds <= deadline:
+            return True
+        if run.name not in left_for_later:
+            left_for_later.add(run.name)
+            needs = "no estimate" if seconds is None else f"needs ~{seconds / 60:.0f} min"
+            log(f"not starting {run.name}: {needs}, "
+                f"{max(deadline - time.time(), 0) / 60:.0f} min left of --hours")
+        return False
 
     def pick() -> protocol.Run | None:
         with picking:
@@ -262,7 +338,8 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
                 return None
             if max_runs is not None and len(started) >= max_runs:
                 return None
-            run = next((r for r in pending(plan(), results) if r.name not in started), None)
+            run = next((r for r in pending(plan(), results)
+                        if r.name not in started and fits(r)), None)
             if run is not None:
                 started.add(run.name)
             return run
@@ -301,12 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads of each run")
     parser.add_argument("--max-runs", type=int, default=None)
+    parser.add_argument("--hours", type=float, default=None,
+                        help="start only runs estimated to end within this many hours")
     parser.add_argument("--commit", action="store_true", help="commit each finished run")
     args = parser.parse_args(argv)
     for name in ("workers", "threads", "max_runs"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.hours is not None and not args.hours > 0:
+        parser.error(f"--hours must be a positive number of hours, got {args.hours}")
     work = args.work or _default_work()
     args.weights = args.weights or args.results.parent / "weights"
     try:
@@ -315,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.command == "plan":
         for run in runs:
-            print(f"{state(run, args.results, work):8s} {run.data:10s} {run.name}")
+            seconds = None if _done(run, args.results) else estimate_s(run, args.results, work)
+            needs = "" if seconds is None else f" ~{seconds / 60:.0f} min"
+            print(f"{state(run, args.results, work):8s} {run.data:10s} {run.name}{needs}")
         return 0
     if args.command == "weights":  # runs finished before their weights were kept
         for run in runs:
@@ -340,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         done = sweep(lambda: select(args.only, results=args.results), results=args.results,
                      work=work,
                      workers=args.workers, threads=args.threads, max_runs=args.max_runs,
-                     commit_repo=repo, weights=args.weights,
+                     commit_repo=repo, weights=args.weights, hours=args.hours,
                      log=lambda message: print(f"{time.strftime('%H:%M:%S')} {message}", flush=True))
     except SweepLocked as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

@@ -143,6 +143,69 @@ def test_a_sweep_asks_its_plan_again_before_each_run(tmp_path, monkeypatch):
     assert trained == [a.name, b.name, c.name]
 
 
+
+def _finished(results, run, train_time_s):
+    folder = results / run.data / run.name
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(
+        {"model": run.model, "epochs": run.epochs, "train_time_s": train_time_s}))
+
+
+def test_a_runs_estimate_comes_from_its_presets_runs_else_the_scaled_benchmark(tmp_path):
+    results, work = tmp_path / "results" / "sweep", tmp_path / "work"
+    # lka: three finished runs at 60, 90 and 300 s per epoch (median 90); pooling: one at 40
+    for seed, seconds in zip(protocol.SEEDS, (60, 90, 300)):
+        _finished(results, protocol.Run("lka", seed), 15 * seconds)
+    _finished(results, protocol.Run("pooling", 0), 15 * 40)
+    todo = protocol.Run("lka", 0, 30)
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * 30 * 90)
+    # a stopped run has only the epochs it has left
+    (work / todo.name).mkdir(parents=True)
+    (work / todo.name / "metrics.jsonl").write_text("{}\n" * 20)
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * 10 * 90)
+
+    elsa = protocol.Run("elsa", 0)
+    assert sweep.estimate_s(elsa, results, work) is None  # no run and no benchmark
+    bench = results.parent / sweep.BENCH
+    bench.parent.mkdir(parents=True)
+    # the benchmark says 50,000 images take 100 s for lka, 20 s for pooling, 50 s for elsa: the
+    # runs took 0.6, 0.9 and 3.0 (lka) and 2.0 (pooling) times that, median 1.45
+    speeds = {"lka_cifar": 500, "pooling_cifar": 2500, "elsa_cifar": 1000}
+    bench.write_text(json.dumps({"rows": [{"model": m, "train_img_s_turns": v}
+                                          for m, v in speeds.items()]}))
+    assert sweep.estimate_s(elsa, results, work) == pytest.approx(sweep.MARGIN * 15 * 1.45 * 50)
+    assert sweep.estimate_s(protocol.Run("gnconv", 0), results, work) is None  # not benchmarked
+    assert sweep.estimate_s(protocol.Run("lka", 0, data="imagenette"), results, work) is None
+
+
+def test_with_hours_a_sweep_starts_only_runs_that_end_in_time(tmp_path, monkeypatch):
+    """A run estimated past the deadline, or with no estimate, is left (and said so once); a
+    shorter one after it in the plan starts instead."""
+    results, work = tmp_path / "results", tmp_path / "work"
+    long, unknown, short = protocol.Run("lka", 0), protocol.Run("elsa", 0), protocol.Run("pooling", 0)
+    needs = {long.name: 3 * 3600, unknown.name: None, short.name: 3600}
+    monkeypatch.setattr(sweep, "estimate_s", lambda run, results, work: needs[run.name])
+    trained, said = [], []
+
+    def fake_run_one(run, *, results, **_):
+        trained.append(run.name)
+        return True  # leaves no result: the plan still lists all three as pending
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    plan = [long, unknown, short]
+    assert sweep.sweep(lambda: plan, results=results, work=work, workers=1, hours=2,
+                       log=said.append) == 1
+    assert trained == [short.name]
+    assert [m.split(":")[0] for m in said] == [f"not starting {long.name}",
+                                                f"not starting {unknown.name}"]
+    assert "needs ~180 min" in said[0] and "no estimate" in said[1]
+    trained.clear()
+    assert sweep.sweep(lambda: plan, results=results, work=work, workers=1, hours=4,
+                       log=said.append) == 2
+    assert trained == [long.name, short.name]
+    with pytest.raises(SystemExit):
+        sweep.main(["run", "--hours", "0"])
+
 def test_every_claim_compares_runs_of_the_protocol_with_a_cited_paper():
     bib = (ROOT / "book" / "references.bib").read_text()
     for claim in protocol.CLAIMS:
