@@ -95,9 +95,10 @@ def runs(*, cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
     """The sweep's runs in the order it runs them, every CIFAR-10 run after the pilot at
     `cifar_epochs` (E, or 2E once the pilot has flipped: `pilot_epochs`).
 
-    The pilot first (it decides whether E stands), then seed 0 of every preset before any second
-    seed, so an interrupted sweep has the widest table it can. Runs at E that finished before a
-    flip stay as a second, smaller budget; none is added.
+    The pilot first (it decides whether E stands), then seed 0 of every CIFAR-10 preset, the
+    ablations' included, before any second seed, so an interrupted sweep has the widest table
+    it can; Imagenette last. Runs at E that finished before a flip stay as a second, smaller
+    budget; none is added.
     """
     if cifar_epochs not in (EPOCHS, 2 * EPOCHS):
         raise ValueError(f"cifar_epochs must be E = {EPOCHS} or 2E = {2 * EPOCHS} (the pilot's "
@@ -105,8 +106,8 @@ def runs(*, cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
     return tuple(
         list(PILOT_RUNS)
         + _seeds([p for p in MAIN if p not in PILOT], [0], epochs=cifar_epochs)
-        + _seeds(MAIN, SEEDS[1:], epochs=cifar_epochs)
-        + _seeds(ABLATIONS, SEEDS, epochs=cifar_epochs)
+        + _seeds(ABLATIONS, [0], epochs=cifar_epochs)
+        + [run for seed in SEEDS[1:] for run in _seeds(MAIN + ABLATIONS, [seed], epochs=cifar_epochs)]
         + _seeds(IMAGENETTE, SEEDS, epochs=IMAGENETTE_EPOCHS, data="imagenette")
     )
 

@@ -26,9 +26,13 @@ def test_every_protocol_run_is_a_preset_and_runs_once():
     assert [(r.preset, r.epochs) for r in protocol.RUNS[:4]] == \
         [(p, protocol.EPOCHS) for p in protocol.PILOT] + [(p, 2 * protocol.EPOCHS) for p in protocol.PILOT]
     assert protocol.EPOCHS >= 15 and len(protocol.SEEDS) >= 3
-    # seed 0 of every main preset before any second seed
-    first_seed1 = next(i for i, r in enumerate(protocol.RUNS) if r.seed == 1)
-    assert {r.preset for r in protocol.RUNS[:first_seed1]} >= set(protocol.MAIN)
+    # seed 0 of every CIFAR-10 preset, the ablations' too, before any second seed; then seed 1
+    # of all of them before any seed 2; Imagenette last
+    cifar = [r for r in protocol.RUNS if r.data == "cifar10"]
+    assert protocol.RUNS[:len(cifar)] == tuple(cifar)
+    first_seed1 = next(i for i, r in enumerate(cifar) if r.seed == 1)
+    assert {r.preset for r in cifar[:first_seed1]} == set(protocol.MAIN + protocol.ABLATIONS)
+    assert [r.seed for r in cifar[first_seed1:]] == sorted(r.seed for r in cifar[first_seed1:])
 
 
 @pytest.mark.parametrize("at_e, at_2e, expected", [
