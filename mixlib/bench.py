@@ -440,23 +440,28 @@ def preset_names(which: str) -> list[str]:
 
 
 def bench_models(names: list[str], *, device: torch.device, batch: int, repeats: int,
-                 vs_timm: bool = False, amp: str = "off", turns: bool = False) -> list[dict]:
+                 vs_timm: bool = False, amp: str = "off", turns: bool = False,
+                 image_size: int | None = None) -> list[dict]:
     """One row per preset (`bench_model`); with `turns`, also every preset's training speed
     measured in turns, one step of each per round (``train_img_s_turns``): on a machine shared
-    with other work, the speeds to compare presets by."""
+    with other work, the speeds to compare presets by. `image_size`: the small presets built for
+    that size (as ``mixlib.train --image-size`` builds them), instead of their own."""
     from . import models
 
     rows, steps = [], {}
     for name in names:
         small = name.endswith(("_cifar", "_imagenette"))
-        image_size = 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
+        if image_size is not None and not small:
+            raise ValueError(f"image_size={image_size} is for the small presets only, got {name!r}")
+        own = 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
+        size = image_size or own
         torch.manual_seed(0)
-        ours = models.build(name)
-        row = {"model": name, "image_size": image_size,
-               **bench_model(ours, image_size=image_size, batch=batch, device=device, repeats=repeats,
+        ours = models.build(name, **({"image_size": image_size} if image_size else {}))
+        row = {"model": name, "image_size": size,
+               **bench_model(ours, image_size=size, batch=batch, device=device, repeats=repeats,
                              amp=amp)}
         if turns:
-            steps[name] = _training_step(ours, *_batch(batch, image_size, device))
+            steps[name] = _training_step(ours, *_batch(batch, size, device))
         if vs_timm and name in TIMM_TWINS and not small:
             import timm
 
@@ -540,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     mod.add_argument("--vs-timm", action="store_true", help="timm's same models beside them")
     mod.add_argument("--amp", default="off", choices=["off", *AMP_DTYPES],
                      help="also time training under autocast to this type, beside float32")
+    mod.add_argument("--image-size", type=int, default=None,
+                     help="build the small presets for this image size (the sweep's Imagenette: 128)")
     mod.add_argument("--turns", action="store_true",
                      help="also time every preset's training step in turns (train_img_s_turns)")
     mod.add_argument("--json", help="also write the rows and the environment to this file")
@@ -553,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         small = all(n.endswith(("_cifar", "_imagenette")) for n in names)
         batch = args.batch or (64 if small else 8)  # 64 ImageNet images at 224 px take 20 GB
         rows = bench_models(names, device=device, batch=batch, repeats=args.repeats,
-                            vs_timm=args.vs_timm, amp=args.amp, turns=args.turns)
+                            vs_timm=args.vs_timm, amp=args.amp, turns=args.turns,
+                            image_size=args.image_size)
         title, table = f"models, batch {batch}, training = forward + backward + AdamW step", format_models(rows)
         extra = {"batch": batch, "repeats": args.repeats, "amp": args.amp, "turns": args.turns}
     elif args.what == "mlp":

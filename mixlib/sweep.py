@@ -21,10 +21,10 @@ With ``--commit``, each finished run is committed on its own (only its files).
 
 A machine that does not outlive the session loses a run in progress with its checkpoint, so
 ``--hours H`` starts only runs that should end within H hours of the sweep's start: a run's
-time is estimated from the recorded training time per epoch of its preset's finished runs on
-the same data, else from the presets' one-thread benchmark scaled by how the finished runs
-compared with it, with a margin (`estimate_s`); a run with no estimate, or one that would end
-too late, is left for a later sweep, and a shorter one after it may start instead.
+time is estimated from the recorded training time per epoch of its preset's finished runs, else
+from the presets' one-thread benchmark (the Imagenette presets' at 128 px) scaled by how the
+finished runs compared with it, with the evaluation after each epoch and a margin
+(`estimate_s`); a run with no estimate, or one that would end too late, is left for a later sweep, and a shorter one after it may start instead.
 
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
 the run reports) in ``--weights``/<model>.pt (default ``weights/`` beside the results folder,
@@ -60,10 +60,14 @@ __all__ = ["state", "pending", "estimate_s", "run_one", "sweep", "export_weights
 RESULT_FILES = ("result.json", "metrics.jsonl")
 TRAIN = [sys.executable, "-m", "mixlib.train"]  # a run's command, before its arguments
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# the presets' training speed, one thread each, two processes in turns (`mixlib.bench models
-# --turns`), beside the results folder: what estimate_s scales for a preset with no finished run
-BENCH = Path("bench") / "models-small-cpu-1thread-turns.json"
-MARGIN = 1.15  # estimate_s's factor for evaluation, start-up and a slower hour of the machine
+# the presets' training speed, one thread each, every step timed in turns (`mixlib.bench models
+# --turns`, the Imagenette presets at the protocol's 128 px), beside the results folder, and the
+# training images of an epoch: what estimate_s scales for a preset with no finished run
+BENCH = {"cifar10": Path("bench") / "models-small-cpu-1thread-turns.json",
+         "imagenette": Path("bench") / "models-imagenette128-cpu-1thread-turns.json"}
+TRAIN_IMAGES = {"cifar10": 50_000, "imagenette": 9_469}
+TEST_IMAGES = {"cifar10": 10_000, "imagenette": 3_925}
+MARGIN = 1.1  # estimate_s's factor for start-up and a slower hour of the machine
 
 
 class SweepLocked(RuntimeError):
@@ -100,36 +104,41 @@ def _epochs_left(run: protocol.Run, work: Path) -> int:
     return max(run.epochs - done, 0)
 
 
+def _with_evaluation(data: str) -> float:
+    """Wall time over recorded training time: each epoch ends with the test set evaluated
+    twice (flip test-time augmentation), forward only, about a third of a training step per
+    image (CIFAR-10: 1.13, what this machine's runs took; Imagenette: 1.28)."""
+    return 1 + 2 * TEST_IMAGES[data] / (3 * TRAIN_IMAGES[data])
+
+
 def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     """Seconds `run` should take to finish on this machine, or None if nothing tells.
 
-    The median recorded training time per epoch of its preset's finished runs on the same data
-    in `results`; a preset with none is timed by the benchmark (`BENCH` beside `results`: images
-    per second), scaled by the median ratio of the finished runs' epoch times to what the
-    benchmark says of their presets. Times the epochs it has left (a stopped run resumes),
-    times `MARGIN`. The finished runs shared the machine as the sweep's runs do (two side by
+    The median recorded training time per epoch of its preset's finished runs in `results`; a preset with none is timed by its data's benchmark (`BENCH` beside `results`:
+    images per second), scaled by the median ratio of the finished runs' epoch times (on any
+    data) to what the benchmarks say of their presets. Times the epochs it has left (a stopped
+    run resumes), the evaluation after each (`_with_evaluation`) and `MARGIN`. The finished runs shared the machine as the sweep's runs do (two side by
     side), so the estimate holds for a sweep run the same way.
     """
     epoch_s: dict[str, list[float]] = {}  # model -> per-epoch training seconds of its runs
-    for folder in sorted((results / run.data).glob("*/result.json")):
+    for folder in sorted(results.glob("*/*/result.json")):
         record = json.loads(folder.read_text())
         epoch_s.setdefault(record["model"], []).append(record["train_time_s"] / record["epochs"])
     left = _epochs_left(run, work)
-    if run.model in epoch_s:
-        return MARGIN * left * _median(epoch_s[run.model])
-    bench = results.parent / BENCH
-    if not bench.is_file():
+    factor = MARGIN * _with_evaluation(run.data) * left
+    if run.model in epoch_s:  # a model's name says its data
+        return factor * _median(epoch_s[run.model])
+    bench_epoch_s = {}  # model -> seconds of one epoch at its benchmark's speed
+    for data, path in BENCH.items():
+        if (results.parent / path).is_file():
+            rows = json.loads((results.parent / path).read_text())["rows"]
+            bench_epoch_s.update({row["model"]: TRAIN_IMAGES[data] / row["train_img_s_turns"]
+                                  for row in rows if "train_img_s_turns" in row})
+    ratios = [seconds / bench_epoch_s[model]
+              for model, times in epoch_s.items() if model in bench_epoch_s for seconds in times]
+    if run.model not in bench_epoch_s or not ratios:
         return None
-    speed = {row["model"]: row["train_img_s_turns"]
-             for row in json.loads(bench.read_text())["rows"] if "train_img_s_turns" in row}
-    images = {"cifar10": 50_000}.get(run.data)  # the benchmark is of the CIFAR-10 presets
-    if run.model not in speed or images is None:
-        return None
-    ratios = [seconds / (images / speed[model])
-              for model, times in epoch_s.items() if model in speed for seconds in times]
-    if not ratios:
-        return None
-    return MARGIN * left * _median(ratios) * images / speed[run.model]
+    return factor * _median(ratios) * bench_epoch_s[run.model]
 
 
 def decided_epochs(results: Path) -> int:

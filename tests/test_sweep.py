@@ -162,24 +162,32 @@ def test_a_runs_estimate_comes_from_its_presets_runs_else_the_scaled_benchmark(t
         _finished(results, protocol.Run("lka", seed), 15 * seconds)
     _finished(results, protocol.Run("pooling", 0), 15 * 40)
     todo = protocol.Run("lka", 0, 30)
-    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * 30 * 90)
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * sweep._with_evaluation("cifar10") * 30 * 90)
     # a stopped run has only the epochs it has left
     (work / todo.name).mkdir(parents=True)
     (work / todo.name / "metrics.jsonl").write_text("{}\n" * 20)
-    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * 10 * 90)
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * sweep._with_evaluation("cifar10") * 10 * 90)
 
     elsa = protocol.Run("elsa", 0)
     assert sweep.estimate_s(elsa, results, work) is None  # no run and no benchmark
-    bench = results.parent / sweep.BENCH
+    bench = results.parent / sweep.BENCH["cifar10"]
     bench.parent.mkdir(parents=True)
     # the benchmark says 50,000 images take 100 s for lka, 20 s for pooling, 50 s for elsa: the
     # runs took 0.6, 0.9 and 3.0 (lka) and 2.0 (pooling) times that, median 1.45
     speeds = {"lka_cifar": 500, "pooling_cifar": 2500, "elsa_cifar": 1000}
     bench.write_text(json.dumps({"rows": [{"model": m, "train_img_s_turns": v}
                                           for m, v in speeds.items()]}))
-    assert sweep.estimate_s(elsa, results, work) == pytest.approx(sweep.MARGIN * 15 * 1.45 * 50)
+    assert sweep.estimate_s(elsa, results, work) == \
+        pytest.approx(sweep.MARGIN * sweep._with_evaluation("cifar10") * 15 * 1.45 * 50)
     assert sweep.estimate_s(protocol.Run("gnconv", 0), results, work) is None  # not benchmarked
-    assert sweep.estimate_s(protocol.Run("lka", 0, data="imagenette"), results, work) is None
+    lka_128 = protocol.Run("lka", 0, epochs=10, data="imagenette")
+    assert sweep.estimate_s(lka_128, results, work) is None  # Imagenette's benchmark is missing
+    # Imagenette's own benchmark, scaled by the CIFAR-10 runs' ratio: 9,469 images at 100 img/s
+    (results.parent / sweep.BENCH["imagenette"]).write_text(json.dumps(
+        {"rows": [{"model": "lka_imagenette", "train_img_s_turns": 100}]}))
+    assert sweep.estimate_s(lka_128, results, work) == \
+        pytest.approx(sweep.MARGIN * sweep._with_evaluation("imagenette") * 10 * 1.45
+                      * sweep.TRAIN_IMAGES["imagenette"] / 100)
 
 
 def test_with_hours_a_sweep_starts_only_runs_that_end_in_time(tmp_path, monkeypatch):
