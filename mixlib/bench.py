@@ -469,7 +469,7 @@ def bench_models(names: list[str], *, device: torch.device, batch: int, repeats:
             row["timm_model"] = TIMM_TWINS[name]
             row["timm_params"] = sum(p.numel() for p in twin.parameters())
             # the ratio from steps taken in turns, so that a busy spell of the machine hits both
-            x, y = _batch(batch, image_size, device)
+            x, y = _batch(batch, size, device)
             ms = time_each_ms({"mixlib": _training_step(ours, x, y),
                                "timm": _training_step(twin, x, y)}, device, repeats)
             row["timm_train_img_s"] = batch / ms["timm"] * 1e3
