@@ -24,7 +24,8 @@ A machine that does not outlive the session loses a run in progress with its che
 time is estimated from the recorded training time per epoch of its preset's finished runs, else
 from the presets' one-thread benchmark (the Imagenette presets' at 128 px) scaled by how the
 finished runs compared with it, with the evaluation after each epoch and a margin
-(`estimate_s`); a run with no estimate, or one that would end too late, is left for a later sweep, and a shorter one after it may start instead.
+(`estimate_s`); a run with no estimate, or one that would end too late, is left for a later
+sweep, and a shorter one after it may start instead.
 
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
 the run reports) in ``--weights``/<model>.pt (default ``weights/`` beside the results folder,
