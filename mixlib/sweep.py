@@ -48,12 +48,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from statistics import median
 
 import torch
 
 from . import protocol
 from .files import atomic_write, save_torch
-from .results import load_run
+from .results import load_run, load_runs
 
 __all__ = ["state", "pending", "estimate_s", "run_one", "sweep", "export_weights", "main",
            "SweepLocked"]
@@ -92,12 +93,6 @@ def state(run: protocol.Run, results: Path, work: Path) -> str:
     return "todo"
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def _epochs_left(run: protocol.Run, work: Path) -> int:
     """The epochs `run` still has: a stopped run's metrics.jsonl has one line per epoch done."""
     metrics = work / run.name / "metrics.jsonl"
@@ -115,20 +110,21 @@ def _with_evaluation(data: str) -> float:
 def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     """Seconds `run` should take to finish on this machine, or None if nothing tells.
 
-    The median recorded training time per epoch of its preset's finished runs in `results`; a preset with none is timed by its data's benchmark (`BENCH` beside `results`:
-    images per second), scaled by the median ratio of the finished runs' epoch times (on any
-    data) to what the benchmarks say of their presets. Times the epochs it has left (a stopped
-    run resumes), the evaluation after each (`_with_evaluation`) and `MARGIN`. The finished runs shared the machine as the sweep's runs do (two side by
-    side), so the estimate holds for a sweep run the same way.
+    The median recorded training time per epoch of its preset's finished runs in `results`; a
+    preset with none is timed by its data's benchmark (`BENCH` beside `results`: images per
+    second), scaled by the median ratio of the finished runs' epoch times (on any data) to what
+    the benchmarks say of their presets. Times the epochs it has left (a stopped run resumes),
+    the evaluation after each (`_with_evaluation`) and `MARGIN`. The finished runs shared the
+    machine as the sweep's runs do (two side by side), so the estimate holds for a sweep run
+    the same way.
     """
     epoch_s: dict[str, list[float]] = {}  # model -> per-epoch training seconds of its runs
-    for folder in sorted(results.glob("*/*/result.json")):
-        record = json.loads(folder.read_text())
+    for record in load_runs(results) if results.is_dir() else []:
         epoch_s.setdefault(record["model"], []).append(record["train_time_s"] / record["epochs"])
     left = _epochs_left(run, work)
     factor = MARGIN * _with_evaluation(run.data) * left
     if run.model in epoch_s:  # a model's name says its data
-        return factor * _median(epoch_s[run.model])
+        return factor * median(epoch_s[run.model])
     bench_epoch_s = {}  # model -> seconds of one epoch at its benchmark's speed
     for data, path in BENCH.items():
         if (results.parent / path).is_file():
@@ -139,7 +135,7 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
               for model, times in epoch_s.items() if model in bench_epoch_s for seconds in times]
     if run.model not in bench_epoch_s or not ratios:
         return None
-    return factor * _median(ratios) * bench_epoch_s[run.model]
+    return factor * median(ratios) * bench_epoch_s[run.model]
 
 
 def decided_epochs(results: Path) -> int:

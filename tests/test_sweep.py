@@ -152,7 +152,7 @@ def _finished(results, run, train_time_s):
     folder = results / run.data / run.name
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps(
-        {"model": run.model, "epochs": run.epochs, "train_time_s": train_time_s}))
+        {"model": run.model, "seed": run.seed, "epochs": run.epochs, "train_time_s": train_time_s}))
 
 
 def test_a_runs_estimate_comes_from_its_presets_runs_else_the_scaled_benchmark(tmp_path):
