@@ -31,7 +31,6 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -45,6 +44,8 @@ from mixlib.mixers.hornet import GnConv
 from mixlib.models.blocks import MetaFormerBlock
 from mixlib.provenance import code_commit, environment
 from mixlib.train import TrainConfig, train
+
+from cut_run import cut_run  # scripts/, beside this file
 
 OUT = Path("results/runs/gnconv-collapse")
 MODEL = "gnconv_cifar"
@@ -165,23 +166,7 @@ def replay(path: str, until: int, every: int) -> None:
 def probe(variant: str, steps: int) -> None:
     if variant not in VARIANTS:
         sys.exit(f"VARIANT must be one of {sorted(VARIANTS)}, got {variant!r}")
-    commit = code_commit()  # the code this process runs: read before it trains, not after
-    with tempfile.TemporaryDirectory() as scratch:  # the cut run's checkpoint is not kept
-        config = TrainConfig(model=MODEL, data="cifar10", epochs=15, seed=0, amp="off",
-                             log_every=10, stop_after_steps=steps, out=scratch, run=variant,
-                             model_kwargs=VARIANTS[variant])
-        started = time.time()
-        train(config, log=lambda *_: None)
-        state = load_checked(Path(scratch) / variant / "checkpoint.pt", RuntimeError,
-                             remedy="run the probe again", map_location="cpu", weights_only=False)
-        record = {"model": MODEL, "variant": variant, "model_kwargs": config.model_kwargs,
-                  "seed": config.seed, "epochs_of_schedule": config.epochs, "steps": steps,
-                  "batch_size": config.batch_size, "lr": config.lr, "amp": config.amp,
-                  "wall_time_s": round(time.time() - started, 1), "commit": commit,
-                  "hardware": environment(torch.device("cpu")), "step_log": state["step_log"]}
-    OUT.mkdir(parents=True, exist_ok=True)
-    atomic_write(OUT / f"{variant}.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    print(variant, [(p["step"], round(p["train_loss"], 3)) for p in record["step_log"]], flush=True)
+    cut_run(MODEL, variant, VARIANTS[variant], steps, OUT / f"{variant}.json")
 
 
 if __name__ == "__main__":

@@ -11,38 +11,15 @@ from its own random draws (augmentation and drop path come from the device's gen
 
     python scripts/pooling_stall.py VARIANT [STEPS]      # VARIANT: preset or layer_scale
 """
-import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import torch
-
-from mixlib.files import atomic_write, load_checked
-from mixlib.provenance import code_commit, environment
-from mixlib.train import TrainConfig, train
+from cut_run import cut_run  # scripts/, beside this file
 
 VARIANTS = {"preset": {}, "layer_scale": {"layer_scale": 1e-5}}
-variant = sys.argv[1]
-steps = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+variant = sys.argv[1] if len(sys.argv) > 1 else None
 if variant not in VARIANTS:
     sys.exit(f"VARIANT must be one of {sorted(VARIANTS)}, got {variant!r}")
-out = Path("results/runs/pooling-stall") / f"{variant}.json"
-
-commit = code_commit()  # the code this process runs: read before it trains, not after
-with tempfile.TemporaryDirectory() as scratch:  # the cut run's checkpoint is not kept
-    config = TrainConfig(model="pooling_cifar", data="cifar10", epochs=15, seed=0, amp="off",
-                         log_every=10, stop_after_steps=steps, out=scratch, run=variant,
-                         model_kwargs=VARIANTS[variant])
-    started = time.time()
-    train(config, log=lambda *_: None)
-    state = load_checked(Path(scratch) / variant / "checkpoint.pt", RuntimeError,
-                         remedy="run the probe again", map_location="cpu", weights_only=False)
-    record = {"model": config.model, "variant": variant, "model_kwargs": config.model_kwargs,
-              "seed": config.seed, "epochs_of_schedule": config.epochs, "steps": steps,
-              "batch_size": config.batch_size, "lr": config.lr, "amp": config.amp,
-              "wall_time_s": round(time.time() - started, 1), "commit": commit,
-              "hardware": environment(torch.device("cpu")), "step_log": state["step_log"]}
-atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-print(variant, [(p["step"], round(p["train_loss"], 3)) for p in record["step_log"]], flush=True)
+steps = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+cut_run("pooling_cifar", variant, VARIANTS[variant], steps,
+        Path("results/runs/pooling-stall") / f"{variant}.json")
