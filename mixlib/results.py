@@ -270,13 +270,16 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
 
 
 def format_verdicts(rows: list[dict]) -> str:
-    """`verdicts`' rows as a plain-text table: per claim and rival, the mean paired difference
-    a − b in points, its 95% interval, the number of paired seeds, and the claim's verdict."""
-    lines = [f"{'claim':26s} {'a − b (points)':>16s} {'95% interval':>18s} {'n':>2s}  verdict"]
+    """`verdicts`' rows as a Markdown table, one line per claim and rival b: the claim (its key
+    and statement), the pair a − b, the mean paired difference in test-accuracy points, its 95%
+    interval, the number of paired seeds, and the claim's verdict. It reads as plain text too;
+    a notebook shows it as a table with ``IPython.display.Markdown``."""
+    lines = ["| claim | a − b | mean (points) | 95% interval | seeds | verdict |",
+             "|:--|:--|--:|--:|--:|:--|"]
     for row in rows:
         for i, d in enumerate(row["differences"]):
-            interval = f"[{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else "-"
-            mean = f"{d['mean']:+.2f}" if d["n"] else "-"
-            lines.append(f"{row['claim'] if i == 0 else '':26s} {mean:>10s} vs {d['b'][:4]:4s} "
-                         f"{interval:>18s} {d['n']:2d}  {row['verdict'] if i == 0 else ''}")
+            claim, verdict = (f"`{row['claim']}`: {row['statement']}", row["verdict"]) if i == 0 else ("", "")
+            mean = f"{d['mean']:+.2f}" if d["n"] else "–"
+            interval = f"[{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else "–"
+            lines.append(f"| {claim} | {row['a']} − {d['b']} | {mean} | {interval} | {d['n']} | {verdict} |")
     return "\n".join(lines)

@@ -171,8 +171,11 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     other = [{**r, "epochs": protocol.EPOCHS + 1} for r in runs]
     assert verdicts(other, [claim])[0]["verdict"] == "pending"
     table = results.format_verdicts([row, *verdicts(other, [claim])]).splitlines()
-    assert table[1].split()[:2] == ["learned_over_pooling", "+5.00"]
-    assert table[1].endswith("3  reproduces") and table[2].endswith("0  pending")
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
+    assert cells[0] == ["`learned_over_pooling`: " + claim.statement, "dwconv − pooling", "+5.00",
+                        cells[0][3], "3", "reproduces"]
+    assert cells[1][2:] == ["–", "–", "0", "pending"]
+    assert all(len(line) == 6 for line in cells)  # a | in a statement would add a column
 
 
 def test_verdicts_compare_cifar_runs_at_the_e_the_pilot_decided():
