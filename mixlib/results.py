@@ -203,13 +203,16 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
     return {**t_interval([100 * (a[s] - b[s]) for s in seeds]), "seeds": seeds}
 
 
-def verdict(differences: list[dict], kind: str, *, margin: float) -> str:
+def verdict(differences: list[dict], kind: str, *, margin: float, seeds: int) -> str:
     """The protocol's verdict (`mixlib.protocol.Claim`) from paired differences a − b, one per
     rival (kind "best" has several): "reproduces", "contradicts", "undecided at this scale",
-    or "pending" while any difference has fewer than two seeds."""
+    or "pending" while any difference has fewer than `seeds` paired seeds (the protocol's
+    three: a verdict waits for all of them, not for the first two)."""
     if kind not in ("better", "equal", "best"):
         raise ValueError(f"kind must be 'better', 'equal' or 'best', got {kind!r}")
-    if any(d["n"] < 2 for d in differences):
+    if seeds < 2:  # a t-interval needs two
+        raise ValueError(f"seeds must be at least 2, got {seeds!r}")
+    if any(d["n"] < seeds for d in differences):
         return "pending"
     if kind == "equal":
         (d,) = differences
@@ -265,7 +268,8 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
         differences = [{"b": rival, **paired_difference(acc(claim.a), acc(rival))} for rival in rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
                      "a": claim.a, "kind": claim.kind, "epochs": epochs, "differences": differences,
-                     "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN)})
+                     "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN,
+                                        seeds=len(protocol.SEEDS))})
     return rows
 
 

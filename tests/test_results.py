@@ -154,8 +154,12 @@ def test_paired_difference_pairs_seed_with_seed():
 def test_verdict_rules(kind, diffs, expected):
     from mixlib.results import verdict
     differences = [{"low": low, "high": high, "n": 3} for low, high in diffs]
-    assert verdict(differences, kind, margin=1.0) == expected
-    assert verdict([{**differences[0], "n": 1}] + differences[1:], kind, margin=1.0) == "pending"
+    assert verdict(differences, kind, margin=1.0, seeds=3) == expected
+    for fewer in (1, 2):  # the verdict waits for every seed, not for the first interval
+        assert verdict([{**differences[0], "n": fewer}] + differences[1:], kind, margin=1.0,
+                       seeds=3) == "pending"
+    with pytest.raises(ValueError, match="seeds must be at least 2, got 1"):
+        verdict(differences, kind, margin=1.0, seeds=1)
 
 
 def test_verdicts_read_the_protocols_claims_off_runs():
