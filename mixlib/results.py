@@ -274,16 +274,19 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
 
 
 def format_verdicts(rows: list[dict]) -> str:
-    """`verdicts`' rows as a Markdown table, one line per claim and rival b: the claim (its key
-    and statement), the pair a − b, the mean paired difference in test-accuracy points, its 95%
+    """`verdicts`' rows as a Markdown table, one line per claim and rival b: the claim (its key,
+    the pair a − b, its statement), the mean paired difference in test-accuracy points, its 95%
     interval, the number of paired seeds, and the claim's verdict. It reads as plain text too;
-    a notebook shows it as a table with ``IPython.display.Markdown``."""
-    lines = ["| claim | a − b | mean (points) | 95% interval | seeds | verdict |",
-             "|:--|:--|--:|--:|--:|:--|"]
+    a notebook shows it as a table with ``IPython.display.Markdown``. Four narrow number columns
+    leave the claim's column the page's width, where its words wrap."""
+    lines = ["| claim (a − b) | mean (points) | 95% interval | seeds | verdict |",
+             "|:--|--:|--:|--:|:--|"]
     for row in rows:
         for i, d in enumerate(row["differences"]):
-            claim, verdict = (f"`{row['claim']}`: {row['statement']}", row["verdict"]) if i == 0 else ("", "")
+            pair = f"({row['a']} − {d['b']})"
+            claim, verdict = ((f"`{row['claim']}` {pair}: {row['statement']}", row["verdict"])
+                              if i == 0 else (pair, ""))
             mean = f"{d['mean']:+.2f}" if d["n"] else "–"
             interval = f"[{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else "–"
-            lines.append(f"| {claim} | {row['a']} − {d['b']} | {mean} | {interval} | {d['n']} | {verdict} |")
+            lines.append(f"| {claim} | {mean} | {interval} | {d['n']} | {verdict} |")
     return "\n".join(lines)

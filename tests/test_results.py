@@ -176,10 +176,13 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     assert verdicts(other, [claim])[0]["verdict"] == "pending"
     table = results.format_verdicts([row, *verdicts(other, [claim])]).splitlines()
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
-    assert cells[0] == ["`learned_over_pooling`: " + claim.statement, "dwconv − pooling", "+5.00",
-                        cells[0][3], "3", "reproduces"]
-    assert cells[1][2:] == ["–", "–", "0", "pending"]
-    assert all(len(line) == 6 for line in cells)  # a | in a statement would add a column
+    assert cells[0] == ["`learned_over_pooling` (dwconv − pooling): " + claim.statement, "+5.00",
+                        cells[0][2], "3", "reproduces"]
+    assert cells[1][1:] == ["–", "–", "0", "pending"]
+    assert all(len(line) == 5 for line in cells)  # a | in a statement would add a column
+    best = next(c for c in protocol.CLAIMS if c.kind == "best")
+    rivals = results.format_verdicts(verdicts([], [best])).splitlines()[2:]
+    assert [line.split("|")[1].strip() for line in rivals[1:]] == [f"({best.a} − {b})" for b in best.b[1:]]
 
 
 def test_verdicts_compare_cifar_runs_at_the_e_the_pilot_decided():
