@@ -54,6 +54,7 @@ import torch
 
 from . import protocol
 from .files import atomic_write, save_torch
+from .provenance import environment
 from .results import load_run, load_runs
 
 __all__ = ["state", "pending", "estimate_s", "run_one", "sweep", "export_weights", "main",
@@ -107,6 +108,11 @@ def _with_evaluation(data: str) -> float:
     return 1 + 2 * TEST_IMAGES[data] / (3 * TRAIN_IMAGES[data])
 
 
+def _this_cpu() -> str | None:
+    """This machine's CPU as a run's ``hardware["cpu"]`` names it."""
+    return environment(torch.device("cpu")).get("cpu")
+
+
 def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     """Seconds `run` should take to finish on this machine, or None if nothing tells.
 
@@ -116,10 +122,14 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     the benchmarks say of their presets. Times the epochs it has left (a stopped run resumes),
     the evaluation after each (`_with_evaluation`) and `MARGIN`. The finished runs shared the
     machine as the sweep's runs do (two side by side), so the estimate holds for a sweep run
-    the same way.
+    the same way. Where some finished runs ran on this machine's kind of CPU (their
+    ``hardware["cpu"]``), only those count: runs on another CPU, with older code, ran at other
+    speeds (an AMD machine's 180-minute runs would keep a preset out of every session).
     """
+    records = load_runs(results) if results.is_dir() else []
+    here = [r for r in records if r.get("hardware", {}).get("cpu") == _this_cpu()]
     epoch_s: dict[str, list[float]] = {}  # model -> per-epoch training seconds of its runs
-    for record in load_runs(results) if results.is_dir() else []:
+    for record in here or records:
         epoch_s.setdefault(record["model"], []).append(record["train_time_s"] / record["epochs"])
     left = _epochs_left(run, work)
     factor = MARGIN * _with_evaluation(run.data) * left

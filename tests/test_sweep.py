@@ -391,3 +391,18 @@ def test_the_gpu_sweep_script_runs_on_a_cpu_in_quick_mode(tmp_path):
     # quick mode never writes the real results, and a quick run leaves no weights
     assert [listing(folder) for folder in real] == before
     assert not (tmp_path / "work" / "weights").exists()
+
+
+def test_an_estimate_counts_only_runs_on_this_machines_cpu_when_there_are_any(tmp_path, monkeypatch):
+    results, work = tmp_path / "results" / "sweep", tmp_path / "work"
+    monkeypatch.setattr(sweep, "_this_cpu", lambda: "Intel")
+    for seed, (seconds, cpu) in enumerate(((200, "AMD"), (300, "AMD"), (90, "Intel"))):
+        _finished(results, protocol.Run("lka", seed), 15 * seconds)
+        record = results / "cifar10" / protocol.Run("lka", seed).name / "result.json"
+        record.write_text(json.dumps({**json.loads(record.read_text()), "hardware": {"cpu": cpu}}))
+    per_epoch = sweep.MARGIN * sweep._with_evaluation("cifar10")
+    assert sweep.estimate_s(protocol.Run("lka", 0, 30), results, work) == \
+        pytest.approx(per_epoch * 30 * 90)  # the Intel run's 90 s, not the median 200 s
+    monkeypatch.setattr(sweep, "_this_cpu", lambda: "another CPU")  # no run here: all count
+    assert sweep.estimate_s(protocol.Run("lka", 0, 30), results, work) == \
+        pytest.approx(per_epoch * 30 * 200)
