@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -53,6 +54,7 @@ from statistics import median
 import torch
 
 from . import protocol
+from .data import DATASETS
 from .files import atomic_write, save_torch
 from .provenance import environment
 from .results import load_run, load_runs
@@ -68,8 +70,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # training images of an epoch: what estimate_s scales for a preset with no finished run
 BENCH = {"cifar10": Path("bench") / "models-small-cpu-1thread-turns.json",
          "imagenette": Path("bench") / "models-imagenette128-cpu-1thread-turns.json"}
-TRAIN_IMAGES = {"cifar10": 50_000, "imagenette": 9_469}
-TEST_IMAGES = {"cifar10": 10_000, "imagenette": 3_925}
+TRAIN_IMAGES = {name: spec.sizes["train"] for name, spec in DATASETS.items()}
+TEST_IMAGES = {name: spec.sizes["test"] for name, spec in DATASETS.items()}
 MARGIN = 1.1  # estimate_s's factor for start-up and a slower hour of the machine
 
 
@@ -108,6 +110,7 @@ def _with_evaluation(data: str) -> float:
     return 1 + 2 * TEST_IMAGES[data] / (3 * TRAIN_IMAGES[data])
 
 
+@functools.cache  # asked once per pending run by estimate_s; the machine does not change
 def _this_cpu() -> str | None:
     """This machine's CPU as a run's ``hardware["cpu"]`` names it."""
     return environment(torch.device("cpu")).get("cpu")
