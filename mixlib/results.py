@@ -284,9 +284,10 @@ def format_verdicts(rows: list[dict]) -> str:
     for row in rows:
         for i, d in enumerate(row["differences"]):
             pair = f"({row['a']} − {d['b']})"
-            claim, verdict = ((f"`{row['claim']}` {pair}: {row['statement']}", row["verdict"])
-                              if i == 0 else (pair, ""))
+            # the claim's key, statement and verdict once, on its first rival's line
+            claim, said = ((f"`{row['claim']}` {pair}: {row['statement']}", row["verdict"])
+                           if i == 0 else (pair, ""))
             mean = f"{d['mean']:+.2f}" if d["n"] else "–"
             interval = f"[{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else "–"
-            lines.append(f"| {claim} | {mean} | {interval} | {d['n']} | {verdict} |")
+            lines.append(f"| {claim} | {mean} | {interval} | {d['n']} | {said} |")
     return "\n".join(lines)

@@ -454,8 +454,9 @@ class NeighborhoodAttention(nn.Module):
 
     def _weights(self, q, k):
         H, W = q.shape[-2:]
-        logits = local_similarity(q * self.scale, k, self.kernel_size, self.dilation,
-                                  groups=self.num_heads, border=self.border)
+        logits = local_similarity(q * self.scale, k, self.kernel_size,
+                                  self.dilation, groups=self.num_heads,
+                                  border=self.border)
         return (logits + self.relative_bias(H, W, q.device)).softmax(dim=2)
 
     def _implementation(self, x: torch.Tensor) -> str:
@@ -608,8 +609,10 @@ class RelativeAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)
         B, C, H, W = x.shape
-        q, k, v = _split_qkv(self.qkv(x), "b (three h d) x y -> three b h (x y) d",
+        q, k, v = _split_qkv(self.qkv(x),
+                             "b (three h d) x y -> three b h (x y) d",
                              h=self.num_heads)
-        y = attend(q, k, v, self.relative_bias(H, W), self.attn_drop if self.training else 0.0)
+        dropout = self.attn_drop if self.training else 0.0
+        y = attend(q, k, v, self.relative_bias(H, W), dropout)
         y = rearrange(y, "b h (x y) d -> b (h d) x y", x=H)
         return self.proj_drop(self.proj(y))

@@ -74,13 +74,17 @@ class DWConv(nn.Module):
         self.conv = nn.Conv2d(dim, dim, kernel_size, padding=dilation * (kernel_size // 2),
                               dilation=dilation, groups=dim, bias=bias)
 
-    def aggregation_weights(self, x: torch.Tensor | None = None) -> torch.Tensor:
-        """(1, C, K, 1, 1): the same kernel for every image and pixel (x is not needed)."""
-        return self.conv.weight.reshape(1, self.dim, self.kernel_size ** 2, 1, 1)
+    def aggregation_weights(self, x: torch.Tensor | None = None
+                            ) -> torch.Tensor:
+        """(1, C, K, 1, 1): the same kernel for every image and pixel (x is
+        not needed)."""
+        K = self.kernel_size ** 2
+        return self.conv.weight.reshape(1, self.dim, K, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)
-        y = local_aggregate(x, self.aggregation_weights(), self.kernel_size, self.dilation)
+        y = local_aggregate(x, self.aggregation_weights(), self.kernel_size,
+                            self.dilation)
         if self.conv.bias is not None:
             y = y + self.conv.bias.view(1, -1, 1, 1)
         return y

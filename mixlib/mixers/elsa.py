@@ -96,10 +96,13 @@ class ELSA(nn.Module):
         return torch.split(self.pre_proj(x), (self.dim_qk, self.dim_qk, self.dim), dim=1)
 
     def head_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """(B, G, K, H, W): softmax over the offsets of the generated logits (Hadamard attention)."""
+        """(B, G, K, H, W): softmax over the offsets of the generated logits
+        (Hadamard attention)."""
         B, _, H, W = q.shape
-        logits = self.generator(q * k * self.scale)  # (B, G·K, H, W), head-major channels
-        return logits.view(B, self.num_heads, self.kernel_size ** 2, H, W).softmax(dim=2)
+        # (B, G·K, H, W), head-major channels
+        logits = self.generator(q * k * self.scale)
+        K = self.kernel_size ** 2
+        return logits.view(B, self.num_heads, K, H, W).softmax(dim=2)
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, K, H, W): every channel's filter f_c = ghost_mul^λ · attn_g + γ · ghost_add."""

@@ -189,7 +189,8 @@ class GnConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)
-        p, q = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)), dim=1)
+        p, q = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)),
+                           dim=1)
         gates = torch.split(self.spatial(q) * self.scale, self.dims, dim=1)
         x = p * gates[0]
         for pw, gate in zip(self.pws, gates[1:]):

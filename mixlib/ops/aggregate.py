@@ -152,12 +152,17 @@ def _check_weights(v: torch.Tensor, w, kernel_size: int) -> None:
 # "reference": the definition, every neighbourhood copied
 
 
-def _unfold(x: torch.Tensor, kernel_size: int, dilation: int, groups: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, G, C/G, K, H, W): every neighbourhood copied, zeros outside."""
+def _unfold(x: torch.Tensor, kernel_size: int, dilation: int,
+            groups: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, G, C/G, K, H, W): every neighbourhood copied,
+    zeros outside."""
     B, C, H, W = x.shape
-    cols = F.unfold(x, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2))
-    # unfold's (B, C·K, H·W) is channel-major: channel c's K offsets are contiguous
-    return rearrange(cols, "b (g c o) (h w) -> b g c o h w", g=groups, o=kernel_size ** 2, h=H)
+    pad = dilation * (kernel_size // 2)
+    cols = F.unfold(x, kernel_size, dilation=dilation, padding=pad)
+    # unfold's (B, C·K, H·W) is channel-major: channel c's K offsets are
+    # contiguous
+    return rearrange(cols, "b (g c o) (h w) -> b g c o h w",
+                     g=groups, o=kernel_size ** 2, h=H)
 
 
 def _gather_all(x: torch.Tensor, kernel_size: int, dilation: int, groups: int, border: str) -> torch.Tensor:
@@ -171,8 +176,10 @@ def _gather_all(x: torch.Tensor, kernel_size: int, dilation: int, groups: int, b
 
 
 def _reference_aggregate(v, w, kernel_size, dilation, border):
-    neighbours = _gather_all(v, kernel_size, dilation, w.shape[1], border)  # (B, G, C/G, K, H, W)
-    y = (neighbours * w.unsqueeze(2)).sum(3)  # w: (B, G, 1, K, H, W), sum over offsets
+    # (B, G, C/G, K, H, W): each pixel's K neighbours
+    neighbours = _gather_all(v, kernel_size, dilation, w.shape[1], border)
+    # w: (B, G, 1, K, H, W), shared by a group's channels; sum over offsets
+    y = (neighbours * w.unsqueeze(2)).sum(3)
     return rearrange(y, "b g c h w -> b (g c) h w")
 
 

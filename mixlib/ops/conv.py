@@ -61,13 +61,16 @@ def check_static(w_shape, what: str = "weights") -> None:
                          f"got shape {tuple(w_shape)}")
 
 
-def _correlate(x, w, kernel_size: int, dilation: int, *, flip: bool = False) -> torch.Tensor:
-    """x (B, C, H, W) cross-correlated with the k×k kernel of each channel's group in w
-    (B or 1, G, K, 1, 1), turned by 180° with `flip`, zero-padded to the map's size."""
+def _correlate(x, w, kernel_size: int, dilation: int, *,
+               flip: bool = False) -> torch.Tensor:
+    """x (B, C, H, W) cross-correlated with the k×k kernel of each channel's
+    group in w (B or 1, G, K, 1, 1), turned by 180° with `flip`, zero-padded
+    to the map's size."""
     x = _dense_layout(x)
     B, C, H, W = x.shape
     Bw, G = w.shape[:2]
-    # (B or 1, G, K, 1, 1) -> (B·C or C, 1, k, k): one kernel per channel (per image)
+    # (B or 1, G, K, 1, 1) -> (B·C or C, 1, k, k): one kernel per channel
+    # (per image)
     kernels = w.flatten(2)
     if G != C:
         kernels = kernels.repeat_interleave(C // G, dim=1)
@@ -77,10 +80,12 @@ def _correlate(x, w, kernel_size: int, dilation: int, *, flip: bool = False) -> 
     pad = dilation * (kernel_size // 2)
     if Bw == 1:
         return F.conv2d(x, kernels, padding=pad, dilation=dilation, groups=C)
-    if B == 0:  # no sample, no group: the folded convolution below cannot express that
+    if B == 0:  # no sample, no group: the folded convolution cannot say that
         return x.new_zeros(x.shape)
-    # per-image kernels: fold the batch into the channels, one group per (image, channel)
-    y = F.conv2d(x.reshape(1, B * C, H, W), kernels, padding=pad, dilation=dilation, groups=B * C)
+    # per-image kernels: fold the batch into the channels, one group per
+    # (image, channel)
+    y = F.conv2d(x.reshape(1, B * C, H, W), kernels, padding=pad,
+                 dilation=dilation, groups=B * C)
     return y.view(B, C, H, W)
 
 
