@@ -2,8 +2,10 @@
 Playwright (no browser download), opens every page of the table of contents from a local HTTP
 server with every request off that server refused, so the pages must work offline. On each page:
 MathJax typeset every formula (none left as raw TeX, no TeX error), every image loaded, no error
-output, code cells have a copy button, solutions are hidden behind their toggles, and a
-notebook's Colab button opens that notebook. A full-page screenshot of each page is written to
+output, code cells have a copy button, solutions are hidden behind their toggles, a
+notebook's Colab button opens that notebook, and no code block, output or table is wider than
+the text column (no sideways scrolling at the 1280 px window; `scripts/page_width.py` measures
+the same at other widths). A full-page screenshot of each page is written to
 ``_build/screenshots/`` (the test's artefacts).
 
 ``make test-browser`` builds the site, installs chromium where it is missing and sets
@@ -12,6 +14,7 @@ site, chromium, Playwright) is an error, not a skip.
 """
 import functools
 import http.server
+import importlib.util
 import os
 import re
 import shutil
@@ -46,6 +49,17 @@ if (_reason := _missing()) is not None:
 
 import yaml  # noqa: E402  (comes with jupyter-book)
 from playwright.sync_api import sync_playwright  # noqa: E402
+
+
+def _page_width_script():
+    path = ROOT / "scripts" / "page_width.py"
+    spec = importlib.util.spec_from_file_location("page_width", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+OVERFLOWING = _page_width_script().OVERFLOWING  # [kind, pixels over, first characters]
 
 
 def toc_pages() -> list[str]:
@@ -141,6 +155,7 @@ def test_page_renders_offline(page, server, browser):
     tab.evaluate(SETTLE)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(SCREENSHOTS / f"{page.replace('/', '__')}.png"), full_page=True)
+    overflowing = tab.evaluate(OVERFLOWING)  # before the solutions open
     report = tab.evaluate(INSPECT)  # opens the solutions: after the screenshot
     tab.close()
 
@@ -156,6 +171,7 @@ def test_page_renders_offline(page, server, browser):
     broken = [img["src"] for img in report["images"] if img["width"] == 0]
     assert not broken, f"{page}: images that did not load: {broken}"
     assert report["errors"] == 0, f"{page}: {report['errors']} error outputs"
+    assert not overflowing, f"{page}: blocks wider than the column: {overflowing}"
     if page.startswith("notebooks/"):
         assert report["math"] > 0, f"{page}: a chapter without a formula? (the count is wrong)"
         assert report["images"], f"{page}: a chapter without a figure"
