@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = ["Run", "Claim", "EPOCHS", "SEEDS", "MARGIN", "PILOT", "MAIN", "ABLATIONS",
-           "IMAGENETTE", "IMAGENETTE_EPOCHS", "IMAGENETTE_SIZE", "PILOT_RUNS", "RUNS", "CLAIMS",
-           "runs", "runs_of", "pilot_epochs"]
+           "CLAIM_ORDER", "IMAGENETTE", "IMAGENETTE_EPOCHS", "IMAGENETTE_SIZE", "PILOT_RUNS",
+           "RUNS", "CLAIMS", "runs", "runs_of", "pilot_epochs"]
 
 EPOCHS = 15  # E: every CIFAR-10 run of the sweep (the pilot checks it against 2E)
 SEEDS = (0, 1, 2)
@@ -36,6 +36,13 @@ ABLATIONS = ("ccct", "cttt", "window_attention_nobias", "neighborhood_attention_
              "gnconv_order1")
 # the pilot: DW conv against local attention (the book's central pair) at E and 2E, seed 0
 PILOT = ("dwconv", "neighborhood_attention")
+# seeds 1 and 2, preset after preset (both seeds of one before the next), in the order that
+# completes the CIFAR-10 claims soonest: each step adds the presets the cheapest claim still
+# lacks (in one-thread hours, results/protocol.md "Cost"); ELSA, in no claim, comes last
+CLAIM_ORDER = ("dwconv", "pooling", "window_attention", "window_attention_nobias", "ddwconv",
+               "idwconv", "global_filter", "lka", "neighborhood_attention",
+               "neighborhood_attention_nobias", "gnconv", "gnconv_order1", "ccct", "cttt",
+               "relative_attention", "cctt", "elsa")
 # the receptive-field claims at 128 px (maps 32, 16, 8, 4)
 IMAGENETTE = ("dwconv", "lka", "global_filter", "window_attention", "neighborhood_attention",
               "idwconv")
@@ -96,9 +103,10 @@ def runs(*, cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
     `cifar_epochs` (E, or 2E once the pilot has flipped: `pilot_epochs`).
 
     The pilot first (it decides whether E stands), then seed 0 of every CIFAR-10 preset, the
-    ablations' included, before any second seed, so an interrupted sweep has the widest table
-    it can; Imagenette last. Runs at E that finished before a flip stay as a second, smaller
-    budget; none is added.
+    ablations' included, before any second seed, so that every preset has a reading; then
+    seeds 1 and 2 preset by preset in `CLAIM_ORDER`, so that an interrupted sweep has as many
+    verdicts as it can; Imagenette last. Runs at E that finished before a flip stay as a
+    second, smaller budget; none is added.
     """
     if cifar_epochs not in (EPOCHS, 2 * EPOCHS):
         raise ValueError(f"cifar_epochs must be E = {EPOCHS} or 2E = {2 * EPOCHS} (the pilot's "
@@ -107,7 +115,7 @@ def runs(*, cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
         list(PILOT_RUNS)
         + _seeds([p for p in MAIN if p not in PILOT], [0], epochs=cifar_epochs)
         + _seeds(ABLATIONS, [0], epochs=cifar_epochs)
-        + [run for seed in SEEDS[1:] for run in _seeds(MAIN + ABLATIONS, [seed], epochs=cifar_epochs)]
+        + [Run(preset, seed, cifar_epochs) for preset in CLAIM_ORDER for seed in SEEDS[1:]]
         + _seeds(IMAGENETTE, SEEDS, epochs=IMAGENETTE_EPOCHS, data="imagenette")
     )
 

@@ -26,13 +26,37 @@ def test_every_protocol_run_is_a_preset_and_runs_once():
     assert [(r.preset, r.epochs) for r in protocol.RUNS[:4]] == \
         [(p, protocol.EPOCHS) for p in protocol.PILOT] + [(p, 2 * protocol.EPOCHS) for p in protocol.PILOT]
     assert protocol.EPOCHS >= 15 and len(protocol.SEEDS) >= 3
-    # seed 0 of every CIFAR-10 preset, the ablations' too, before any second seed; then seed 1
-    # of all of them before any seed 2; Imagenette last
+    # seed 0 of every CIFAR-10 preset, the ablations' too, before any second seed; then the
+    # later seeds preset by preset (CLAIM_ORDER, both seeds of one before the next); Imagenette
+    # last
     cifar = [r for r in protocol.RUNS if r.data == "cifar10"]
     assert protocol.RUNS[:len(cifar)] == tuple(cifar)
     first_seed1 = next(i for i, r in enumerate(cifar) if r.seed == 1)
     assert {r.preset for r in cifar[:first_seed1]} == set(protocol.MAIN + protocol.ABLATIONS)
-    assert [r.seed for r in cifar[first_seed1:]] == sorted(r.seed for r in cifar[first_seed1:])
+    assert {r.seed for r in cifar[:first_seed1]} == {0}
+    assert [(r.preset, r.seed) for r in cifar[first_seed1:]] == \
+        [(p, s) for p in protocol.CLAIM_ORDER for s in protocol.SEEDS[1:]]
+
+
+def _presets(claim) -> set[str]:
+    return {claim.a, *((claim.b,) if isinstance(claim.b, str) else claim.b)}
+
+
+def test_the_later_seeds_complete_the_cifar_claims_one_by_one():
+    # every preset exactly once; each one's later seeds are run for the next claim to complete
+    # (none for a claim further on), and the presets in no claim come after every claim is done
+    order = protocol.CLAIM_ORDER
+    assert sorted(order) == sorted(protocol.MAIN + protocol.ABLATIONS)
+    claims = [_presets(c) for c in protocol.CLAIMS if c.data == "cifar10"]
+    done_at = [max(order.index(p) for p in claim) for claim in claims]
+    for i, preset in enumerate(order):
+        upcoming = [claim for claim, end in zip(claims, done_at) if end >= i]
+        if not upcoming:  # every claim complete: only presets no claim needs are left
+            assert all(preset not in claim for claim in claims), preset
+            continue
+        first_end = min(end for claim, end in zip(claims, done_at) if end >= i)
+        next_claims = [c for c, end in zip(claims, done_at) if end == first_end]
+        assert any(preset in claim for claim in next_claims), preset
 
 
 @pytest.mark.parametrize("at_e, at_2e, expected", [
