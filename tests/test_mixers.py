@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixlib import mixers
+from mixlib import bench, mixers
 
 DIM = 64
 NAMES = mixers.available()
@@ -46,6 +46,41 @@ def test_gradients_reach_every_parameter(name):
     for pname, p in mixer.named_parameters():
         assert p.grad is not None, pname
         assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("size", [(13, 17), (16, 16)])
+def test_multiply_adds_are_half_the_counted_flops(name, size):
+    # the chapters' cost formulas, as the mixers give them, against torch's FLOP counter
+    # (2 FLOPs per multiply-add; neither counts biases or elementwise products)
+    mixer = make(name).eval()
+    macs = mixer.multiply_adds(*size)
+    flops = bench.forward_flops(mixer, torch.randn(2, DIM, *size))
+    if macs is None:  # not multiply-adds (an FFT, a mean): its info declares the formula
+        assert mixer.info.flops is not None and flops[mixer.info.flops.label] > 0
+    else:
+        assert 2 * 2 * macs == flops["total"]  # a batch of two
+    with pytest.raises(ValueError, match="height"):
+        mixer.multiply_adds(0, size[1])
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("dwconv", dict(kernel_size=5, dilation=2)), ("ddwconv", dict(reduction=8)),
+    ("idwconv", dict(groups=4, kernel_size=3)), ("lka", dict(kernel_size=14, dilation=2)),
+    ("window_attention", dict(window_size=5, shift_size=2)),  # padded to 15×20, shifted
+    ("neighborhood_attention", dict(kernel_size=5, dilation=2, border="zeros")),
+    ("relative_attention", dict(size=(13, 17), dim_out=96)),
+    ("elsa", dict(lam=1)), ("elsa", dict(gamma=0.0)), ("elsa", dict(group_width=8)),
+    ("gnconv", dict(order=2, kernel_size=3)), ("gnconv", dict(order=3, global_size=(13, 17))),
+])
+def test_multiply_adds_follow_the_hyper_parameters(name, kwargs):
+    mixer = make(name, **kwargs).eval()
+    macs = mixer.multiply_adds(13, 17)
+    flops = bench.forward_flops(mixer, torch.randn(1, DIM, 13, 17))
+    if macs is None:  # gnConv with a global filter: FFTs, counted by formula
+        assert flops["fft"] > 0
+    else:
+        assert 2 * macs == flops["total"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,7 +9,7 @@ from mixlib import bench, mixers, models
 from mixlib import train as mtrain
 from mixlib.data import data_root
 from mixlib.layers import check_int, check_map
-from mixlib.mixers import FlopFormula, MixerInfo, SmallMap, register_mixer
+from mixlib.mixers import FlopFormula, MixerInfo, SmallMap, map_pixels, register_mixer
 from mixlib.models import small
 
 
@@ -43,6 +43,9 @@ def toy_mixer():
             check_map(x, self.dim, self)
             rolled = torch.roll(x, (self.shift, self.shift), dims=(2, 3))
             return x + self.gate_table.view(1, -1, 1, 1) * rolled
+
+        def multiply_adds(self, height, width):
+            return map_pixels(height, width) * self.dim  # x + g ⊙ roll(x): one per value
 
     yield ToyShift
     mixers.unregister_mixer("toy_shift")
@@ -114,3 +117,15 @@ def test_every_small_mixer_declares_its_fit_and_width():
     for name in mixers.available():
         declared = mixers.info(name)
         assert declared.small is not None and declared.small_width is not None, name
+
+
+@pytest.mark.parametrize("missing", ["info", "multiply_adds"])
+def test_a_mixer_without_its_declarations_is_refused_by_name(missing):
+    body = {"info": MixerInfo(neighbourhood="one pixel", sharing="channel", weights="static",
+                              paper="yu2022metaformer"),
+            "multiply_adds": lambda self, height, width: 0}
+    del body[missing]
+    incomplete = type("Incomplete", (nn.Module,), body)
+    with pytest.raises(TypeError, match=missing):
+        register_mixer("incomplete")(incomplete)
+    assert "incomplete" not in mixers.available()

@@ -9,10 +9,13 @@ Every mixer maps (B, C, H, W) to (B, C, H, W) and holds no norm, residual or dro
 blocks in mixlib.models own those. Local mixers expose ``aggregation_weights(x)`` so that
 ``mixer(x) == local_aggregate(x or v, mixer.aggregation_weights(x), k)`` can be checked.
 The two local attentions also give ``attention_map(x)``, (B, h, N, N): the weight of every query
-pixel on every key pixel of the map, for figures of what a pixel attends to.
+pixel on every key pixel of the map, for figures of what a pixel attends to. Every mixer gives
+``multiply_adds(height, width)``, its chapter's cost formula for one image (None where the cost
+is not multiply-adds), which tests/test_mixers.py holds to the FLOPs torch's counter measures.
 """
 from ._registry import (SMALL_WINDOW, FlopFormula, MixerInfo, SmallMap, available, build, info,
-                        mixer_class, no_weight_decay, register_mixer, unregister_mixer)
+                        map_pixels, mixer_class, no_weight_decay, register_mixer,
+                        unregister_mixer)
 from .attention import NeighborhoodAttention, RelativeAttention, WindowAttention
 from .conv import DWConv, DynamicDWConv, InhomogeneousDWConv, Pooling
 from .elsa import ELSA
@@ -21,7 +24,7 @@ from .lka import LargeKernelAttention
 
 __all__ = [
     "MixerInfo", "FlopFormula", "SmallMap", "SMALL_WINDOW", "available", "build", "info",
-    "mixer_class", "no_weight_decay", "register_mixer", "unregister_mixer",
+    "map_pixels", "mixer_class", "no_weight_decay", "register_mixer", "unregister_mixer",
     "DWConv", "DynamicDWConv", "InhomogeneousDWConv", "Pooling",
     "WindowAttention", "NeighborhoodAttention", "RelativeAttention",
     "LargeKernelAttention", "ELSA", "GnConv", "GlobalFilter", "GlobalLocalFilter",

@@ -10,6 +10,9 @@ the rest of mixlib needs to know about it, and ``register_mixer`` files both und
 - which of its parameters skip weight decay (``no_weight_decay``), as mixlib.train reads it;
 - a bad hyper-parameter it refuses (``bad_example``), which the contract tests try.
 
+The class itself gives ``multiply_adds(height, width)``: its chapter's cost formula, the
+multiply-adds of one image's forward (None where its cost is not multiply-adds: an FFT, a mean).
+
 CONTRIBUTING.md walks through a new mixer.
 """
 from __future__ import annotations
@@ -19,8 +22,11 @@ from typing import Callable, Mapping
 
 import torch.nn as nn
 
+from ..layers import check_int
+
 __all__ = ["MixerInfo", "FlopFormula", "SmallMap", "SMALL_WINDOW", "register_mixer",
-           "unregister_mixer", "build", "available", "mixer_class", "info", "no_weight_decay"]
+           "unregister_mixer", "build", "available", "mixer_class", "info", "no_weight_decay",
+           "map_pixels"]
 
 SMALL_WINDOW = 7  # the k×k window of the local mixers in the small models (ConvNeXt, DWNet, NAT)
 
@@ -71,6 +77,11 @@ class MixerInfo:
     bad_example: tuple[str, Mapping[str, object]] | None = None
 
 
+def map_pixels(height: int, width: int) -> int:
+    """N = H·W, for a mixer's ``multiply_adds(height, width)``: its cost on one H×W map."""
+    return check_int("height", height) * check_int("width", width)
+
+
 _MIXERS: dict[str, type[nn.Module]] = {}
 
 
@@ -82,6 +93,9 @@ def register_mixer(name: str):
             raise ValueError(f"mixer name {name!r} is registered twice")
         if not isinstance(getattr(cls, "info", None), MixerInfo):
             raise TypeError(f"{cls.__name__} needs a class attribute info = MixerInfo(...)")
+        if not callable(getattr(cls, "multiply_adds", None)):
+            raise TypeError(f"{cls.__name__} needs a method multiply_adds(height, width): its "
+                            "cost on one map (None where it is not multiply-adds)")
         cls.registry_name = name
         _MIXERS[name] = cls
         return cls

@@ -31,7 +31,7 @@ from ..layers import check_divides, check_int, check_map, check_probability, pai
 from ..ops import (axis_neighbours, clamped_neighbours, local_aggregate, local_similarity,
                    window_positions)
 from ..ops.dense import neighbour_index, weight_matrix
-from ._registry import SMALL_WINDOW, MixerInfo, SmallMap, register_mixer
+from ._registry import SMALL_WINDOW, MixerInfo, SmallMap, map_pixels, register_mixer
 
 __all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
            "swin_relative_index"]
@@ -276,6 +276,15 @@ class WindowAttention(nn.Module):
         if shift:
             y = torch.roll(y, (shift, shift), dims=(1, 2))
         return y[:, :H, :W].permute(0, 3, 1, 2)  # crop, (B, H, W, C) -> (B, C, H, W)
+
+    def multiply_adds(self, height: int, width: int) -> int:
+        """4 N' C² + 2 N' M² C, N' the pixels of the map padded to whole M×M windows: the
+        q, k, v and output projections, then q·k and Σ w v over each pixel's M² window
+        partners. Padded pixels are computed too, and so counted."""
+        map_pixels(height, width)
+        M = self.window_size
+        padded = (height + (-height) % M) * (width + (-width) % M)
+        return 4 * padded * self.dim ** 2 + 2 * padded * M * M * self.dim
 
 
 _TILE_LAYOUTS: dict[tuple, tuple[torch.Tensor, ...]] = {}  # _tile_layout's, once per map
@@ -552,6 +561,13 @@ class NeighborhoodAttention(nn.Module):
             y = y.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
         return self.proj_drop(self.proj(y)).permute(0, 3, 1, 2)  # back to (B, C, H, W)
 
+    def multiply_adds(self, height: int, width: int) -> int:
+        """4 N C² + 2 N k² C: the q, k, v and output projections, then q·k and Σ w v over
+        each pixel's k×k window, whichever implementation runs (the dense and tiled paths
+        also multiply masked pairs; this is the algorithm's count)."""
+        N = map_pixels(height, width)
+        return 4 * N * self.dim ** 2 + 2 * N * self.kernel_size ** 2 * self.dim
+
 
 @register_mixer("relative_attention")
 class RelativeAttention(nn.Module):
@@ -616,3 +632,9 @@ class RelativeAttention(nn.Module):
         y = attend(q, k, v, self.relative_bias(H, W), dropout)
         y = rearrange(y, "b h (x y) d -> b (h d) x y", x=H)
         return self.proj_drop(self.proj(y))
+
+    def multiply_adds(self, height: int, width: int) -> int:
+        """N (3 C C_o + C_o²) + 2 N² C_o, C_o = dim_out: the projections in and out, then
+        q·k and Σ w v over all N pixels (4 N C² + 2 N² C when C_o = C): quadratic in N."""
+        N, C, out = map_pixels(height, width), self.dim, self.dim_out
+        return N * (3 * C * out + out * out) + 2 * N * N * out

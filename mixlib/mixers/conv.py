@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..layers import check_divides, check_int, check_map
 from ..ops import local_aggregate, neighbour_mask
-from ._registry import SMALL_WINDOW, FlopFormula, MixerInfo, register_mixer
+from ._registry import SMALL_WINDOW, FlopFormula, MixerInfo, map_pixels, register_mixer
 
 __all__ = ["DWConv", "DynamicDWConv", "InhomogeneousDWConv", "Pooling"]
 
@@ -89,6 +89,11 @@ class DWConv(nn.Module):
             y = y + self.conv.bias.view(1, -1, 1, 1)
         return y
 
+    def multiply_adds(self, height: int, width: int) -> int:
+        """N k² C for one image of N = H·W pixels: one per pixel, channel and offset (the
+        bias is an addition, not counted)."""
+        return map_pixels(height, width) * self.kernel_size ** 2 * self.dim
+
 
 @register_mixer("ddwconv")
 class DynamicDWConv(nn.Module):
@@ -139,6 +144,12 @@ class DynamicDWConv(nn.Module):
         check_map(x, self.dim, self)
         y = local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
         return y + self.bias.view(1, -1, 1, 1)
+
+    def multiply_adds(self, height: int, width: int) -> int:
+        """N k² C + C·C_h + C_h·C k², C_h = C // reduction: the aggregation, then the
+        generator's two layers, which run once per image on the pooled vector."""
+        C, K, hidden = self.dim, self.kernel_size ** 2, self.generator[1].out_channels
+        return map_pixels(height, width) * K * C + C * hidden + hidden * C * K
 
 
 @register_mixer("idwconv")
@@ -193,6 +204,12 @@ class InhomogeneousDWConv(nn.Module):
         check_map(x, self.dim, self)
         return local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
 
+    def multiply_adds(self, height: int, width: int) -> int:
+        """N k² C + N (C·C_h + C_h·G k²), C_h = C // reduction: the aggregation, then the
+        generator's two 1×1 layers, which run at every pixel."""
+        C, K, hidden = self.dim, self.kernel_size ** 2, self.generator[0].out_channels
+        return map_pixels(height, width) * (K * C + C * hidden + hidden * self.groups * K)
+
 
 def _pooling_flops(module: "Pooling", inputs: tuple, output: torch.Tensor) -> int:
     """k² + 1 per output value: k² - 1 additions, the division of the mean, the subtraction
@@ -237,3 +254,9 @@ class Pooling(nn.Module):
         mean = F.avg_pool2d(x, self.pool_size, stride=1, padding=self.pool_size // 2,
                             count_include_pad=False)
         return mean - x
+
+    def multiply_adds(self, height: int, width: int) -> None:
+        """None: a mean multiplies nothing it learned; its additions are counted by
+        ``info.flops`` (k² + 1 per output value)."""
+        map_pixels(height, width)
+        return None

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..layers import check_float, check_int, check_map, check_probability
 from ..ops import local_aggregate
-from ._registry import SMALL_WINDOW, MixerInfo, register_mixer
+from ._registry import SMALL_WINDOW, MixerInfo, map_pixels, register_mixer
 from .attention import resolve_heads
 
 __all__ = ["ELSA"]
@@ -130,3 +130,13 @@ class ELSA(nn.Module):
                 y = y + local_aggregate(v, static, self.kernel_size, self.dilation)
         y = self.post_proj(y.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, C)
         return self.proj_drop(y).permute(0, 3, 1, 2)
+
+    def multiply_adds(self, height: int, width: int) -> int:
+        """N (C (2D + C) + D k² (g + G) + a k² C + C²), D = dim_qk, g = group_width: the
+        projection in, the generator (its grouped k×k conv and its 1×1 conv to G k² logits),
+        a = 2 aggregations (head-shared and ghost-add, λ = 0 and γ ≠ 0; else 1), the
+        projection out. The ghost head's products with λ = 1 are elementwise, not counted."""
+        C, D, K = self.dim, self.dim_qk, self.kernel_size ** 2
+        aggregations = 2 if (not self.lam and self.ghost_add is not None) else 1
+        return map_pixels(height, width) * (C * (2 * D + C) + D * K * (self.group_width
+                                             + self.num_heads) + aggregations * K * C + C * C)

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import LayerNorm2d, check_float, check_int, check_map, pair
-from ._registry import FlopFormula, MixerInfo, register_mixer
+from ._registry import FlopFormula, MixerInfo, map_pixels, register_mixer
 from .conv import DWConv
 
 __all__ = ["GlobalFilter", "GlobalLocalFilter", "GnConv", "spectral_filter"]
@@ -102,6 +102,12 @@ class GlobalFilter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)
         return spectral_filter(x, self.complex_weight)
+
+    def multiply_adds(self, height: int, width: int) -> None:
+        """None: its cost is two FFTs and a complex product, counted by ``info.flops``
+        (`_fft_flops`), not multiply-adds of a learned kernel."""
+        map_pixels(height, width)
+        return None
 
 
 class GlobalLocalFilter(nn.Module):
@@ -196,3 +202,15 @@ class GnConv(nn.Module):
         for pw, gate in zip(self.pws, gates[1:]):
             x = pw(x) * gate
         return self.proj_out(x)
+
+    def multiply_adds(self, height: int, width: int) -> int | None:
+        """N (2C² + Σ_k C_k C_{k+1} + C²) + the spatial mixer's k² Σ_k C_k per pixel: the
+        projection in, the 1×1 convs between the steps, the projection out, and one
+        depthwise conv over all the q's (the gates' products are elementwise, not counted).
+        None with a global filter (HorNet-GF), whose FFTs are not multiply-adds."""
+        if not isinstance(self.spatial, DWConv):
+            return None
+        C, d = self.dim, self.dims
+        pointwise = 2 * C * C + sum(a * b for a, b in zip(d, d[1:])) + C * C
+        return (map_pixels(height, width) * pointwise
+                + self.spatial.multiply_adds(height, width))

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import check_int, check_map
-from ._registry import MixerInfo, register_mixer
+from ._registry import MixerInfo, map_pixels, register_mixer
 from .conv import DWConv
 
 __all__ = ["LargeKernelAttention", "compose_depthwise"]
@@ -93,3 +93,11 @@ class LargeKernelAttention(nn.Module):
         check_map(x, self.dim, self)
         attention = self.conv1(self.conv_spatial(self.conv0(x)))
         return x * attention
+
+    def multiply_adds(self, height: int, width: int) -> int:
+        """N C ((2d-1)² + ⌈K/d⌉²) + N C²: the two depthwise convs, then the 1×1 conv (the
+        gate x ⊙ a is one product per value, not counted): 74 + C per pixel and channel
+        for K = 21, d = 3, where the full 23×23 kernel costs 529."""
+        return (self.conv0.multiply_adds(height, width)
+                + self.conv_spatial.multiply_adds(height, width)
+                + map_pixels(height, width) * self.dim ** 2)
