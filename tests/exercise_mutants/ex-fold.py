@@ -20,3 +20,10 @@ def per_image_dwconv(x, kernels):
 def per_image_dwconv(x, kernels):
     C, k = x.shape[1], kernels.shape[-1]
     return F.conv2d(x, kernels.mean(0)[:, None], padding=k // 2, groups=C)
+
+# %% mutant: loop
+# right numbers, but one F.conv2d per image: the trick is that one call does the whole batch
+def per_image_dwconv(x, kernels):
+    C, k = x.shape[1], kernels.shape[-1]
+    return torch.cat([F.conv2d(x[b:b + 1], kernels[b, :, None], padding=k // 2, groups=C)
+                      for b in range(x.shape[0])])

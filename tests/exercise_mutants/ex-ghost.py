@@ -19,3 +19,8 @@ def ghostless_filters(layer, x):
 def ghostless_filters(layer, x):
     q, k, _ = torch.split(layer.pre_proj(x), (layer.dim_qk, layer.dim_qk, layer.dim), dim=1)
     return layer.head_weights(q, q).repeat_interleave(layer.dim // layer.num_heads, dim=1)
+
+# %% mutant: layer-filters
+# returns the layer's own filters: equal when γ = 0, but it shows nothing and keeps the adder
+def ghostless_filters(layer, x):
+    return layer.aggregation_weights(x)
