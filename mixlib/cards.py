@@ -30,7 +30,7 @@ _PARITY = "whole-model outputs equal timm's {} on converted weights in float64 (
 def _original(source: str, where: str = "") -> str:
     return (f"outputs equal, in float64{where}, a forward of {source}'s layers on a state dict "
             "with the original's key names and shapes, converted (tests/test_convert.py); the "
-            "published parameter count within 0.5%")
+            "reference code's parameter count within 0.5%")
 
 
 _DWNET = "DemystifyLocalViT's dwnet.py"

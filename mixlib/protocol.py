@@ -144,7 +144,7 @@ class Claim:
     - kind "best" (a beats each of `b`, a tuple): "reproduces" if every interval lies above 0,
       "contradicts" if any lies below 0, else undecided.
 
-    Fewer than two paired seeds give "pending".
+    Fewer paired seeds than `SEEDS` holds (three) give "pending" (`results.verdict`).
     """
 
     key: str

@@ -18,7 +18,7 @@ def count(model):
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
-def test_imagenet_preset_has_the_published_parameter_count(name):
+def test_imagenet_preset_has_the_reference_codes_parameter_count(name):
     params = count(models.build(name, num_classes=1000))
     assert abs(params / REFERENCE_PARAMS[name] - 1) <= 0.005, f"{name}: {params:,}"
 

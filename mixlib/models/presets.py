@@ -5,7 +5,7 @@
     net = models.build("convnext_t", num_classes=1000)
 
 Each ImageNet preset follows its reference code closely enough that the parameter count
-matches the published one within 0.5% (tests/test_models.py checks every one):
+matches the reference code's within 0.5% (tests/test_models.py checks every one):
 
 | preset          | params (1000 classes) | paper / reference code                      |
 |-----------------|-----------------------|---------------------------------------------|
