@@ -14,12 +14,13 @@ stated in ``Claim``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Run", "Claim", "EPOCHS", "SEEDS", "MARGIN", "PILOT", "MAIN", "ABLATIONS",
-           "CLAIM_ORDER", "IMAGENETTE", "IMAGENETTE_EPOCHS", "IMAGENETTE_SIZE", "PILOT_RUNS",
-           "RUNS", "CLAIMS", "runs", "runs_of", "pilot_epochs"]
+           "CLAIM_ORDER", "LATER_SEED_MINUTES", "IMAGENETTE", "IMAGENETTE_EPOCHS",
+           "IMAGENETTE_SIZE", "PILOT_RUNS", "RUNS", "CLAIMS", "runs", "runs_of", "pilot_epochs",
+           "claim_order"]
 
 EPOCHS = 15  # E: every CIFAR-10 run of the sweep (the pilot checks it against 2E)
 SEEDS = (0, 1, 2)
@@ -36,13 +37,6 @@ ABLATIONS = ("ccct", "cttt", "window_attention_nobias", "neighborhood_attention_
              "gnconv_order1")
 # the pilot: DW conv against local attention (the book's central pair) at E and 2E, seed 0
 PILOT = ("dwconv", "neighborhood_attention")
-# seeds 1 and 2, preset after preset (both seeds of one before the next), in the order that
-# completes the CIFAR-10 claims soonest: each step adds the presets the cheapest claim still
-# lacks (in one-thread hours, results/protocol.md "Cost"); ELSA, in no claim, comes last
-CLAIM_ORDER = ("dwconv", "pooling", "window_attention", "window_attention_nobias", "ddwconv",
-               "idwconv", "global_filter", "lka", "neighborhood_attention",
-               "neighborhood_attention_nobias", "gnconv", "gnconv_order1", "ccct", "cttt",
-               "relative_attention", "cctt", "elsa")
 # the receptive-field claims at 128 px (maps 32, 16, 8, 4)
 IMAGENETTE = ("dwconv", "lka", "global_filter", "window_attention", "neighborhood_attention",
               "idwconv")
@@ -98,38 +92,6 @@ def pilot_epochs(accuracy: Mapping[tuple[str, int], float]) -> int | None:
     return EPOCHS if gaps[0] * gaps[1] > 0 else 2 * EPOCHS
 
 
-def runs(*, cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
-    """The sweep's runs in the order it runs them, every CIFAR-10 run after the pilot at
-    `cifar_epochs` (E, or 2E once the pilot has flipped: `pilot_epochs`).
-
-    The pilot first (it decides whether E stands), then seed 0 of every CIFAR-10 preset, the
-    ablations' included, before any second seed, so that every preset has a reading; then
-    seeds 1 and 2 preset by preset in `CLAIM_ORDER`, so that an interrupted sweep has as many
-    verdicts as it can; Imagenette last. Runs at E that finished before a flip stay as a
-    second, smaller budget; none is added.
-    """
-    if cifar_epochs not in (EPOCHS, 2 * EPOCHS):
-        raise ValueError(f"cifar_epochs must be E = {EPOCHS} or 2E = {2 * EPOCHS} (the pilot's "
-                         f"two budgets), got {cifar_epochs!r}")
-    return tuple(
-        list(PILOT_RUNS)
-        + _seeds([p for p in MAIN if p not in PILOT], [0], epochs=cifar_epochs)
-        + _seeds(ABLATIONS, [0], epochs=cifar_epochs)
-        + [Run(preset, seed, cifar_epochs) for preset in CLAIM_ORDER for seed in SEEDS[1:]]
-        + _seeds(IMAGENETTE, SEEDS, epochs=IMAGENETTE_EPOCHS, data="imagenette")
-    )
-
-
-RUNS: tuple[Run, ...] = runs()  # as planned before the pilot: E = 15
-
-
-def runs_of(preset: str, *, epochs: int = EPOCHS, data: str = "cifar10") -> list[Run]:
-    """The protocol's runs of one preset at one budget, by seed (at 2E: as the pilot's flip
-    would plan them, `runs(cifar_epochs=2 * EPOCHS)`)."""
-    planned = RUNS if epochs != 2 * EPOCHS else runs(cifar_epochs=2 * EPOCHS)
-    return [r for r in planned if (r.preset, r.epochs, r.data) == (preset, epochs, data)]
-
-
 @dataclass(frozen=True)
 class Claim:
     """A paper's claim, as a comparison of presets at the protocol's budget.
@@ -154,6 +116,11 @@ class Claim:
     b: str | tuple[str, ...]
     kind: str = "better"
     data: str = "cifar10"
+
+    @property
+    def presets(self) -> frozenset[str]:
+        """Both sides' presets: the runs a verdict waits for."""
+        return frozenset((self.a,) + ((self.b,) if isinstance(self.b, str) else tuple(self.b)))
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -190,3 +157,79 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("idw_over_dw_128", "At 128 px, I-D-DW beats the static DW conv",
           "han2022connection", "idwconv", "dwconv", data="imagenette"),
 )
+
+
+# the minutes each CIFAR-10 preset's seeds 1 and 2 still needed when their order was fixed
+# (2026-12-05, `python -m mixlib.sweep plan`: its estimates from the runs recorded on this
+# machine; seed 1 of pooling and of cctt had run)
+LATER_SEED_MINUTES = {
+    "dwconv": 136, "pooling": 67, "window_attention": 150, "window_attention_nobias": 156,
+    "ddwconv": 174, "idwconv": 260, "global_filter": 174, "lka": 184,
+    "neighborhood_attention": 206, "neighborhood_attention_nobias": 180, "gnconv": 144,
+    "gnconv_order1": 144, "ccct": 108, "cttt": 140, "relative_attention": 300, "cctt": 60,
+    "elsa": 222,
+}
+
+
+def claim_order(minutes: Mapping[str, float],
+                claims: Sequence[Claim] = CLAIMS) -> tuple[str, ...]:
+    """The presets of `minutes` in the order that reads the CIFAR-10 claims' verdicts soonest.
+
+    Greedily: next come the presets that the cheapest open claim still lacks, where a claim's
+    price is the minutes of its missing presets divided by the number of claims they would
+    complete (D-DW and I-D-DW together complete three); equal prices go to the claim listed
+    first. Within a step, and for the presets no claim needs (last), the order of
+    MAIN + ABLATIONS.
+    """
+    rank = {preset: i for i, preset in enumerate(MAIN + ABLATIONS)}
+
+    def in_rank_order(presets):
+        return sorted(presets, key=lambda p: (rank.get(p, len(rank)), p))
+
+    needed = [c.presets for c in claims if c.data == "cifar10"]
+    order: list[str] = []
+    while open_claims := [c for c in needed if not c <= set(order)]:
+        def price(claim):
+            missing = claim - set(order)
+            completed = sum(c <= set(order) | missing for c in open_claims)
+            return sum(minutes[p] for p in missing) / completed
+
+        cheapest = min(open_claims, key=price)  # min keeps the first of equal prices
+        order += in_rank_order(cheapest - set(order))
+    return tuple(order + in_rank_order(set(minutes) - set(order)))
+
+
+# seeds 1 and 2 run preset by preset (both seeds of one before the next) in this order
+CLAIM_ORDER: tuple[str, ...] = claim_order(LATER_SEED_MINUTES)
+
+
+def runs(*, cifar_epochs: int = EPOCHS) -> tuple[Run, ...]:
+    """The sweep's runs in the order it runs them, every CIFAR-10 run after the pilot at
+    `cifar_epochs` (E, or 2E once the pilot has flipped: `pilot_epochs`).
+
+    The pilot first (it decides whether E stands), then seed 0 of every CIFAR-10 preset, the
+    ablations' included, before any second seed, so that every preset has a reading; then
+    seeds 1 and 2 preset by preset in `CLAIM_ORDER`, so that an interrupted sweep has as many
+    verdicts as it can; Imagenette last. Runs at E that finished before a flip stay as a
+    second, smaller budget; none is added.
+    """
+    if cifar_epochs not in (EPOCHS, 2 * EPOCHS):
+        raise ValueError(f"cifar_epochs must be E = {EPOCHS} or 2E = {2 * EPOCHS} (the pilot's "
+                         f"two budgets), got {cifar_epochs!r}")
+    return tuple(
+        list(PILOT_RUNS)
+        + _seeds([p for p in MAIN if p not in PILOT], [0], epochs=cifar_epochs)
+        + _seeds(ABLATIONS, [0], epochs=cifar_epochs)
+        + [Run(preset, seed, cifar_epochs) for preset in CLAIM_ORDER for seed in SEEDS[1:]]
+        + _seeds(IMAGENETTE, SEEDS, epochs=IMAGENETTE_EPOCHS, data="imagenette")
+    )
+
+
+RUNS: tuple[Run, ...] = runs()  # as planned before the pilot: E = 15
+
+
+def runs_of(preset: str, *, epochs: int = EPOCHS, data: str = "cifar10") -> list[Run]:
+    """The protocol's runs of one preset at one budget, by seed (at 2E: as the pilot's flip
+    would plan them, `runs(cifar_epochs=2 * EPOCHS)`)."""
+    planned = RUNS if epochs != 2 * EPOCHS else runs(cifar_epochs=2 * EPOCHS)
+    return [r for r in planned if (r.preset, r.epochs, r.data) == (preset, epochs, data)]

@@ -81,6 +81,8 @@ def test_multiply_adds_follow_the_hyper_parameters(name, kwargs):
         assert flops["fft"] > 0
     else:
         assert 2 * macs == flops["total"]
+    with pytest.raises(ValueError, match="width"):
+        mixer.multiply_adds(13, 0)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -64,6 +64,7 @@ def test_a_new_mixer_gets_small_presets(toy_mixer):
 def test_a_new_mixer_gets_bench_rows_with_its_flop_formula(toy_mixer):
     flops = bench.forward_flops(toy_mixer(8), torch.randn(1, 8, 6, 6))
     assert flops["toy"] == 2 * 8 * 36 == flops["total"]
+    assert 2 * toy_mixer(8).multiply_adds(6, 6) == flops["total"]  # the registry's contract
     rows = bench.bench_models(["toy_shift_cifar"], device=torch.device("cpu"), batch=2, repeats=1)
     assert rows[0]["gflops_by_formula"] > 0 and rows[0]["train_img_s"] > 0
     assert "toy_shift_cifar" in bench.preset_names("small")

@@ -38,16 +38,13 @@ def test_every_protocol_run_is_a_preset_and_runs_once():
         [(p, s) for p in protocol.CLAIM_ORDER for s in protocol.SEEDS[1:]]
 
 
-def _presets(claim) -> set[str]:
-    return {claim.a, *((claim.b,) if isinstance(claim.b, str) else claim.b)}
-
-
 def test_the_later_seeds_complete_the_cifar_claims_one_by_one():
     # every preset exactly once; each one's later seeds are run for the next claim to complete
     # (none for a claim further on), and the presets in no claim come after every claim is done
     order = protocol.CLAIM_ORDER
     assert sorted(order) == sorted(protocol.MAIN + protocol.ABLATIONS)
-    claims = [_presets(c) for c in protocol.CLAIMS if c.data == "cifar10"]
+    assert set(protocol.LATER_SEED_MINUTES) == set(order)
+    claims = [c.presets for c in protocol.CLAIMS if c.data == "cifar10"]
     done_at = [max(order.index(p) for p in claim) for claim in claims]
     for i, preset in enumerate(order):
         upcoming = [claim for claim, end in zip(claims, done_at) if end >= i]
@@ -57,6 +54,29 @@ def test_the_later_seeds_complete_the_cifar_claims_one_by_one():
         first_end = min(end for claim, end in zip(claims, done_at) if end >= i)
         next_claims = [c for c, end in zip(claims, done_at) if end == first_end]
         assert any(preset in claim for claim in next_claims), preset
+
+
+def _claims(*pairs):
+    return [protocol.Claim(f"c{i}", "", "", a, b) for i, (a, b) in enumerate(pairs)]
+
+
+@pytest.mark.parametrize("c_minutes, expected", [
+    # c completes two claims at once: 100 / 2 < e and f's 90, so it comes first
+    (100, ("a", "b", "c", "e", "f", "g")),
+    # at 200 / 2 it costs more per claim than e and f's one claim
+    (200, ("a", "b", "e", "f", "c", "g")),
+])
+def test_claim_order_prices_a_claim_per_claim_it_completes(c_minutes, expected):
+    claims = _claims(("a", "b"), ("a", "c"), ("b", "c"), ("e", "f"))
+    minutes = {"a": 40, "b": 40, "c": c_minutes, "e": 45, "f": 45, "g": 1}
+    # a and b first (80, one claim, under e and f's 90); g, in no claim, last however cheap
+    assert protocol.claim_order(minutes, claims) == expected
+
+
+def test_claim_order_gives_equal_prices_to_the_claim_listed_first():
+    minutes = {"a": 10, "b": 10, "c": 10, "d": 10}
+    assert protocol.claim_order(minutes, _claims(("c", "d"), ("a", "b"))) == ("c", "d", "a", "b")
+    assert protocol.claim_order(minutes, _claims(("a", "b"), ("c", "d"))) == ("a", "b", "c", "d")
 
 
 @pytest.mark.parametrize("at_e, at_2e, expected", [

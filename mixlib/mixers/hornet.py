@@ -208,9 +208,9 @@ class GnConv(nn.Module):
         projection in, the 1×1 convs between the steps, the projection out, and one
         depthwise conv over all the q's (the gates' products are elementwise, not counted).
         None with a global filter (HorNet-GF), whose FFTs are not multiply-adds."""
+        N = map_pixels(height, width)
         if not isinstance(self.spatial, DWConv):
             return None
         C, d = self.dim, self.dims
         pointwise = 2 * C * C + sum(a * b for a, b in zip(d, d[1:])) + C * C
-        return (map_pixels(height, width) * pointwise
-                + self.spatial.multiply_adds(height, width))
+        return N * pointwise + self.spatial.multiply_adds(height, width)

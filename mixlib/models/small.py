@@ -17,7 +17,8 @@ Each mixer keeps its paper's own kind of mixing, with one size for every stage (
 `stage_settings` lists them per stage). The mixer's own module declares how
 (``MixerInfo.small``) and the width of its presets (``MixerInfo.small_width``): every registered
 mixer that declares them has a ``<name>_cifar`` and a ``<name>_imagenette`` preset, a new one
-included. The fits: heads of about 16 channels (the most of at least 16 that divide the width); 7×7 windows for the depthwise and dynamic
+included. The fits: heads of about 16 channels (the most heads, at most
+width // 16, that divide the width); 7×7 windows for the depthwise and dynamic
 convolutions, ELSA and neighbourhood attention; Swin's windows of 4×4 pixels, shifted by 2 in
 every second block; VAN's 21×21 kernel (dilation 3); filters and bias tables of the map's size
 for the global mixers; HorNet's orders 2, 3, 4, 5. Maps of 4×4 and 2×2 pixels (the last two
