@@ -46,7 +46,9 @@ PAPER_MODELS = {
                        "does; timm's normalises the pooled vector, so timm's logits differ"),
     "coatnet_0": ("dai2021coatnet", _PARITY.format("coatnet_0_224"),
                   "inputs larger than image_size read a bicubically enlarged bias table (timm's "
-                  "rule for loading at a new size); timm has no released weights of this layout"),
+                  "rule for loading at a new size); timm has no released weights of this layout; "
+                  "timm initialises convolutions from N(0, 2/fan_out), mixlib's default is "
+                  "the truncated normal (std 0.02) of ConvNeXt (init='torch' for PyTorch's)"),
     "dwnet_t": ("han2022connection", _original(_DWNET), "none known"),
     "ddwnet_t": ("han2022connection", _original(_DWNET), "none known"),
     "idwnet_t": ("han2022connection",
@@ -60,7 +62,7 @@ PAPER_MODELS = {
                     "not take) their shifted windows use -inf masks where ELSA adds -100"),
     "van_b0": ("guo2023van", _original("VAN-Classification's van.py"),
                "VAN initialises convolutions from N(0, 2/fan_out); mixlib's default is the "
-               "truncated normal (std 0.02) of the other papers (init='torch' for PyTorch's)"),
+               "truncated normal (std 0.02) of ConvNeXt (init='torch' for PyTorch's)"),
     "hornet_t_7x7": ("rao2022hornet", _original("HorNet's hornet.py"), "none known"),
     "hornet_t_gf": ("rao2022hornet",
                     _original("HorNet's hornet.py",

@@ -1,10 +1,15 @@
 """The papers' initialisation, in one place.
 
-Swin, ConvNeXt, CoAtNet (timm), VAN, HorNet and GFNet all start their linear and convolution
-weights from a normal distribution with std 0.02 truncated at ±2 (absolute, as timm's
-``trunc_normal_`` does), their biases at zero and their norms at the identity. PyTorch's own
-default (Kaiming-uniform with a = √5) scales with the fan-in instead: a 1×1 convolution from 288
-channels starts with std 0.034, a 7×7 depthwise kernel with std 0.082.
+ConvNeXt and HorNet start their linear and convolution weights from a normal distribution
+with std 0.02 truncated at ±2 (absolute, as timm's ``trunc_normal_`` does), their biases at
+zero and their norms at the identity. Swin, GFNet and DWNet do so for their linear layers and
+leave their few convolutions (the patch embedding; DWNet's mixers) at PyTorch's default; VAN
+and timm's CoAtNet draw convolution weights from N(0, 2/fan_out), fan_out = k²·C_out/groups
+(EfficientNet's rule), and linear ones from the truncated normal. The book's models take
+the first rule everywhere, so that an initialisation is not one more difference between the
+mixers they compare. PyTorch's own default (Kaiming-uniform with a = √5) scales with the
+fan-in instead: a 1×1 convolution from 288 channels starts with std 0.034, a 7×7 depthwise
+kernel with std 0.082.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ INITS = ("trunc_normal", "torch")
 def init_weights(model: nn.Module, init: str = "trunc_normal", *, std: float = 0.02) -> nn.Module:
     """Initialise every nn.Linear and nn.Conv2d of `model` in place and return it.
 
-    init: "trunc_normal" (the papers': weights N(0, std²) truncated at ±2, biases 0) or
+    init: "trunc_normal" (ConvNeXt's and HorNet's: weights N(0, std²) truncated at ±2,
+        biases 0; it replaces any initialisation a module gave itself) or
         "torch" (leave PyTorch's default initialisation as the modules made it).
     Norm layers, position tables and other parameters keep the values their modules gave them.
     """

@@ -77,7 +77,7 @@ def available() -> list[str]:
 
 def paper_model(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
     """Decorator of the papers' ImageNet presets: register `fn`, with an ``init`` keyword,
-    "trunc_normal" by default (the papers' N(0, 0.02²) truncated, biases 0, models.init) or
+    "trunc_normal" by default (ConvNeXt's N(0, 0.02²) truncated, biases 0, models.init) or
     "torch" (PyTorch's default initialisation, the presets' before issue 24)."""
     @functools.wraps(fn)
     def preset(*, init: str = "trunc_normal", **kwargs) -> Backbone:

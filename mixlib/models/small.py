@@ -148,7 +148,7 @@ def small_metaformer(mixers: str | list[str], *, width: int, num_classes: int = 
         mixer_overrides: hyper-parameters that replace `mixer_kwargs`'s in every stage.
         layer_scale: initial value of a LayerScale on both branches of every block (PoolFormer
             uses 1e-5), None (the presets) for none.
-        init: "trunc_normal" (the papers': linear and conv weights N(0, 0.02²) truncated,
+        init: "trunc_normal" (ConvNeXt's: linear and conv weights N(0, 0.02²) truncated,
             biases 0) or "torch" (PyTorch's default); see `models.init`.
     """
     names = [mixers] * len(depths) if isinstance(mixers, str) else list(mixers)
