@@ -3,7 +3,7 @@ Whole-model parity with timm, through the checkpoint converters: tests/test_conv
 import pytest
 import torch
 
-from mixlib import models
+from mixlib import mixers, models
 
 # Parameter counts of the reference implementations, 1000 classes (mixers.md, section 10)
 REFERENCE_PARAMS = {
@@ -155,6 +155,17 @@ def test_init_torch_keeps_pytorchs_default():
     assert min(stds) > 0.05  # Kaiming-uniform at fan-in 36: 1/sqrt(3·36) = 0.096
     with pytest.raises(ValueError, match="init"):
         models.build("dwconv_cifar", init="kaiming")
+
+
+@pytest.mark.parametrize("name", ["ddwconv", "idwconv"])
+def test_generated_kernels_start_at_a_depthwise_kernels_scale(name):
+    # the mixers' own init of their generator's last layer, which init="torch" keeps: taps of
+    # mean square about 1/(3K), K = 49, where PyTorch's default gives about 1/6 (24 times more)
+    torch.manual_seed(0)
+    mixer = mixers.build(name, 64, kernel_size=7).train()
+    taps = mixer.aggregation_weights(torch.randn(32, 64, 12, 12))
+    ratio = taps.pow(2).mean().item() * 3 * 49
+    assert 0.6 < ratio < 1.6, ratio
 
 
 def test_small_models_take_a_layer_scale_on_both_branches_and_the_presets_have_none():

@@ -34,16 +34,28 @@ def _init_kernel_generator(last: nn.Conv2d, kernel_taps: int) -> None:
     """Start the generated kernels at the scale of a default depthwise kernel.
 
     PyTorch's default init of the generator's last 1×1 conv makes every generated tap about
-    as large as its input, so a K-tap kernel multiplies the map's scale by ~√K at each block
-    (DWNet's block has a BatchNorm after the mixer that hides this; a pre-norm MetaFormer
-    block does not, and training diverges from step 0). Here the taps start with variance
-    1/(3K), as `nn.Conv2d`'s own depthwise init gives: weights U(±√(2/(hidden·K))) against
-    inputs of mean square ~1/2 (a ReLU of unit-variance features), biases zero.
+    as large as its input, so a K-tap kernel multiplies the map's scale by ~√K: in the small
+    D-DW network's blocks the mixer's output starts 3 to 12 times as large as its input (RMS)
+    and grows the residual stream block by block (DWNet's block has a BatchNorm after the
+    mixer that hides this; a pre-norm MetaFormer block does not). Here the taps start with
+    variance 1/(3K), as `nn.Conv2d`'s own depthwise init gives: weights U(±√(2/(hidden·K)))
+    against inputs of mean square ~1/2 (a ReLU of unit-variance features), biases zero; the
+    output is then about half the input. This is the mixer's own init, which models built with
+    ``init="torch"`` keep; ConvNeXt's truncated normal (``models.init_weights``, every
+    preset's default) replaces it with std 0.02.
     """
     bound = (2.0 / (last.in_channels * kernel_taps)) ** 0.5
     nn.init.uniform_(last.weight, -bound, bound)
     if last.bias is not None:
         nn.init.zeros_(last.bias)
+
+
+def _generator_width(dim: int, reduction: int) -> int:
+    """The kernel generator's hidden width, dim // reduction, of at least one channel."""
+    hidden = dim // check_int("reduction", reduction)
+    if hidden < 1:
+        raise ValueError(f"reduction={reduction} leaves no hidden channel for dim={dim}")
+    return hidden
 
 
 @register_mixer("dwconv")
@@ -122,9 +134,7 @@ class DynamicDWConv(nn.Module):
         super().__init__()
         self.dim = check_int("dim", dim)
         self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
-        hidden = dim // check_int("reduction", reduction)
-        if hidden < 1:
-            raise ValueError(f"reduction={reduction} leaves no hidden channel for dim={dim}")
+        hidden = _generator_width(dim, reduction)
         self.generator = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(dim, hidden, 1, bias=False),
@@ -183,9 +193,7 @@ class InhomogeneousDWConv(nn.Module):
         self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
         self.groups = check_int("groups", groups)
         check_divides("groups", groups, "dim", dim)
-        hidden = dim // check_int("reduction", reduction)
-        if hidden < 1:
-            raise ValueError(f"reduction={reduction} leaves no hidden channel for dim={dim}")
+        hidden = _generator_width(dim, reduction)
         self.generator = nn.Sequential(
             nn.Conv2d(dim, hidden, 1),
             norm_layer(hidden),
