@@ -232,7 +232,7 @@ def _decode_archive(archive: Path, label_of: Callable[[str], int | None], image_
                 if label is None:
                     continue
                 if per_class is not None and taken[label] >= per_class:
-                    continue  # tar members are name-sorted, so "first" means first by path
+                    continue  # "first" in the archive's order (the book's tarballs: by path)
                 taken[label] += 1
                 with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
                     found.append((member.name, label, _to_square(image, image_size)))
@@ -492,7 +492,12 @@ def cutout(images: torch.Tensor, *, size: int, generator: torch.Generator | None
 
 
 def normalize(images: torch.Tensor, spec: DatasetSpec, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float, standardised with the data set's channel mean and std."""
+    """uint8 (N, 3, H, W) -> float, standardised with the data set's channel mean and std.
+
+    Only uint8: a float image may already be scaled to [0, 1] or standardised, and dividing it
+    by 255 again would pass silently."""
+    if images.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 (0-255), got dtype {images.dtype}")
     mean = torch.tensor(spec.mean, device=images.device, dtype=dtype).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=images.device, dtype=dtype).view(1, 3, 1, 1)
     return (images.to(dtype) / 255 - mean) / std
@@ -501,6 +506,7 @@ def normalize(images: torch.Tensor, spec: DatasetSpec, dtype: torch.dtype = torc
 def iterate_batches(data: ImageData, batch_size: int, *, shuffle: bool = False,
                     generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(images, labels) batches of a split held in memory; the last batch may be smaller."""
+    check_int("batch_size", batch_size)
     order = (torch.randperm(len(data), generator=generator, device=data.labels.device) if shuffle
              else torch.arange(len(data), device=data.labels.device))
     for start in range(0, len(data), batch_size):

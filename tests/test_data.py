@@ -232,6 +232,20 @@ def test_normalize_standardises():
     assert torch.allclose(y[0, :, 0, 0], expected)
 
 
+def test_normalize_refuses_an_image_that_is_already_float():
+    with pytest.raises(ValueError, match="images must be uint8.*float32"):
+        mdata.normalize(torch.full((1, 3, 2, 2), 0.5), CIFAR10)
+
+
+def test_iterate_batches_covers_the_split_and_names_a_bad_batch_size():
+    split = mdata.ImageData(torch.zeros(5, 3, 2, 2, dtype=torch.uint8), torch.arange(5), CIFAR10, "test")
+    sizes = [len(labels) for _, labels in mdata.iterate_batches(split, 2)]
+    assert sizes == [2, 2, 1]
+    for bad in (0, -1, 2.0):
+        with pytest.raises(ValueError, match="batch_size"):
+            next(mdata.iterate_batches(split, bad))
+
+
 def test_balanced_head_takes_every_class_in_turn():
     spec = mdata.DATASETS["cifar10"]
     labels = torch.arange(10).repeat_interleave(20)  # sorted by class, as the archives are
