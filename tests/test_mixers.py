@@ -177,6 +177,7 @@ def test_bad_float_hyperparameters_are_refused_at_construction(name, argument, v
 
 def test_neighborhood_attention_names_a_map_smaller_than_its_clamped_window():
     mixer = make("neighborhood_attention", kernel_size=5)
-    with pytest.raises(ValueError, match=r"at least 5×5, got x of shape \(1, 64, 4, 9\)"):
+    with pytest.raises(ValueError, match=r"kernel_size=5, dilation=1\): .* 5 pixels, got an axis "
+                                         r"of length 4, in x of shape \(1, 64, 4, 9\)"):
         mixer(torch.randn(1, DIM, 4, 9))
     assert make("neighborhood_attention", kernel_size=5, border="zeros")(torch.randn(1, DIM, 4, 9)).shape == (1, DIM, 4, 9)

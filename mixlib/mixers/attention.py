@@ -31,6 +31,7 @@ from ..layers import check_divides, check_int, check_map, check_probability, pai
 from ..ops import (axis_neighbours, clamped_neighbours, local_aggregate, local_similarity,
                    window_positions)
 from ..ops.dense import neighbour_index, weight_matrix
+from ..ops.geometry import check_clamp_fits
 from ._registry import SMALL_WINDOW, MixerInfo, SmallMap, map_pixels, register_mixer
 
 __all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
@@ -143,7 +144,7 @@ class WindowAttention(nn.Module):
     pixels that the roll brought together from different image regions apart.
 
     Any H, W works: the map is padded to a multiple of M and the padded keys are masked. As in
-    Swin, a map no larger than one window gets no shift. The masks use -inf (exact) where Swin
+    Swin, a map whose shorter side is at most M gets no shift. The masks use -inf (exact) where Swin
     adds -100.
 
     Args:
@@ -536,12 +537,14 @@ class NeighborhoodAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.dim, self)
         B, C, H, W = x.shape
-        span = self.kernel_size * self.dilation  # what a clamped window needs on each axis
-        if self.border == "clamp" and min(H, W) < span:
-            raise ValueError(f"NeighborhoodAttention(border='clamp') with kernel_size="
-                             f"{self.kernel_size}, dilation={self.dilation} needs maps of at least "
-                             f"{span}×{span}, got x of shape {tuple(x.shape)}; border='zeros' "
-                             f"takes any map")
+        if self.border == "clamp":
+            try:  # the ops' one rule for whether a clamped window fits, named for this mixer
+                for length in (H, W):
+                    check_clamp_fits(length, self.kernel_size, self.dilation)
+            except ValueError as error:
+                raise ValueError(f"NeighborhoodAttention(kernel_size={self.kernel_size}, "
+                                 f"dilation={self.dilation}): {error}, in x of shape "
+                                 f"{tuple(x.shape)}; border='zeros' takes any map") from None
         q, k, v = self._qkv(x)
         implementation = self._implementation(x)
         if implementation in ("dense", "tiled", "flex"):
