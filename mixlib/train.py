@@ -115,7 +115,7 @@ class TrainConfig:
     tta: bool = True
     padding: int = 4  # the largest random shift, in pixels
     cutout: int = 0  # the side of the square cut out of each training image; 0: none
-    image_size: int | None = None  # Imagenette: 128 or 160 (random crops of that size)
+    image_size: int | None = None  # Imagenette: 128 or 160 (stored images, shifted, resized)
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"  # "bf16", "fp16", "off"; auto = bf16 on a GPU that has it, else off
@@ -170,7 +170,7 @@ class TrainConfig:
         if self.padding >= stored:
             raise ValueError(f"padding must be less than the {stored}-pixel side of the "
                              f"{self.data} images, got padding={self.padding}")
-        side = self.image_size or stored  # the training crops' side
+        side = self.image_size or stored  # the training images' side, after any resize
         if self.cutout > side:
             raise ValueError(f"cutout must be at most the {side}-pixel side of the training images, "
                              f"got cutout={self.cutout}")

@@ -6,8 +6,11 @@
     m = mixers.build("dwconv", 64, kernel_size=5)
 
 Every mixer maps (B, C, H, W) to (B, C, H, W) and holds no norm, residual or drop path: the
-blocks in mixlib.models own those. Local mixers expose ``aggregation_weights(x)`` so that
-``mixer(x) == local_aggregate(x or v, mixer.aggregation_weights(x), k)`` can be checked.
+blocks in mixlib.models own those. Local mixers expose ``aggregation_weights(x)``, the w of
+y_i = Σ_j w_ij ⊙ x_j, so that their aggregation can be checked as
+``local_aggregate(x or v, mixer.aggregation_weights(x), k)`` (tests/test_equivalences.py):
+the whole of ``mixer(x)`` for pooling and I-D-DW, before the bias of DWConv and D-DW and
+before the output projection of the attentions and ELSA.
 The two local attentions also give ``attention_map(x)``, (B, h, N, N): the weight of every query
 pixel on every key pixel of the map, for figures of what a pixel attends to. Every mixer gives
 ``multiply_adds(height, width)``, its chapter's cost formula for one image (None where the cost

@@ -157,8 +157,9 @@ class GnConv(nn.Module):
 
     $[p_0, q_0, \dots, q_{n-1}] = \mathrm{proj_{in}}(x)$ with widths
     $C/2^{n-1}, C/2^{n-1}, \dots, C/2, C$; the q's go through one spatial mixer together and are
-    scaled by s; then $p_1 = p_0 \odot q'_0$, $p_{k+1} = \mathrm{pw}_k(p_k) \odot q'_k$, and
-    $y = \mathrm{proj_{out}}(p_n)$.
+    scaled by s; then $p_1 = p_0 \odot q'_0$,
+    $p_{k+1} = \mathrm{pw}_{k-1}(p_k) \odot q'_k$ for k = 1, ..., n-1 (``pws[k-1]``, a 1×1
+    conv that doubles the width), and $y = \mathrm{proj_{out}}(p_n)$.
 
     Args:
         dim: C, divisible by 2^(order-1).

@@ -83,7 +83,8 @@ class LargeKernelAttention(nn.Module):
     def composed_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(C, 1, R, R) kernel and (C,) bias of the single depthwise conv that equals the two:
         exactly when the input is padded once by the total radius and both convs are valid;
-        with the layers' own padding, only at least the second conv's radius (9 px) inside."""
+        with the layers' own padding, only at least the second conv's radius ((⌈K/d⌉-1)/2 · d,
+        9 px at the defaults) inside."""
         first, second = self.conv0.conv, self.conv_spatial.conv
         kernel = compose_depthwise(first.weight, second.weight, self.dilation)
         bias = second.bias + first.bias * second.weight.sum(dim=(1, 2, 3))

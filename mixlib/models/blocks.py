@@ -79,7 +79,8 @@ class ConvNeXtBlock(nn.Module):
 
 class DWNetBlock(nn.Module):
     """DWNet's block (Han et al. 2022): the mixer between 1×1 convs with BN, no pre-norm;
-    then a BN-pre-normed MLP. x + DP(conv2(BN-ReLU(mixer(conv0(x))))); x + DP(MLP(BN(x)))."""
+    then a BN-pre-normed MLP.
+    x + DP(BN2(conv2(ReLU(BN1(mixer(ReLU(BN0(conv0(x))))))))); x + DP(MLP(BN(x)))."""
 
     def __init__(self, dim: int, mixer: nn.Module, *, mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()

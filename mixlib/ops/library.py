@@ -240,7 +240,8 @@ def aggregate(x, w, kernel_size: int, dilation: int, border: str, backend: str) 
 
 def similarity(q, k, kernel_size: int, dilation: int, groups: int, border: str,
                backend: str) -> torch.Tensor:
-    """-inf where a neighbour lies outside the image."""
+    """(B, G, K, H, W) logits; with border="zeros", -inf where a neighbour lies outside the
+    image (with "clamp" every neighbour lies inside)."""
     B, _, H, W = q.shape
     return _apply(Similarity, q, k, kernel_size, dilation, border, True, backend,
                   [B, groups, kernel_size ** 2, H, W])
