@@ -165,14 +165,18 @@ def _unfold(x: torch.Tensor, kernel_size: int, dilation: int,
                      g=groups, o=kernel_size ** 2, h=H)
 
 
-def _gather_all(x: torch.Tensor, kernel_size: int, dilation: int, groups: int, border: str) -> torch.Tensor:
+def _gather_all(x: torch.Tensor, kernel_size: int, dilation: int, groups: int,
+                border: str) -> torch.Tensor:
     """(B, C, H, W) -> (B, G, C/G, K, H, W) under either border rule."""
     if border == "zeros":
         return _unfold(x, kernel_size, dilation, groups)
-    window = Window(x.shape[2], x.shape[3], kernel_size, dilation, border, x.device)
+    H, W = x.shape[2:]
+    window = Window(H, W, kernel_size, dilation, border, x.device)
     source = window.source(x)
-    neighbours = torch.stack([window.neighbours(source, o) for o in range(kernel_size ** 2)], dim=2)
-    return neighbours.unflatten(1, (groups, -1))  # (B, C, K, H, W) -> (B, G, C/G, K, H, W)
+    neighbours = torch.stack([window.neighbours(source, o)
+                              for o in range(kernel_size ** 2)], dim=2)
+    # (B, C, K, H, W) -> (B, G, C/G, K, H, W)
+    return neighbours.unflatten(1, (groups, -1))
 
 
 def _reference_aggregate(v, w, kernel_size, dilation, border):
