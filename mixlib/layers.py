@@ -68,8 +68,11 @@ def check_probability(name: str, value) -> float:
 
 def pair(name: str, size) -> tuple[int, int]:
     """An int or an (H, W) pair of positive ints, as (H, W); else a ValueError naming it."""
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if len(size) != 2:
+    if isinstance(size, int):
+        size = (size, size)
+    elif isinstance(size, (tuple, list)):
+        size = tuple(size)
+    if not isinstance(size, tuple) or len(size) != 2:
         raise ValueError(f"{name} must be an int or (H, W), got {size!r}")
     return check_int(f"{name}[0]", size[0]), check_int(f"{name}[1]", size[1])
 

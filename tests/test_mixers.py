@@ -115,6 +115,15 @@ def test_wrong_channels_and_rank_are_value_errors(name):
         mixer(torch.randn(DIM, 13, 17))
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES
+                                  if hasattr(mixers.mixer_class(n), "aggregation_weights")])
+def test_aggregation_weights_keep_the_contract_of_the_mixer(name):
+    mixer = make(name)
+    if name != "dwconv":  # static weights: x is not needed
+        with pytest.raises(ValueError, match=f"dim={DIM}"):
+            mixer.aggregation_weights(torch.randn(2, DIM // 2, 13, 17))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_hyperparameters_name_the_argument(name):
     example = mixers.info(name).bad_example
@@ -168,11 +177,25 @@ def test_weights_on_another_device_are_refused_by_name(name):
     (n, a, v) for n in ("window_attention", "neighborhood_attention", "relative_attention", "elsa")
     for a in ("attn_drop", "proj_drop") for v in (1.5, -0.1, float("nan"))] + [
     ("elsa", "gamma", float("nan")), ("elsa", "qk_scale", float("inf")),
-    ("gnconv", "scale", float("nan")), ("gnconv", "global_size", 0)])
+    ("gnconv", "scale", float("nan")), ("gnconv", "global_size", 0),
+    ("gnconv", "global_size", 14.0), ("gnconv", "global_size", (14,)),
+    ("global_filter", "size", None)])
 def test_bad_float_hyperparameters_are_refused_at_construction(name, argument, value):
     # before: dropout 1.5 failed at the first training step, NaN scales built and output NaN
     with pytest.raises(ValueError, match=rf"{argument}(\[0\])? must be"):
         make(name, **{argument: value})
+
+
+@pytest.mark.parametrize("name,kwargs,argument", [
+    ("window_attention", dict(position_bias="no"), "position_bias"),
+    ("neighborhood_attention", dict(position_bias=0), "position_bias"),
+    # a global filter does not use the kernel: a bad one is still a typo
+    ("gnconv", dict(kernel_size=4, global_size=(7, 7)), "kernel_size"),
+    ("elsa", dict(num_heads=1), "dim=2")])
+def test_arguments_that_were_taken_silently_are_named(name, kwargs, argument):
+    dim = 2 if name == "elsa" else DIM  # ELSA's q and k get 2/3 of dim: none below 3
+    with pytest.raises(ValueError, match=re.escape(argument)):
+        mixers.build(name, dim, **kwargs)
 
 
 def test_neighborhood_attention_names_a_map_smaller_than_its_clamped_window():

@@ -116,6 +116,8 @@ def bias_table(module: nn.Module, name: str, shape: tuple[int, ...], learned: bo
     """Give `module` a relative position bias table `name` of `shape`: learned (a parameter,
     truncated normal with std 0.02, as the papers) or, switched off, zeros held as a buffer, so
     every code path reads a table and the ablation changes nothing else."""
+    if not isinstance(learned, bool):
+        raise ValueError(f"position_bias must be True or False, got {learned!r}")
     table = torch.zeros(shape)
     if learned:
         nn.init.trunc_normal_(table, std=0.02)
@@ -448,6 +450,7 @@ class NeighborhoodAttention(nn.Module):
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(B, h, K, H, W): the attention weights of every pixel over its k×k window."""
+        check_map(x, self.dim, self)
         q, k, _ = self._qkv(x)
         return self._weights(q, k)
 

@@ -147,7 +147,9 @@ class DynamicDWConv(nn.Module):
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, K, 1, 1): one kernel per image and channel."""
+        check_map(x, self.dim, self)
         B = x.shape[0]
+        # (B, C·K, 1, 1) -> (B, C, K, 1, 1): the generator's channels are channel-major
         return self.generator(x).view(B, self.dim, self.kernel_size ** 2, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -205,7 +207,9 @@ class InhomogeneousDWConv(nn.Module):
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(B, G, K, H, W): a kernel per pixel and group; the generator's channels are
         group-major, (G, K)."""
+        check_map(x, self.dim, self)
         B, _, H, W = x.shape
+        # (B, G·K, H, W) -> (B, G, K, H, W)
         return self.generator(x).view(B, self.groups, self.kernel_size ** 2, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,6 +255,7 @@ class Pooling(nn.Module):
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(1, 1, K, H, W): 1/|N(i)| on the neighbours inside the image, minus 1 at the centre."""
+        check_map(x, self.dim, self)
         H, W = x.shape[-2:]
         inside = neighbour_mask(H, W, self.pool_size, device=x.device).to(x.dtype)  # (K, H, W)
         w = inside / inside.sum(0)

@@ -72,6 +72,8 @@ class ELSA(nn.Module):
             raise ValueError(f"lam must be 0 or 1 (the ghost multiplier is raised to it), got {lam!r}")
         self.lam, self.gamma = int(lam), check_float("gamma", gamma)
         self.dim_qk = math.ceil((dim // 3 * 2) / group_width) * group_width
+        if self.dim_qk < 1:  # dim // 3 * 2 is 0 below three channels
+            raise ValueError(f"dim={dim} leaves no query/key channel (ELSA's 2/3 of dim)")
         self.scale = check_float("qk_scale", qk_scale) if qk_scale is not None else (dim // self.num_heads) ** -0.5
         K = kernel_size ** 2
         self.pre_proj = nn.Conv2d(dim, 2 * self.dim_qk + dim, 1, bias=qkv_bias)
@@ -106,6 +108,7 @@ class ELSA(nn.Module):
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, K, H, W): every channel's filter f_c = ghost_mul^λ · attn_g + γ · ghost_add."""
+        check_map(x, self.dim, self)
         q, k, _ = self._split(x)
         return self._channel_filters(self.head_weights(q, k))
 

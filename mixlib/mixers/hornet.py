@@ -186,6 +186,8 @@ class GnConv(nn.Module):
                              f"divisible by {2 ** (order - 1)}")
         self.dims = [dim // 2 ** i for i in range(order)][::-1]  # smallest first
         self.scale = check_float("scale", scale)
+        # checked with a global filter too, which does not use it: a bad value is a typo
+        check_int("kernel_size", kernel_size, odd=True)
         self.proj_in = nn.Conv2d(dim, 2 * dim, 1)
         if global_size is None:
             self.spatial = DWConv(sum(self.dims), kernel_size=kernel_size)
