@@ -53,7 +53,9 @@ def naming_a_full_disk(path: Path):
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through `write(tmp)` to a temporary file beside `path`, then rename it into place:
-    `path` is whole or absent, never half-written (data caches, checkpoints, results)."""
+    `path` is whole or absent, never half-written (data caches, checkpoints, results). The
+    file's bytes reach the disk before the rename and the rename before this returns (fsync of
+    both), so a power loss, not only a killed process, leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
@@ -62,10 +64,27 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     try:
         with naming_a_full_disk(path):
             write(tmp)
+            _fsync(tmp)
             os.replace(tmp, path)
+            _fsync(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's: its entries') data to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened (not on Linux or macOS): nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():  # some file systems cannot flush a folder: the rename stands
+            raise
+    finally:
+        os.close(fd)
 
 
 def save_torch(path: Path, obj) -> None:

@@ -311,6 +311,24 @@ def _cache_of(tmp_path):
     return path, lambda: mdata._cached(path, CIFAR10, "test", lambda: pytest.fail("decoded again"))
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names open files via /proc")
+def test_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(tmp_path,
+                                                                             monkeypatch):
+    # a power loss after an unflushed rename can leave an empty file under the final name
+    from mixlib import files
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(
+        f"/proc/self/fd/{fd}"))), real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))),
+                                                     real_replace(a, b)))
+    target = tmp_path / "result.json"
+    files.atomic_write(target, lambda tmp: tmp.write_text("{}"))
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
+    assert events[0][1].endswith(".part") and events[2][1] == str(tmp_path)
+    assert target.read_text() == "{}"
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
 def test_an_unreadable_cache_is_an_error_that_names_it(tmp_path, damage):
     path, again = _cache_of(tmp_path)
