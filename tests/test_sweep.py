@@ -413,6 +413,10 @@ def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_pat
     assert model.trained_from["test_acc"] == result["test_acc"] and not model.training
     with pytest.raises(FileNotFoundError, match="dwconv_cifar.*pooling_cifar"):
         models.trained("dwconv_cifar", folder=weights)
+    (weights / "dwconv_cifar.pt").write_bytes(path.read_bytes()[:100])  # a truncated file
+    with pytest.raises(ValueError, match=r"dwconv_cifar\.pt cannot be read"):
+        models.trained("dwconv_cifar", folder=weights)
+    (weights / "dwconv_cifar.pt").unlink()
     # nothing left to do: no child process is started
     monkeypatch.setattr(sweep.subprocess, "Popen", lambda *a, **k: pytest.fail("ran again"))
     assert sweep.sweep([run], results=results, work=work, log=messages.append) == 0

@@ -40,7 +40,7 @@ import torch.nn as nn
 
 from ..layers import check_int
 from .. import mixers as _mixers
-from ..mixers import SMALL_WINDOW, SmallMap
+from ..mixers import SmallMap
 from ..mixers import build as build_mixer
 from .backbone import Backbone, ClassifierHead, hierarchy
 from .blocks import MetaFormerBlock
@@ -53,7 +53,6 @@ __all__ = ["SMALL_BUDGET", "WIDTHS", "PRESETS", "HYBRIDS", "ABLATIONS", "small_m
 SMALL_BUDGET = 2.0e6  # parameters, 10 classes
 DEPTHS = (2, 2, 4, 2)
 HEAD_WIDTH = 16
-LOCAL_WINDOW = SMALL_WINDOW  # DW, D-DW, I-D-DW, ELSA and neighbourhood attention (mixlib.mixers)
 IMAGE_SIZE = {"cifar": 32, "imagenette": 160}
 STEM_STRIDE = {"cifar": 2, "imagenette": 4}
 

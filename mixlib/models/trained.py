@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import load_checked
 from .presets import build
 
 __all__ = ["trained", "weights_folder"]
@@ -32,7 +33,9 @@ def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.M
         have = sorted(p.stem for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
         raise FileNotFoundError(f"no trained weights for name={name!r} in {path.parent} "
                                 f"(trained so far: {', '.join(have) or 'none'})")
-    record = torch.load(path, map_location="cpu", weights_only=True)
+    record = load_checked(path, ValueError, what="trained weights ", map_location="cpu",
+                          weights_only=True, remedy="restore it from the repository "
+                          "(git checkout -- results/weights) or fetch it again")
     model = build(name)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
                            for k, v in record.pop("state_dict").items()})
