@@ -119,7 +119,12 @@ class GFNetBlock(nn.Module):
 
 
 class ProjectedMixer(nn.Module):
-    """VAN's "attention" around LKA: 1×1 -> GELU -> mixer -> 1×1, plus an inner shortcut."""
+    """VAN's "attention" around LKA: 1×1 -> GELU -> mixer -> 1×1, plus an inner shortcut.
+
+    The shortcut is VAN's own (its SpatialAttention adds its input back), inside the block's
+    residual branch: VAN's block computes x + LS·(n + proj_2(LKA(GELU(proj_1(n))))) with
+    n = BN(x). A block part, not a registered mixer; kept as VAN computes it so that its
+    checkpoints give its numbers."""
 
     def __init__(self, dim: int, mixer: nn.Module, *, act_layer=nn.GELU):
         super().__init__()
