@@ -621,6 +621,7 @@ class RelativeAttention(nn.Module):
         table, (rows, cols) = self.relative_position_bias_table, self.size
         if height > rows or width > cols:  # offsets beyond the table's: enlarge it
             rows, cols = max(height, rows), max(width, cols)
+            # ((2R-1)(2S-1), h) -> (1, h, 2R-1, 2S-1): each head's table as an image to resize
             grid = table.T.reshape(1, -1, 2 * self.size[0] - 1, 2 * self.size[1] - 1)
             grid = F.interpolate(grid, size=(2 * rows - 1, 2 * cols - 1), mode="bicubic",
                                  align_corners=False)

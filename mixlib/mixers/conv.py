@@ -91,6 +91,7 @@ class DWConv(nn.Module):
         """(1, C, K, 1, 1): the same kernel for every image and pixel (x is
         not needed)."""
         K = self.kernel_size ** 2
+        # (C, 1, k, k) -> (1, C, K, 1, 1): taps row-major, as the offsets
         return self.conv.weight.reshape(1, self.dim, K, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

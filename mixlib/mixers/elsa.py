@@ -129,6 +129,7 @@ class ELSA(nn.Module):
         else:  # head-shared dynamic aggregation + static depthwise conv: the same sum, cheaper
             y = local_aggregate(v, attention, self.kernel_size, self.dilation)
             if self.ghost_add is not None:
+                # (C, K) -> (1, C, K, 1, 1): one static kernel per channel
                 static = (self.gamma * self.ghost_add).view(1, self.dim, -1, 1, 1)
                 y = y + local_aggregate(v, static, self.kernel_size, self.dilation)
         y = self.post_proj(y.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, C)

@@ -44,6 +44,7 @@ def compose_depthwise(first: torch.Tensor, second: torch.Tensor, dilation: int =
     # correlating a padded `first` with the flipped second kernel is their full convolution
     padded = F.pad(first.view(1, C, *first.shape[-2:]), (span - 1,) * 4)  # (1, C, k1+2s-2, same)
     size = first.shape[-1] + span - 1
+    # (1, C, size, size) -> (C, 1, size, size): a depthwise kernel's layout
     return F.conv2d(padded, dilated.flip(-1, -2), groups=C).view(C, 1, size, size)
 
 
