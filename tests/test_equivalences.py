@@ -113,10 +113,17 @@ def test_window_attention_pads_any_size_without_leaking():
     m = mixers.build("window_attention", 8, num_heads=2, window_size=7, shift_size=3).double()
     x = rand(1, 8, 9, 10)
     y = m(x)
-    x2 = x.clone()
-    x2[..., 8, 9] += 1.0  # a pixel in the bottom-right window only
-    changed = (m(x2) - y).abs().sum(1)[0] > 1e-12
-    assert changed[8, 9] and not changed[:2, :2].any()
+    # the map is padded to 14×14, then rolled by -3: the shifted windows start at rows and
+    # columns 3 and 10 (and 10..13 wrap around to 0..2); a pixel changes the outputs of its
+    # own window's pixels on the map and of no other
+    for (r, c), rows, cols in (((8, 9), slice(3, 9), slice(3, 10)),  # rows 3..9, cols 3..9
+                               ((0, 0), slice(0, 3), slice(0, 3))):  # a wrapped window
+        x2 = x.clone()
+        x2[..., r, c] += 1.0
+        changed = (m(x2) - y).abs().sum(1)[0] > 1e-12
+        expected = torch.zeros(9, 10, dtype=torch.bool)
+        expected[rows, cols] = True
+        assert torch.equal(changed, expected), (r, c)
 
 
 # 5. relative index tables: Swin's (query - key) is the transpose of NATTEN's (key - query) -------
@@ -340,9 +347,12 @@ def test_global_local_filter_interleaves_channels():
 # attention averages, convolutions need not ----------------------------------------------------
 
 def test_attention_rows_sum_to_one_and_pooling_rows_to_zero():
+    x = rand(1, 8, 6, 7)
     m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3).double()
-    w = m.aggregation_weights(rand(1, 8, 6, 7))
+    w = m.aggregation_weights(x)
     assert close(w.sum(2), torch.ones_like(w.sum(2)))
+    pooled = mixers.build("pooling", 8).aggregation_weights(x).sum(2)  # mean - identity
+    assert close(pooled, torch.zeros_like(pooled))
 
 
 # 10. ELSA ----------------------------------------------------------------------------------------

@@ -90,7 +90,10 @@ def test_checks_reject_wrong_answers(name, label, candidate, monkeypatch):
         stub, replaced = exercises.clear_solutions(solution)
         assert replaced and "raise NotImplementedError()" in stub
         failure = run_exercise(nb, label, stub, student_checks=True)
+        # raised where the student's code runs (the stub itself, or a check calling it), so a
+        # check that never calls the answer cannot pass here on a later cell's call
         assert failure is not None and isinstance(failure[0], NotImplementedError), failure
+        assert failure[1] in ("solution", "check"), failure
     else:
         description, code = mutants(label)[candidate]
         failure = run_exercise(nb, label, code, student_checks=True)

@@ -4,6 +4,7 @@ A new mixer that registers itself is tested here without a line added: the bad
 hyper-parameter to try comes from its own ``MixerInfo.bad_example`` (a test fails if it is
 missing).
 """
+import inspect
 import re
 from pathlib import Path
 
@@ -16,6 +17,10 @@ DIM = 64
 NAMES = mixers.available()
 # the few mixers whose defaults cannot take a 13×17 map get the size they need
 KWARGS = {"relative_attention": dict(size=(13, 17))}
+
+
+def mixer_parameters(name):
+    return inspect.signature(mixers.mixer_class(name)).parameters
 
 
 def make(name, **extra):
@@ -87,10 +92,15 @@ def test_multiply_adds_follow_the_hyper_parameters(name, kwargs):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_train_and_eval(name):
-    mixer = make(name)
+    # with dropout where the mixer has it, so that ignoring eval() would show
+    accepts = mixer_parameters(name)
+    drops = {a: 0.5 for a in ("attn_drop", "proj_drop") if a in accepts}
+    mixer = make(name, **drops)
     x = torch.randn(2, DIM, 9, 11)
     mixer.train()
     assert torch.isfinite(mixer(x)).all()
+    if drops:
+        assert not torch.equal(mixer(x), mixer(x))
     mixer.eval()
     with torch.no_grad():
         assert torch.equal(mixer(x), mixer(x))
@@ -119,9 +129,11 @@ def test_wrong_channels_and_rank_are_value_errors(name):
                                   if hasattr(mixers.mixer_class(n), "aggregation_weights")])
 def test_aggregation_weights_keep_the_contract_of_the_mixer(name):
     mixer = make(name)
-    if name != "dwconv":  # static weights: x is not needed
-        with pytest.raises(ValueError, match=f"dim={DIM}"):
-            mixer.aggregation_weights(torch.randn(2, DIM // 2, 13, 17))
+    if name == "dwconv":  # static weights: x is not needed, and none is read
+        assert mixer.aggregation_weights().shape == (1, DIM, 49, 1, 1)
+        return
+    with pytest.raises(ValueError, match=f"dim={DIM}"):
+        mixer.aggregation_weights(torch.randn(2, DIM // 2, 13, 17))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -20,11 +20,12 @@ def count(model):
 @pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
 def test_imagenet_preset_has_the_reference_codes_parameter_count(name):
     params = count(models.build(name, num_classes=1000))
-    assert abs(params / REFERENCE_PARAMS[name] - 1) <= 0.005, f"{name}: {params:,}"
+    # the references are rounded to 0.01 M: half of that either way
+    assert abs(params - REFERENCE_PARAMS[name]) <= 5e3, f"{name}: {params:,}"
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
-def test_imagenet_preset_runs_and_learns(name):
+def test_imagenet_preset_runs_forward_and_backward(name):
     torch.manual_seed(0)
     model = models.build(name, num_classes=10)
     x = torch.randn(2, 3, 64, 64)

@@ -99,8 +99,11 @@ def test_a_new_mixer_trains_through_mixlib_train(toy_mixer, tmp_path):
     assert 0.0 <= result["test_acc"] <= 1.0
 
 
-def test_the_registry_gone_the_presets_go():
+def test_the_registry_gone_the_presets_go(toy_mixer):
+    assert {"toy_shift_cifar", "toy_shift_imagenette"} <= set(models.available())
+    mixers.unregister_mixer("toy_shift")
     assert not [n for n in models.available() if n.startswith("toy_shift")]
+    register_mixer("toy_shift")(toy_mixer)  # back, for the fixture to take away
 
 
 def test_declared_tables_are_the_ones_the_name_rule_skipped():

@@ -1,6 +1,8 @@
 """The comparison's protocol and its sweep: what runs, in which order, and that an interrupted
 sweep picks up where it stopped without running anything twice."""
+import contextlib
 import fcntl
+import io
 import json
 import os
 import re
@@ -259,8 +261,15 @@ def test_with_hours_a_sweep_starts_only_runs_that_end_in_time(tmp_path, monkeypa
     assert sweep.sweep(lambda: plan, results=results, work=work, workers=1, hours=4,
                        log=said.append) == 2
     assert trained == [long.name, short.name]
-    with pytest.raises(SystemExit):
-        sweep.main(["run", "--hours", "0"])
+    _assert_usage_error(["run", "--hours", "0"], "--hours must be a positive number")
+
+
+def _assert_usage_error(argv, message):
+    """argparse's usage error (exit status 2) with the sweep's own message: an unknown option
+    would exit the same way, with another message."""
+    with pytest.raises(SystemExit) as stop, contextlib.redirect_stderr(io.StringIO()) as err:
+        sweep.main(argv)
+    assert stop.value.code == 2 and message in err.getvalue(), err.getvalue()
 
 def test_every_claim_compares_runs_of_the_protocol_with_a_cited_paper():
     bib = (ROOT / "book" / "references.bib").read_text()
@@ -289,10 +298,8 @@ def test_select_refuses_a_name_the_protocol_does_not_list():
     assert {r.seed for r in sweep.select(["lka_cifar"])} == set(protocol.SEEDS)
     with pytest.raises(ValueError, match="only names.*'dwconv_cifr'"):
         sweep.select(["dwconv_cifr"])
-    with pytest.raises(SystemExit):
-        sweep.main(["plan", "--only", "dwconv_cifr"])
-    with pytest.raises(SystemExit):
-        sweep.main(["run", "--workers", "0"])
+    _assert_usage_error(["plan", "--only", "dwconv_cifr"], "'dwconv_cifr'")
+    _assert_usage_error(["run", "--workers", "0"], "--workers must be at least 1, got 0")
 
 
 def test_the_weights_go_beside_the_results_and_must_be_committable(tmp_path, monkeypatch, capsys):
