@@ -174,7 +174,8 @@ def load_bench(path: str | Path) -> tuple[dict[str, dict], dict]:
 # ----------------------------------------------------------------------------------------------
 # the comparison's statistics: intervals over seeds, paired differences, verdicts
 
-# two-sided 95% quantiles of Student's t, t_{0.975, df}, for df = 1..30 (beyond: 1.96 is within 2%)
+# two-sided 95% quantiles of Student's t, t_{0.975, df}, for df = 1..30 (beyond, 1.96: 4% low at
+# df = 31, 2% at 60; the comparison has at most 2 degrees of freedom)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
          2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -234,6 +235,13 @@ def accuracies(runs: list[dict], model: str, *, epochs: int, dataset: str) -> di
             if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)}
 
 
+def machines(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict[int, str]:
+    """{seed: the CPU (or GPU) model its run recorded} of `model`'s runs at one budget."""
+    return {r["seed"]: (r.get("hardware", {}).get("gpu") or r.get("hardware", {}).get("cpu")
+                        or "unknown")
+            for r in runs if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)}
+
+
 def pilot(runs: list[dict]) -> dict:
     """The pilot's final test accuracies, {(preset, epochs): accuracy} for those of its four
     seed-0 runs among `runs`, and under "epochs" the E they decide (`protocol.pilot_epochs`:
@@ -251,6 +259,8 @@ def pilot(runs: list[dict]) -> dict:
 def verdicts(runs: list[dict], claims=None) -> list[dict]:
     """One row per claim of the protocol (`mixlib.protocol.CLAIMS` unless `claims` is given):
     its paired differences a − b (one per rival), and the verdict the protocol's rule gives.
+    A difference is marked ``"two_machines"`` when one of its pairs was trained on two
+    processors (the column moved machines once: results/protocol.md).
     CIFAR-10 claims compare runs at the E the pilot among `runs` decided (`pilot`), at the
     protocol's E while the pilot is unfinished."""
     from . import protocol  # the protocol is data about runs; results only reads it
@@ -264,8 +274,16 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
         def acc(preset):
             return accuracies(runs, preset + suffix, epochs=epochs, dataset=claim.data)
 
+        def machine(preset):
+            return machines(runs, preset + suffix, epochs=epochs, dataset=claim.data)
+
+        def difference(rival):
+            paired = paired_difference(acc(claim.a), acc(rival))
+            a, b = machine(claim.a), machine(rival)
+            return {"b": rival, **paired, "two_machines": any(a[s] != b[s] for s in paired["seeds"])}
+
         rivals = claim.b if isinstance(claim.b, tuple) else (claim.b,)
-        differences = [{"b": rival, **paired_difference(acc(claim.a), acc(rival))} for rival in rivals]
+        differences = [difference(rival) for rival in rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
                      "a": claim.a, "kind": claim.kind, "epochs": epochs, "differences": differences,
                      "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN,
@@ -276,7 +294,8 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
 def format_verdicts(rows: list[dict]) -> str:
     """`verdicts`' rows as a Markdown table, one line per claim and rival b: the claim (its key,
     the pair a − b, its statement), the mean paired difference in test-accuracy points, its 95%
-    interval, the number of paired seeds, and the claim's verdict. It reads as plain text too;
+    interval, the number of paired seeds (with * when a pair was trained on two machines), and
+    the claim's verdict. It reads as plain text too;
     a notebook shows it as a table with ``IPython.display.Markdown``. Four narrow number columns
     leave the claim's column the page's width, where its words wrap."""
     lines = ["| claim (a − b) | mean (points) | 95% interval | seeds | verdict |",
@@ -289,5 +308,6 @@ def format_verdicts(rows: list[dict]) -> str:
                            if i == 0 else (pair, ""))
             mean = f"{d['mean']:+.2f}" if d["n"] else "–"
             interval = f"[{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else "–"
-            lines.append(f"| {claim} | {mean} | {interval} | {d['n']} | {said} |")
+            seeds = f"{d['n']}{'*' if d.get('two_machines') else ''}"
+            lines.append(f"| {claim} | {mean} | {interval} | {seeds} | {said} |")
     return "\n".join(lines)

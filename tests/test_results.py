@@ -181,6 +181,13 @@ def test_verdicts_read_the_protocols_claims_off_runs():
                         "[+5.00, +5.00]", "3", "reproduces"]
     assert cells[1][1:] == ["–", "–", "0", "pending"]
     assert all(len(line) == 5 for line in cells)  # a | in a statement would add a column
+    # a pair trained on two processors is marked, in the row and in the table
+    moved = [{**r, "hardware": {"cpu": "B" if (r["model"], r["seed"]) == ("pooling_cifar", 2)
+                                else "A"}} for r in runs]
+    assert not row["differences"][0]["two_machines"]
+    (marked,) = verdicts(moved, [claim])
+    assert marked["differences"][0]["two_machines"] and marked["verdict"] == "reproduces"
+    assert "| 3* |" in results.format_verdicts([marked])
     best = next(c for c in protocol.CLAIMS if c.kind == "best")
     rivals = results.format_verdicts(verdicts([], [best])).splitlines()[2:]
     assert [line.split("|")[1].strip() for line in rivals[1:]] == [f"({best.a} − {b})" for b in best.b[1:]]
