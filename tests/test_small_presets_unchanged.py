@@ -4,8 +4,10 @@ are assembled (the mixer registry's fits, models.small) must build them bit for 
 tests/data/small_presets.json holds, per small preset, a digest of its parameter names and
 shapes, a digest of its state dict after ``torch.manual_seed(0)``, and its float64 output on a
 seeded batch, recorded before the mixers declared their own small-map fits (commit on branch
-i24, issue 24). Regenerate it only for a deliberate change of a preset:
-``python tests/test_small_presets_unchanged.py``.
+i24, issue 24). The record is the code's own output, a guard against change, not a proof of
+correctness (tests/test_equivalences.py and tests/test_convert.py are those). Regenerate it
+only for a deliberate change of a preset, which results/protocol.md's list of changes must
+then record: ``python tests/test_small_presets_unchanged.py``.
 """
 from __future__ import annotations
 
