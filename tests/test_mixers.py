@@ -210,6 +210,13 @@ def test_arguments_that_were_taken_silently_are_named(name, kwargs, argument):
         mixers.build(name, dim, **kwargs)
 
 
+def test_ddw_names_a_training_batch_its_generators_batchnorm_cannot_take():
+    mixer = make("ddwconv").train()
+    with pytest.raises(ValueError, match=r"at least 2 images.*\(1, 64, 5, 5\)"):
+        mixer(torch.randn(1, DIM, 5, 5))
+    assert mixer.eval()(torch.randn(1, DIM, 5, 5)).shape == (1, DIM, 5, 5)
+
+
 def test_neighborhood_attention_names_a_map_smaller_than_its_clamped_window():
     mixer = make("neighborhood_attention", kernel_size=5)
     with pytest.raises(ValueError, match=r"kernel_size=5, dilation=1\): .* 5 pixels, got an axis "

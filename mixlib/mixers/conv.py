@@ -150,6 +150,11 @@ class DynamicDWConv(nn.Module):
         """(B, C, K, 1, 1): one kernel per image and channel."""
         check_map(x, self.dim, self)
         B = x.shape[0]
+        norm = self.generator[2]
+        if B == 1 and self.training and isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            raise ValueError(f"DynamicDWConv in training mode needs at least 2 images: its "
+                             f"generator's BatchNorm normalises the pooled features across the "
+                             f"batch, got x of shape {tuple(x.shape)} (eval() takes one)")
         # (B, C·K, 1, 1) -> (B, C, K, 1, 1): the generator's channels are channel-major
         return self.generator(x).view(B, self.dim, self.kernel_size ** 2, 1, 1)
 
