@@ -563,7 +563,8 @@ def test_lean_static_weight_gradient_stays_at_the_weights_size():
     per_pixel_bytes = 4 * 8 * 49 * 24 * 24 * 8
     peak = peak_memory_bytes(lambda: local_aggregate(v, w, 7, backend="lean", border="clamp")
                              .sum().backward(), torch.device("cpu"))
-    assert peak < per_pixel_bytes / 4, (peak, per_pixel_bytes)
+    # at least v's gradient is held (a profiler that recorded nothing would read 0)
+    assert v.numel() * 8 <= peak < per_pixel_bytes / 4, (peak, per_pixel_bytes)
 
 
 # ----------------------------------------------------------------------------------------------
