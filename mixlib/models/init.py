@@ -1,4 +1,4 @@
-"""The papers' initialisation, in one place.
+"""The initialisation the book's models start from, and whose it is.
 
 ConvNeXt and HorNet start their linear and convolution weights from a normal distribution
 with std 0.02 truncated at ±2 (absolute, as timm's ``trunc_normal_`` does), their biases at
