@@ -76,15 +76,13 @@ def _fsync(path: Path) -> None:
     """Flush a file's (or a folder's: its entries') data to the disk."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except OSError:  # a folder that cannot be opened (not on Linux or macOS): nothing to flush
-        return
-    try:
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:
-        if not path.is_dir():  # some file systems cannot flush a folder: the rename stands
+        if not path.is_dir():  # some systems cannot open or flush a folder: the rename stands
             raise
-    finally:
-        os.close(fd)
 
 
 def save_torch(path: Path, obj) -> None:

@@ -231,15 +231,19 @@ def verdict(differences: list[dict], kind: str, *, margin: float, seeds: int) ->
 
 def accuracies(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict[int, float]:
     """{seed: final test accuracy} of `model`'s runs at one budget."""
-    return {r["seed"]: r["test_acc"] for r in runs
-            if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)}
+    return {r["seed"]: r["test_acc"] for r in _at_budget(runs, model, epochs, dataset)}
 
 
 def machines(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict[int, str]:
     """{seed: the CPU (or GPU) model its run recorded} of `model`'s runs at one budget."""
-    return {r["seed"]: (r.get("hardware", {}).get("gpu") or r.get("hardware", {}).get("cpu")
-                        or "unknown")
-            for r in runs if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)}
+    def machine(hardware):
+        return hardware.get("gpu") or hardware.get("cpu") or "unknown"
+    return {r["seed"]: machine(r.get("hardware", {}))
+            for r in _at_budget(runs, model, epochs, dataset)}
+
+
+def _at_budget(runs: list[dict], model: str, epochs: int, dataset: str) -> list[dict]:
+    return [r for r in runs if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)]
 
 
 def pilot(runs: list[dict]) -> dict:

@@ -8,8 +8,10 @@
 Every mixer maps (B, C, H, W) to (B, C, H, W) and holds no norm, residual or drop path: the
 blocks in mixlib.models own those. Two exceptions follow their papers: RelativeAttention's
 ``dim_out`` changes the channel count (CoAtNet's first block of a stage), and HorNet's
-GlobalLocalFilter, a part of gnConv, keeps the two LayerNorms HorNet puts around it. Local mixers expose ``aggregation_weights(x)``, the w of
-y_i = Σ_j w_ij ⊙ x_j, so that their aggregation can be checked as
+GlobalLocalFilter, a part of gnConv, keeps the two LayerNorms HorNet puts around it.
+
+Local mixers expose ``aggregation_weights(x)``, the w of y_i = Σ_j w_ij ⊙ x_j, so that their
+aggregation can be checked as
 ``local_aggregate(x or v, mixer.aggregation_weights(x), k)`` (tests/test_equivalences.py):
 the whole of ``mixer(x)`` for pooling and I-D-DW, before the bias of DWConv and D-DW and
 before the output projection of the attentions and ELSA.

@@ -159,7 +159,7 @@ class DynamicDWConv(nn.Module):
         return self.generator(x).view(B, self.dim, self.kernel_size ** 2, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, self)
+        # aggregation_weights checks x first, as every mixer's forward does
         y = local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
         return y + self.bias.view(1, -1, 1, 1)
 
@@ -219,7 +219,7 @@ class InhomogeneousDWConv(nn.Module):
         return self.generator(x).view(B, self.groups, self.kernel_size ** 2, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_map(x, self.dim, self)
+        # aggregation_weights checks x first, as every mixer's forward does
         return local_aggregate(x, self.aggregation_weights(x), self.kernel_size)
 
     def multiply_adds(self, height: int, width: int) -> int:
