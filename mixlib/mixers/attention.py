@@ -201,7 +201,7 @@ class WindowAttention(nn.Module):
 
     def _window_mask(self, height: int, width: int, device=None) -> torch.Tensor | None:
         M, shift = self.window_size, self._shift(height, width)
-        Hp, Wp = height + (-height) % M, width + (-width) % M
+        Hp, Wp = self._padded(height, width)
         if shift == 0 and (Hp, Wp) == (height, width):
             return None
         region = torch.zeros(Hp, Wp, dtype=torch.long, device=device)
@@ -223,11 +223,17 @@ class WindowAttention(nn.Module):
     def _shift(self, height: int, width: int) -> int:
         return self.shift_size if min(height, width) > self.window_size else 0
 
+    def _padded(self, height: int, width: int) -> tuple[int, int]:
+        """The map's size once padded at the bottom and right to whole M×M windows."""
+        M = self.window_size
+        return height + (-height) % M, width + (-width) % M
+
     def _partition(self, t: torch.Tensor, shift: int) -> torch.Tensor:
         """(B, H, W, C) -> (B, nW, T, C): padded at the bottom and right to multiples of M,
         rolled by (-shift, -shift), cut into M×M windows."""
         M, (H, W) = self.window_size, t.shape[1:3]
-        t = F.pad(t, (0, 0, 0, (-W) % M, 0, (-H) % M))
+        Hp, Wp = self._padded(H, W)
+        t = F.pad(t, (0, 0, 0, Wp - W, 0, Hp - H))
         if shift:
             t = torch.roll(t, (-shift, -shift), dims=(1, 2))
         return rearrange(t, "b (nh m1) (nw m2) c -> b (nh nw) (m1 m2) c", m1=M, m2=M)
@@ -263,7 +269,7 @@ class WindowAttention(nn.Module):
         check_map(x, self.dim, self)
         B, C, H, W = x.shape
         M, shift = self.window_size, self._shift(H, W)
-        Hp, Wp = H + (-H) % M, W + (-W) % M
+        Hp, Wp = self._padded(H, W)
         windows = self._partition(x.permute(0, 2, 3, 1), shift)  # (B, nW, T, C)
         # the fused SDPA kernels take 4-D inputs: batch and windows merge into one axis
         q, k, v = _split_qkv(self.qkv(windows), "b n t (three h d) -> three (b n) h t d",
@@ -285,8 +291,8 @@ class WindowAttention(nn.Module):
         q, k, v and output projections, then q·k and Σ w v over each pixel's M² window
         partners. Padded pixels are computed too, and so counted."""
         map_pixels(height, width)
-        M = self.window_size
-        padded = (height + (-height) % M) * (width + (-width) % M)
+        M, (Hp, Wp) = self.window_size, self._padded(height, width)
+        padded = Hp * Wp
         return 4 * padded * self.dim ** 2 + 2 * padded * M * M * self.dim
 
 
