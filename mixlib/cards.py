@@ -70,7 +70,10 @@ PAPER_MODELS = {
                     "the global filter runs in float64 for float64 inputs, where HorNet casts "
                     "it to float32; otherwise none known"),
     "gfnet_ti": ("rao2021gfnet", _original("GFNet's gfnet.py"),
-                 "other input sizes resize the position embedding and the filters bilinearly"),
+                 "other input sizes resize the position embedding and the filters "
+                 "bilinearly, in every forward; GFNet's model takes one size and resizes "
+                 "both bicubically, once, when a checkpoint is loaded for another size "
+                 "(main_gfnet.py --finetune)"),
 }
 _SMALL_VERIFIED = ("builds bit for bit as recorded for the comparison "
                    "(tests/test_small_presets_unchanged.py); "
