@@ -13,9 +13,10 @@
 # later call with other steps adds its steps to the same gpu-check JSON, so the benchmarks can
 # run on a quiet GPU and the tests beside other work, as scripts/gpu_session.sh does).
 # notebook_ch1 executes chapter 1 on the device (in quick mode, MIXLIB_QUICK=1) into
-# OUT_DIR/01_one_formula<suffix>.ipynb; where nbclient and ipykernel are not installed (the GPU
-# machine's image), it installs the wheels that scripts/gpu_wheels.sh put in .whl/ into a
-# temporary folder first.
+# OUT_DIR/01_one_formula<suffix>.ipynb; it reads Imagenette's test images (MIXLIB_DATA's
+# imagenette-160/val.tar.gz). Where nbclient and ipykernel are not installed (the GPU machine's
+# image), it installs the wheels that scripts/gpu_wheels.sh put in .whl/ into a temporary
+# folder first.
 # Without a GPU the script runs in quick mode whatever QUICK says. Every step runs under a
 # timeout, a failed step does not stop the others, and the exit status is 1 if any failed;
 # gpu-check.json in OUT_DIR records each step's exit status and seconds.
@@ -24,6 +25,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# the notebook's kernel runs in OUT_DIR: a relative data folder would point elsewhere there
+[[ -n "${MIXLIB_DATA:-}" ]] && export MIXLIB_DATA="$(realpath "$MIXLIB_DATA")"
 PYTHON="${PYTHON:-python3}"
 
 if "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
@@ -56,7 +59,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and t
   [[ " $STEPS " == *" $name "* ]] || return 0
   echo "== $name ($DEVICE, quick=$QUICK)"
   start=$(date +%s)
-  timeout "$limit" "$@" || rc=$?
+  timeout -k 5 "$limit" "$@" || rc=$?
   steps+=("$name $rc $(( $(date +%s) - start ))")
   if [[ "$rc" != 0 ]]; then
     echo "!! $name failed (exit status $rc)" >&2
@@ -77,7 +80,7 @@ if [[ " $STEPS " == *" notebook_ch1 "* ]]; then
   if ! "$PYTHON" -c 'import nbclient, ipykernel' 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
     site="$(mktemp -d)"  # the Jupyter stack beside the image's packages, not over them
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" \
-      .whl/*.whl && export PYTHONPATH="$PYTHONPATH:$site"
+      .whl/*.whl && export PYTHONPATH="$PYTHONPATH:$site" PATH="$site/bin:$PATH"  # jupyter-execute
   fi
   cp notebooks/01_one_formula.ipynb "$OUT_DIR/01_one_formula$SUFFIX.ipynb"
 fi

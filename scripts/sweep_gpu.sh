@@ -8,8 +8,9 @@
 #   QUICK=1 scripts/sweep_gpu.sh              # seconds on a CPU: two runs on 400 images (CI)
 #
 # WORKERS runs share the GPU (default 8, each with 2 CPU threads for its data); a finished run
-# is skipped and a stopped one resumes, as with the CPU sweep. The summary of what finished is
-# written to $RESULTS/summary.txt.
+# is skipped and a stopped one resumes, as with the CPU sweep. HOURS (optional): start only the
+# runs estimated to end within that many hours (the sweep's --hours). The summary of what
+# finished is written to $RESULTS/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}
@@ -17,17 +18,18 @@ results=${RESULTS:-results/sweep-gpu}
 weights=${WEIGHTS:-results/weights-gpu}
 work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu}
 workers=${WORKERS:-8}
-only=()
+sweep_args=()
+[[ -n ${HOURS:-} ]] && sweep_args+=(--hours "$HOURS")
 if [[ ${QUICK:-0} == 1 ]]; then
   export MIXLIB_QUICK=1
   results=${RESULTS:-$work/results}
   weights=$work/weights
   workers=2
-  only=(--only pooling_cifar-s0-e15 window_attention_cifar-s0-e15)  # the two cheapest on a CPU
+  sweep_args+=(--only pooling_cifar-s0-e15 window_attention_cifar-s0-e15)  # the two cheapest on a CPU
 else
   # every CIFAR-10 model: the sweep plans their runs at the E this column's own pilot decided
   models=$("$python" -c "from mixlib import protocol; print(' '.join(dict.fromkeys(r.model for r in protocol.RUNS if r.data == 'cifar10')))")
-  only=(--only $models)
+  sweep_args+=(--only $models)
   "$python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: use QUICK=1 on a CPU'"
 fi
 "$python" - <<'PY'
@@ -37,7 +39,7 @@ PY
 # decode the tarballs once before the workers start, so they do not all decode at the same time
 "$python" -c "from mixlib import data; [data.load('cifar10', s) for s in ('train', 'test')]"
 started=$(date +%s)
-"$python" -m mixlib.sweep run "${only[@]}" --results "$results" --work "$work" \
+"$python" -m mixlib.sweep run "${sweep_args[@]}" --results "$results" --work "$work" \
   --weights "$weights" --workers "$workers" --threads 2
 "$python" - "$results" "$(( $(date +%s) - started ))" <<'PY' | tee "$results/summary.txt"
 import sys
