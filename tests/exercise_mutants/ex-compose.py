@@ -1,7 +1,8 @@
 """Wrong answers to ex-compose, chapter 5: Composing two 3×3 kernels (see README.md)."""
 
 # %% mutant: flipped
-# places b's taps mirrored, the rule of a true convolution rather than a correlation
+# places b's taps mirrored (index 2 - i), where placing each copy of a at b's own tap
+# offset is what composes two correlations into one
 def compose(a, b):
     C = a.shape[0]
     out = a.new_zeros(C, 1, 5, 5)

@@ -5,5 +5,5 @@
 factor = 8
 
 # %% mutant: second-order
-# 4: thinks gnConv is second order like attention or LKA
+# 4: takes gnConv for quadratic in x (degree 2), as LKA is
 factor = 4
