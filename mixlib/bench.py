@@ -5,6 +5,7 @@
     python -m mixlib.bench neighborhood [--quick] [--json out.json]
     python -m mixlib.bench mlp [--quick] [--json out.json]
     python -m mixlib.bench models [--which small|imagenet|all] [--vs-timm] [--json out.json]
+    python -m mixlib.bench host-reads [--models ...] [--quick] [--json out.json]
 
 Every number in a table comes from one run on one machine, so the ratios compare like with like.
 Time is forward + backward, the fastest of ``--repeats`` runs after one warm-up, the
@@ -425,6 +426,85 @@ def bench_model(model: torch.nn.Module, *, image_size: int, batch: int, device: 
     return row
 
 
+def _training_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
+                    read_every_step: bool) -> Callable[[], None]:
+    """`steps` training steps of `model` on (x, y) with the training loop's bookkeeping (a
+    finiteness check of the loss and of the gradient norm, the correct count, the loss sum),
+    as a function, in one of two forms:
+
+    - ``read_every_step``: read on the host as the loop did before ``ab5181b``: five reads a
+      step, the first right after the forward, so the host waits for the device before it can
+      queue the backward;
+    - else as ``mixlib.train`` does now: the step's numbers stay on the device, and one
+      transfer reads them every 20 steps (``settle``, at ``log_every``) and at the end.
+    """
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        if read_every_step and not torch.isfinite(loss.detach()).item():
+            raise FloatingPointError(f"the loss is {loss.item()}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+        if read_every_step and not torch.isfinite(grad_norm):
+            raise FloatingPointError(f"the gradient norm is {grad_norm.item()}")
+        optimizer.step()
+        correct = (logits.argmax(1) == y).sum()
+        if read_every_step:
+            return int(correct), loss.item() * len(y), loss.item() * len(y)  # sum, curve
+        return torch.stack([loss.detach() * len(y), grad_norm.detach(), correct.float()])
+
+    def run():
+        pending = []
+        for i in range(1, steps + 1):
+            numbers = step()
+            if not read_every_step:
+                pending.append(numbers)
+                if i % 20 == 0 or i == steps:  # settle(): one transfer for the steps since
+                    if not torch.isfinite(torch.stack(pending)).all().item():
+                        raise FloatingPointError("a step's loss or gradient norm is not finite")
+                    pending.clear()
+
+    return run
+
+
+def bench_host_reads(names: list[str], *, device: torch.device, batch: int = 256,
+                     steps: int = 40, repeats: int = 3) -> list[dict]:
+    """The training loop's throughput before and after it stopped reading the device every step
+    (issue 19): per preset, `steps` training steps with five host reads a step and with one
+    transfer every 20 steps (`_training_steps`), timed in turns; images/s of each and their
+    ratio. On a CPU a read costs next to nothing; on a GPU each one makes the host wait for the
+    device to finish the work queued so far."""
+    from . import models
+
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        model = models.build(name).to(device).to(memory_format=torch.channels_last)
+        size = 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
+        x, y = _batch(batch, size, device)
+        ms = time_each_ms({form: _training_steps(model, x, y, steps=steps,
+                                                 read_every_step=form == "before")
+                           for form in ("before", "after")}, device, repeats)
+        rows.append({"model": name, "batch": batch, "steps": steps,
+                     "img_s_before": batch * steps / ms["before"] * 1e3,
+                     "img_s_after": batch * steps / ms["after"] * 1e3,
+                     "speedup": ms["before"] / ms["after"]})
+    return rows
+
+
+def format_host_reads(rows: list[dict]) -> str:
+    lines = ["| model | batch | steps | img/s, 5 reads a step | img/s, 1 read per 20 steps "
+             "| after / before |", "|" + "---|" * 6]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['img_s_before']:.1f} "
+                     f"| {r['img_s_after']:.1f} | {r['speedup']:.2f} |")
+    return "\n".join(lines)
+
+
 def preset_names(which: str) -> list[str]:
     """The presets `bench models --which` measures: "small", the mixer presets of one skeleton
     (chapter 8's table); "imagenet", the papers' models; "all", every preset, the reference
@@ -550,6 +630,15 @@ def main(argv: list[str] | None = None) -> int:
     mod.add_argument("--turns", action="store_true",
                      help="also time every preset's training step in turns (train_img_s_turns)")
     mod.add_argument("--json", help="also write the rows and the environment to this file")
+    reads = sub.add_parser("host-reads", help="the training loop reading the device every step "
+                                              "or every 20 steps")
+    reads.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    reads.add_argument("--models", nargs="*", default=["pooling_cifar", "dwconv_cifar", "cctt_cifar"])
+    reads.add_argument("--batch", type=int, default=256)
+    reads.add_argument("--steps", type=int, default=40)
+    reads.add_argument("--repeats", type=int, default=3)
+    reads.add_argument("--quick", action="store_true", help="one preset, a few small steps")
+    reads.add_argument("--json", help="also write the rows and the environment to this file")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -564,6 +653,13 @@ def main(argv: list[str] | None = None) -> int:
                             image_size=args.image_size)
         title, table = f"models, batch {batch}, training = forward + backward + AdamW step", format_models(rows)
         extra = {"batch": batch, "repeats": args.repeats, "amp": args.amp, "turns": args.turns}
+    elif args.what == "host-reads":
+        kwargs = dict(names=["pooling_cifar"], batch=4, steps=3, repeats=1) if args.quick else \
+            dict(names=args.models, batch=args.batch, steps=args.steps, repeats=args.repeats)
+        rows = bench_host_reads(device=device, **kwargs)
+        title = ("training steps with the loop's host reads: five a step (before ab5181b) "
+                 "or one transfer per 20 steps (now), in turns")
+        table, extra = format_host_reads(rows), {"repeats": kwargs["repeats"]}
     elif args.what == "mlp":
         kwargs = dict(shapes=((2, 8, 8), (2, 64, 2)), repeats=1) if args.quick else \
             dict(repeats=args.repeats)

@@ -9,7 +9,8 @@
 #
 # Environment: PYTHON (default python3), OUT_DIR (default results/bench; in quick mode a
 # temporary folder, so that a smoke test never overwrites measured results), STEPS (default all
-# five: "pytest_triton pytest_train_cuda bench_aggregate bench_neighborhood notebook_ch1"; a
+# six: "pytest_triton pytest_train_cuda bench_aggregate bench_neighborhood bench_host_reads
+# notebook_ch1"; a
 # later call with other steps adds its steps to the same gpu-check JSON, so the benchmarks can
 # run on a quiet GPU and the tests beside other work, as scripts/gpu_session.sh does).
 # notebook_ch1 executes chapter 1 on the device (in quick mode, MIXLIB_QUICK=1) into
@@ -52,7 +53,7 @@ mkdir -p "$OUT_DIR"
 
 steps=()  # "name rc seconds" per step
 failed=0
-STEPS="${STEPS:-pytest_triton pytest_train_cuda bench_aggregate bench_neighborhood notebook_ch1}"
+STEPS="${STEPS:-pytest_triton pytest_train_cuda bench_aggregate bench_neighborhood bench_host_reads notebook_ch1}"
 step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and time
   local name="$1" limit="$2" start rc=0
   shift 2
@@ -75,6 +76,9 @@ step bench_aggregate 240 "$PYTHON" -m mixlib.bench aggregate --device "$DEVICE" 
   --json "$OUT_DIR/aggregate$SUFFIX.json"
 step bench_neighborhood 180 "$PYTHON" -m mixlib.bench neighborhood --device "$DEVICE" "${BENCH_FLAGS[@]}" \
   --json "$OUT_DIR/neighborhood$SUFFIX.json"
+# the training loop's throughput with five host reads a step (before ab5181b) and now (issue 19)
+step bench_host_reads 150 "$PYTHON" -m mixlib.bench host-reads --device "$DEVICE" "${BENCH_FLAGS[@]}" \
+  --json "$OUT_DIR/host-reads$SUFFIX.json"
 
 if [[ " $STEPS " == *" notebook_ch1 "* ]]; then
   if ! "$PYTHON" -c 'import nbclient, ipykernel' 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then

@@ -60,8 +60,8 @@ pack_now() {  # everything made so far, each archive replaced whole (tar to a te
 }
 
 log "benchmarks and Triton tests on a quiet GPU"
-STEPS="bench_aggregate bench_neighborhood pytest_triton" OUT_DIR=${BENCH_OUT:-} \
-  bounded 200 bash scripts/gpu_check.sh > "$pack/gpu-check.log" 2>&1
+STEPS="bench_aggregate bench_neighborhood bench_host_reads pytest_triton" OUT_DIR=${BENCH_OUT:-} \
+  bounded 240 bash scripts/gpu_check.sh > "$pack/gpu-check.log" 2>&1
 log "benchmarks and tests done (exit $?)"
 pack_now
 

@@ -1,4 +1,5 @@
 """mixlib.bench measures what it says: an op's own peak memory, and a table for every backend."""
+import json
 import math
 
 import pytest
@@ -210,3 +211,44 @@ def test_models_at_another_image_size_build_the_small_presets_for_it():
     with pytest.raises(ValueError, match="image_size=64 is for the small presets only.*poolformer_s12"):
         bench.bench_models(["poolformer_s12"], device=torch.device("cpu"), batch=1, repeats=1,
                            image_size=64)
+
+
+def test_host_reads_bench_reads_five_times_a_step_before_and_once_per_20_steps_after(monkeypatch):
+    """The two forms of the loop differ in how often the loop itself reads the device: count the
+    reads (item, int, bool of a tensor) made by the bench's own code in each form (the model and
+    the optimiser read what they read in both)."""
+    import sys
+    from mixlib import models
+
+    reads = []
+
+    def counting(original):
+        def read(self, *args):
+            if sys._getframe(1).f_code.co_filename == bench.__file__:
+                reads.append(1)
+            return original(self, *args)
+        return read
+
+    for name in ("item", "__int__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+    torch.manual_seed(0)
+    model = models.build("pooling_cifar", width=8)
+    x, y = bench._batch(2, 32, torch.device("cpu"))
+    for steps, before, after in ((3, 15, 1), (40, 200, 2)):
+        counted = {}
+        for form in ("before", "after"):
+            reads.clear()
+            bench._training_steps(model, x, y, steps=steps, read_every_step=form == "before")()
+            counted[form] = len(reads)
+        assert counted == {"before": before, "after": after}, steps
+
+
+def test_host_reads_cli_writes_one_row_per_preset(tmp_path, capsys):
+    out = tmp_path / "reads.json"
+    assert bench.main(["host-reads", "--quick", "--device", "cpu", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["pooling_cifar"]
+    row = rows[0]
+    assert row["img_s_before"] > 0 and row["img_s_after"] > 0
+    assert row["speedup"] == pytest.approx(row["img_s_after"] / row["img_s_before"])
+    assert "| pooling_cifar |" in capsys.readouterr().out

@@ -18,9 +18,9 @@ def test_gpu_check_quick_mode_runs_every_step(tmp_path):
     summary = json.loads((tmp_path / f"gpu-check-quick-{device}.json").read_text())
     assert summary["quick"] and summary["device"] == device
     assert set(summary["steps"]) == {"pytest_triton", "pytest_train_cuda", "bench_aggregate",
-                                     "bench_neighborhood", "notebook_ch1"}
+                                     "bench_neighborhood", "bench_host_reads", "notebook_ch1"}
     assert all(s["exit_status"] == 0 for s in summary["steps"].values())
-    for name in ("aggregate", "neighborhood"):
+    for name in ("aggregate", "neighborhood", "host-reads"):
         record = json.loads((tmp_path / f"{name}-quick-{device}.json").read_text())
         assert record["rows"] and record["environment"]["device"] == device
     # chapter 1, executed on this device: every code cell ran, none left an error
@@ -45,4 +45,4 @@ def test_gpu_check_reports_failed_steps(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1
     summary = json.loads(next(tmp_path.glob("gpu-check-*.json")).read_text())
-    assert [s["exit_status"] for s in summary["steps"].values()] == [3, 3, 3, 3, 3]
+    assert [s["exit_status"] for s in summary["steps"].values()] == [3] * 6
