@@ -8,9 +8,9 @@
 #   QUICK=1 scripts/sweep_gpu.sh              # seconds on a CPU: two runs on 400 images (CI)
 #
 # WORKERS runs share the GPU (default 8, each with 2 CPU threads for its data); a finished run
-# is skipped and a stopped one resumes, as with the CPU sweep. HOURS (optional): start only the
-# runs estimated to end within that many hours (the sweep's --hours). The summary of what
-# finished is written to $RESULTS/summary.txt.
+# is skipped and a stopped one resumes, as with the CPU sweep. SWEEP_END (optional, seconds since
+# the epoch): start only the runs estimated to end by then (the sweep's --hours, counted from
+# when it plans them). The summary of what finished is written to $RESULTS/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}
@@ -19,7 +19,6 @@ weights=${WEIGHTS:-results/weights-gpu}
 work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu}
 workers=${WORKERS:-8}
 sweep_args=()
-[[ -n ${HOURS:-} ]] && sweep_args+=(--hours "$HOURS")
 if [[ ${QUICK:-0} == 1 ]]; then
   export MIXLIB_QUICK=1
   results=${RESULTS:-$work/results}
@@ -39,6 +38,10 @@ PY
 # decode the tarballs once before the workers start, so they do not all decode at the same time
 "$python" -c "from mixlib import data; [data.load('cifar10', s) for s in ('train', 'test')]"
 started=$(date +%s)
+if [[ -n ${SWEEP_END:-} ]]; then
+  (( SWEEP_END > started )) || { echo "no time left before SWEEP_END"; exit 0; }
+  sweep_args+=(--hours "$(awk "BEGIN {print ($SWEEP_END - $started) / 3600}")")
+fi
 "$python" -m mixlib.sweep run "${sweep_args[@]}" --results "$results" --work "$work" \
   --weights "$weights" --workers "$workers" --threads 2
 "$python" - "$results" "$(( $(date +%s) - started ))" <<'PY' | tee "$results/summary.txt"

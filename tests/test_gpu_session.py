@@ -1,6 +1,7 @@
 """The GPU lease's two shell scripts, on the CPU: scripts/device_tree.sh keeps what travels to the
 device machine under its 64 MiB and gives the checkout back unchanged; scripts/gpu_session.sh
-never runs past its deadline, stops its sweep there, and leaves what it made packed."""
+never runs past its deadline, stops what runs there (with stand-ins for its two scripts, and
+with the real ones in quick mode), and leaves what it made packed."""
 import os
 import subprocess
 import sys
@@ -60,23 +61,67 @@ def test_device_tree_leaves_the_weights_behind_and_restores_the_index(tmp_path):
     assert exclude.read_text() == excluded_before
 
 
-def test_gpu_session_stops_its_sweep_at_the_deadline_and_packs(tmp_path):
-    pack, deadline = tmp_path / "pack", 150
+def _session(tmp_path, deadline, **env):
+    """scripts/gpu_session.sh in quick mode: its result, its seconds, and its pack folder."""
+    pack = tmp_path / "pack"
     env = {**os.environ, "QUICK": "1", "PACK": str(pack), "DEADLINE_S": str(deadline),
-           "WORK": str(tmp_path / "work"), "PYTHON": sys.executable}
+           "WORK": str(tmp_path / "work"), "PYTHON": sys.executable, **env}
     started = time.monotonic()
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_session.sh")], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=deadline + 120)
-    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert elapsed < deadline + 30, (elapsed, done.stdout)  # the packing's seconds at most
+    return done, time.monotonic() - started, pack
+
+
+def _stand_in(path, text):
+    path.write_text("#!/usr/bin/env bash\n" + text)
+    return str(path)
+
+
+def _left(pattern):  # processes whose command line holds pattern
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.split()
+
+
+def test_a_check_past_the_deadline_is_stopped_with_what_it_started(tmp_path):
+    """A step's own timeouts start process groups of their own (GNU timeout does): stopping the
+    step must reach them too, and the session then has no time left for a sweep."""
+    check = _stand_in(tmp_path / "check.sh", "timeout 300 sleep 3017\n")
+    done, elapsed, pack = _session(tmp_path, 40, GPU_CHECK=check)
+    assert "over 25 s: stopping" in done.stdout and "no time left for the sweep" in done.stdout
+    assert elapsed < 40, done.stdout
+    assert not _left("sleep 3017")
+    assert (pack / "results.tar").is_file()
+
+
+def test_a_sweep_past_the_deadline_gets_a_stop_signal_and_leaves_nothing_running(tmp_path):
+    mark = tmp_path / "stopped"
+    check = _stand_in(tmp_path / "check.sh", "echo checked\n")
+    sweep = _stand_in(tmp_path / "sweep.sh", f"""
+trap 'echo TERM > {mark}; exit 0' TERM
+# a training in a session of its own, as mixlib.sweep starts them, and a process group of its own
+setsid bash -c 'exec -a "train --out $WORK" sleep 3018' &
+timeout 300 sleep 3019 &
+wait
+""")
+    done, elapsed, pack = _session(tmp_path, 90, GPU_CHECK=check, SWEEP=sweep)
+    assert "deadline: stopping the sweep" in done.stdout, done.stdout
+    assert mark.read_text().strip() == "TERM"
+    assert elapsed < 90, done.stdout
+    assert not _left("sleep 3018") and not _left("sleep 3019")
+    assert "checked" in (pack / "gpu-check.log").read_text()
+
+
+@needs_data
+def test_gpu_session_runs_the_real_scripts_in_quick_mode_within_its_deadline(tmp_path):
+    done, elapsed, pack = _session(tmp_path, 150)
+    assert elapsed < 150 + 10, (elapsed, done.stdout)  # the last packing's seconds at most
     assert "packed" in done.stdout.splitlines()[-1]
     with tarfile.open(pack / "results.tar") as tar:
         names = tar.getnames()
-    assert any(n.startswith("results/bench/") for n in names)
-    # the sweep ran until it was stopped: its runs' logs came along, under gpu-logs/
+    checks = (pack / "gpu-check.log").read_text()
+    assert all(f"== {step} " in checks for step in ("bench_aggregate", "bench_host_reads",
+                                                   "pytest_triton", "notebook_ch1"))
+    # the sweep ran, until it ended or was stopped: its runs' logs came along, under gpu-logs/
     assert "sweep starts" in done.stdout and "sweep ended" in done.stdout
     assert any(n.startswith("gpu-logs/") and n.endswith(".log") for n in names), names
-    # a stop reached every process of the sweep: none is left
-    left = subprocess.run(["pgrep", "-f", str(tmp_path / "work")], capture_output=True)
-    assert left.returncode == 1, left.stdout
+    assert not _left(str(tmp_path / "work"))  # every process of the sweep ended
