@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from .files import atomic_write  # noqa: E402
 from .flops import forward_flops  # noqa: E402
+from .layers import check_int  # noqa: E402
 from .ops import local_aggregate  # noqa: E402
 from .provenance import code_commit, environment  # noqa: E402
 
@@ -480,6 +481,8 @@ def bench_host_reads(names: list[str], *, device: torch.device, batch: int = 256
     device to finish the work queued so far."""
     from . import models
 
+    for arg, value in (("batch", batch), ("steps", steps), ("repeats", repeats)):
+        check_int(arg, value)
     rows = []
     for name in names:
         torch.manual_seed(0)

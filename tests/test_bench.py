@@ -215,8 +215,8 @@ def test_models_at_another_image_size_build_the_small_presets_for_it():
 
 def test_host_reads_bench_reads_five_times_a_step_before_and_once_per_20_steps_after(monkeypatch):
     """The two forms of the loop differ in how often the loop itself reads the device: count the
-    reads (item, int, bool of a tensor) made by the bench's own code in each form (the model and
-    the optimiser read what they read in both)."""
+    reads (item, tolist, int, float, bool of a tensor) made by the bench's own code in each form
+    (the model and the optimiser read what they read in both)."""
     import sys
     from mixlib import models
 
@@ -229,7 +229,7 @@ def test_host_reads_bench_reads_five_times_a_step_before_and_once_per_20_steps_a
             return original(self, *args)
         return read
 
-    for name in ("item", "__int__", "__bool__"):
+    for name in ("item", "tolist", "__int__", "__float__", "__bool__"):
         monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
     torch.manual_seed(0)
     model = models.build("pooling_cifar", width=8)
@@ -252,3 +252,9 @@ def test_host_reads_cli_writes_one_row_per_preset(tmp_path, capsys):
     assert row["img_s_before"] > 0 and row["img_s_after"] > 0
     assert row["speedup"] == pytest.approx(row["img_s_after"] / row["img_s_before"])
     assert "| pooling_cifar |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arg", ["batch", "steps", "repeats"])
+def test_host_reads_bench_names_a_count_below_one(arg):
+    with pytest.raises(ValueError, match=f"{arg} must be an int >= 1, got 0"):
+        bench.bench_host_reads(["pooling_cifar"], device=torch.device("cpu"), **{arg: 0})
