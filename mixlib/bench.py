@@ -427,6 +427,11 @@ def bench_model(model: torch.nn.Module, *, image_size: int, batch: int, device: 
     return row
 
 
+def _own_image_size(name: str) -> int:
+    """The image size a preset is built for: CIFAR 32, Imagenette 160, ImageNet 224."""
+    return 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
+
+
 def _training_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
                     read_every_step: bool) -> Callable[[], None]:
     """`steps` training steps of `model` on (x, y) with the training loop's bookkeeping (a
@@ -487,7 +492,7 @@ def bench_host_reads(names: list[str], *, device: torch.device, batch: int = 256
     for name in names:
         torch.manual_seed(0)
         model = models.build(name).to(device).to(memory_format=torch.channels_last)
-        size = 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
+        size = _own_image_size(name)
         x, y = _batch(batch, size, device)
         ms = time_each_ms({form: _training_steps(model, x, y, steps=steps,
                                                  read_every_step=form == "before")
@@ -536,8 +541,7 @@ def bench_models(names: list[str], *, device: torch.device, batch: int, repeats:
         small = name.endswith(("_cifar", "_imagenette"))
         if image_size is not None and not small:
             raise ValueError(f"image_size={image_size} is for the small presets only, got {name!r}")
-        own = 32 if name.endswith("_cifar") else 160 if name.endswith("_imagenette") else 224
-        size = image_size or own
+        size = image_size or _own_image_size(name)
         torch.manual_seed(0)
         ours = models.build(name, **({"image_size": image_size} if image_size else {}))
         row = {"model": name, "image_size": size,
