@@ -1,26 +1,30 @@
-"""Wrong answers to ex-ghost, chapter 4: Turning the ghost head off (see README.md)."""
+"""Wrong answers to ex-ghost, chapter 4: Recovering the heads (see README.md)."""
 
-# %% mutant: repeat
-# tiles the heads (h0, h1, h0, h1, ...) with repeat instead of repeat_interleave
-def ghostless_filters(layer, x):
-    q, k, _ = torch.split(layer.pre_proj(x), (layer.dim_qk, layer.dim_qk, layer.dim), dim=1)
-    return layer.head_weights(q, k).repeat(1, layer.dim // layer.num_heads, 1, 1, 1)
+# %% mutant: strided
+# takes every h-th channel as a head's (h0, h1, h0, h1, ...), as repeat would lay them out
+def head_attention(filters, layer):
+    shared = (filters - layer.gamma * layer.ghost_add[None, :, :, None, None]) \
+        / layer.ghost_mul[None, :, :, None, None]
+    B, C, K, H, W = shared.shape
+    return shared.view(B, C // layer.num_heads, layer.num_heads, K, H, W)[:, 0]
 
-# %% mutant: logits
-# the generator's logits, without the softmax
-def ghostless_filters(layer, x):
-    q, k, _ = torch.split(layer.pre_proj(x), (layer.dim_qk, layer.dim_qk, layer.dim), dim=1)
-    B, _, H, W = q.shape
-    logits = layer.generator(q * k * layer.scale).view(B, layer.num_heads, -1, H, W)
-    return logits.repeat_interleave(layer.dim // layer.num_heads, dim=1)
+# %% mutant: keeps-adder
+# divides by the multiplier but leaves the static adder in
+def head_attention(filters, layer):
+    shared = filters / layer.ghost_mul[None, :, :, None, None]
+    B, C, K, H, W = shared.shape
+    return shared.view(B, layer.num_heads, C // layer.num_heads, K, H, W)[:, :, 0]
 
-# %% mutant: queries-twice
-# feeds q ⊙ q instead of q ⊙ k
-def ghostless_filters(layer, x):
-    q, k, _ = torch.split(layer.pre_proj(x), (layer.dim_qk, layer.dim_qk, layer.dim), dim=1)
-    return layer.head_weights(q, q).repeat_interleave(layer.dim // layer.num_heads, dim=1)
+# %% mutant: no-gamma
+# subtracts ghost_add without its scale γ
+def head_attention(filters, layer):
+    shared = (filters - layer.ghost_add[None, :, :, None, None]) \
+        / layer.ghost_mul[None, :, :, None, None]
+    B, C, K, H, W = shared.shape
+    return shared.view(B, layer.num_heads, C // layer.num_heads, K, H, W)[:, :, 0]
 
-# %% mutant: layer-filters
-# returns the layer's own filters: equal when γ = 0, but it shows nothing and keeps the adder
-def ghostless_filters(layer, x):
-    return layer.aggregation_weights(x)
+# %% mutant: mean-filters
+# averages a head's filters, multipliers and adders included
+def head_attention(filters, layer):
+    B, C, K, H, W = filters.shape
+    return filters.view(B, layer.num_heads, C // layer.num_heads, K, H, W).mean(2)
