@@ -15,6 +15,9 @@ Every exercise is a few cells with nbgrader cell metadata (schema version 3):
 - one or more autograded check cells (``grade: true``, ``points``, ``grade_id`` = label-check),
   which may hold ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS`` regions.
 
+Reveal and check cells carry the tag ``hide-output``: what they print names the answer, so the
+book shows it behind a toggle, like the solution.
+
 ``student`` writes the copy ``nbgrader generate_assignment`` makes of these cells: each solution
 region becomes ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` (indented like the
 region), hidden-test regions are removed, outputs are cleared and locked cells are marked
@@ -53,6 +56,7 @@ REQUIRED_KEYS = {"schema_version", "grade", "locked", "solution"}
 ALLOWED_KEYS = REQUIRED_KEYS | {"task", "grade_id", "points", "checksum", "cell_type"}
 GRADE_ID = re.compile(r"^[a-zA-Z0-9_\-]*$")
 ROLES = ("check", "reveal")  # grade_id suffixes of an exercise's other cells
+HIDE_OUTPUT = "hide-output"  # Jupyter Book's tag: the output behind a toggle
 SETUP_ID = "setup-exercises"  # the read-only cell of imports every exercise of a chapter uses
 LABEL = re.compile(r"```\{exercise\}[^\n]*\n(?::[^\n]*\n)*?:label: (ex-[\w-]+)")
 # a gated solution's opening and closing fences, with their options
@@ -190,6 +194,10 @@ def validate_notebook(notebook) -> list[str]:
             problems.append(f"{label}: no check cell (grade_id '{label}-check', grade: true)")
         elif exercise.solution is not None and exercise.checks[0] < exercise.solution:
             problems.append(f"{label}: a check comes before the solution")
+        for i in exercise.cells:  # a check or a reveal prints the answer: the book folds it
+            if i != exercise.solution and HIDE_OUTPUT not in notebook.cells[i].metadata.get("tags", []):
+                problems.append(f"{label}: cell {i} shows its output, which gives the answer "
+                                f"away: tag it '{HIDE_OUTPUT}'")
     return problems
 
 

@@ -135,8 +135,10 @@ def test_validation_finds_broken_metadata():
     del nb.cells[first.checks[0]].metadata["nbgrader"]["points"]
     nb.cells[first.solution].metadata["nbgrader"]["grade_id"] = "has space"
     nb.cells[first.text].source += "\n### BEGIN SOLUTION"
+    nb.cells[first.checks[0]].metadata["tags"].remove("hide-output")
     problems = "\n".join(exercises.validate_notebook(nb))
     assert "needs points" in problems and "has space" in problems
+    assert f"cell {first.checks[0]} shows its output" in problems
     assert "solution region outside a solution cell" in problems
 
 
