@@ -805,6 +805,23 @@ def evaluate_checkpoint(run_dir: str | os.PathLike, *, device: str = "cpu") -> d
             "torch": torch.__version__, "commit": code_commit()}
 
 
+def nice_across_sessions() -> int:
+    """Give this process's session the process's niceness; returns the niceness.
+
+    With Linux's autogroup scheduling the CPU is shared between sessions first, and `nice` only
+    orders the processes inside one: a training started with `nice -n 19` in a session of its own
+    (`setsid`, as `mixlib.sweep` starts each run) takes as much of the CPU as a person's shell.
+    Writing the niceness into /proc/self/autogroup makes `nice` mean what it says. Nothing
+    happens where the kernel has no autogroup, or at niceness 0 and below."""
+    niceness = os.nice(0)
+    if niceness > 0:
+        try:
+            Path("/proc/self/autogroup").write_text(str(niceness))
+        except OSError:
+            pass
+    return niceness
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mixlib.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -844,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(**args)
     except ValueError as error:  # a bad value on the command line: a usage error, no traceback
         parser.error(str(error))
+    nice_across_sessions()
     try:
         result = train(config, resume=resume)
     except (NonFiniteLoss, DiskFullError) as error:

@@ -610,3 +610,15 @@ def test_training_steps_wait_for_the_gpu_only_when_settling(tmp_path):
     allowed = {"settle", "evaluate", "checkpoint"}
     elsewhere = [names for names in where if not allowed.intersection(names)]
     assert len(elsewhere) < steps, elsewhere
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                    reason="the kernel schedules without autogroups")
+def test_a_niced_run_in_a_session_of_its_own_gives_the_session_its_niceness():
+    """As mixlib.sweep starts a training: `nice` and a new session, whose autogroup starts at 0."""
+    niceness = min(os.nice(0) + 7, 19)  # `nice -n 7` adds to this process's own
+    code = ("from mixlib.train import nice_across_sessions as f; n = f(); "
+            "print(n, open('/proc/self/autogroup').read().split()[-1])")
+    done = subprocess.run(["nice", "-n", "7", sys.executable, "-c", code],
+                          capture_output=True, text=True, start_new_session=True, check=True)
+    assert done.stdout.split() == [str(niceness), str(niceness)]
