@@ -113,8 +113,12 @@ wait
 
 @needs_data
 def test_gpu_session_runs_the_real_scripts_in_quick_mode_within_its_deadline(tmp_path):
-    done, elapsed, pack = _session(tmp_path, 150)
-    assert elapsed < 150 + 10, (elapsed, done.stdout)  # the last packing's seconds at most
+    # Quick mode's steps and sweep end by themselves in about two minutes on a quiet 2-core
+    # machine; beside other work they took longer than a 150 s deadline allows, and a step
+    # stopped at the deadline is missing below. The stand-ins above test the stopping.
+    deadline = 420
+    done, elapsed, pack = _session(tmp_path, deadline)
+    assert elapsed < deadline + 10, (elapsed, done.stdout)  # the last packing's seconds at most
     assert "packed" in done.stdout.splitlines()[-1]
     with tarfile.open(pack / "results.tar") as tar:
         names = tar.getnames()
