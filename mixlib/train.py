@@ -811,10 +811,12 @@ def nice_across_sessions() -> int:
     With Linux's autogroup scheduling the CPU is shared between sessions first, and `nice` only
     orders the processes inside one: a training started with `nice -n 19` in a session of its own
     (`setsid`, as `mixlib.sweep` starts each run) takes as much of the CPU as a person's shell.
-    Writing the niceness into /proc/self/autogroup makes `nice` mean what it says. Nothing
-    happens where the kernel has no autogroup, or at niceness 0 and below."""
+    Writing the niceness into /proc/self/autogroup makes `nice` mean what it says. Only a
+    session's leader does it: the setting is the whole session's and outlives the process, so a
+    training started from a person's shell leaves the shell's priority alone. Nothing happens
+    where the kernel has no autogroup, or at niceness 0 and below."""
     niceness = os.nice(0)
-    if niceness > 0:
+    if niceness > 0 and os.getsid(0) == os.getpid():
         try:
             Path("/proc/self/autogroup").write_text(str(niceness))
         except OSError:

@@ -622,3 +622,18 @@ def test_a_niced_run_in_a_session_of_its_own_gives_the_session_its_niceness():
     done = subprocess.run(["nice", "-n", "7", sys.executable, "-c", code],
                           capture_output=True, text=True, start_new_session=True, check=True)
     assert done.stdout.split() == [str(niceness), str(niceness)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                    reason="the kernel schedules without autogroups")
+def test_a_niced_run_started_from_a_shell_leaves_the_shells_session_alone():
+    """Started without a session of its own (from a person's shell), a niced training must not
+    lower the whole session's priority: the setting would outlive it."""
+    own = Path("/proc/self/autogroup")
+    before = own.read_text()
+    code = "from mixlib.train import nice_across_sessions as f; f()"
+    try:
+        subprocess.run(["nice", "-n", "7", sys.executable, "-c", code], check=True)
+        assert own.read_text() == before
+    finally:
+        own.write_text(before.split()[-1])  # this session's niceness, whatever happened
