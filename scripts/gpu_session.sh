@@ -10,7 +10,7 @@
 #   device run: command "MIXLIB_DATA=.data PACK=$OUT DEADLINE_S=525 bash scripts/gpu_session.sh",
 #               carry [".data", ".whl"], timeout_s 600
 #   scripts/device_tree.sh restore      # here, right after it
-#   QUICK=1 PACK=/tmp/pack DEADLINE_S=150 scripts/gpu_session.sh   # on a CPU (tests/)
+#   QUICK=1 PACK=/tmp/pack DEADLINE_S=420 scripts/gpu_session.sh   # on a CPU (tests/)
 #
 # DEADLINE_S counts from the start; no step runs past it (each runs in its own session, which
 # is ended whole). The sweep starts only the runs its estimates say end 45 s before it, and at
