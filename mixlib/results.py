@@ -264,7 +264,7 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
     """One row per claim of the protocol (`mixlib.protocol.CLAIMS` unless `claims` is given):
     its paired differences a − b (one per rival), and the verdict the protocol's rule gives.
     A difference is marked ``"two_machines"`` when one of its pairs was trained on two
-    processors (the column moved machines once: results/protocol.md).
+    processors (the column has run on more than one machine: results/protocol.md).
     CIFAR-10 claims compare runs at the E the pilot among `runs` decided (`pilot`), at the
     protocol's E while the pilot is unfinished."""
     from . import protocol  # the protocol is data about runs; results only reads it
@@ -315,3 +315,45 @@ def format_verdicts(rows: list[dict]) -> str:
             seeds = f"{d['n']}{'*' if d.get('two_machines') else ''}"
             lines.append(f"| {claim} | {mean} | {interval} | {seeds} | {said} |")
     return "\n".join(lines)
+
+
+def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
+    """`verdicts`' rows read out as Markdown, one bullet per decided claim: its verdict, and what
+    the interval says beyond the verdict (the direction of an undecided difference), then one
+    bullet naming the pending claims. A pending "best" claim whose verdict a finished rival has
+    already fixed (its interval wholly below zero: the rule's "contradicts", whatever the missing
+    seeds give) is named as such. `margin` and `seeds` are the protocol's (`MARGIN`, `len(SEEDS)`)."""
+    def span(a, d):
+        return f"{a} − {d['b']} = {d['mean']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+    said, pending = [], []
+    for row in rows:
+        key, a, kind, ds = f"`{row['claim']}`", row["a"], row["kind"], row["differences"]
+        if row["verdict"] == "pending":
+            fixed = [d for d in ds if kind == "best" and d["n"] >= seeds and d["high"] < 0]
+            pending.append(key + (f" (can only end as contradicts: {', '.join(d['b'] for d in fixed)}"
+                                  f" already beat {a} with every seed)" if fixed else ""))
+            continue
+        head = f"- {key}, **{row['verdict']}**: {row['statement']}."
+        if kind == "best":
+            beaten = [d for d in ds if d["high"] < 0]
+            detail = ("; ".join(span(a, d) for d in (beaten or ds))
+                      + (f": {', '.join(d['b'] for d in beaten)} did better than {a}" if beaten
+                         else ""))
+        else:
+            (d,) = ds
+            detail = span(a, d)
+            if row["verdict"] == "contradicts":
+                detail += (f": {d['b']} did better than {a}" if kind == "better"
+                           else f": the two differ by more than {margin:g} point")
+            elif row["verdict"].startswith("undecided") and (d["low"] > 0 or d["high"] < 0):
+                better = a if d["low"] > 0 else d["b"]
+                detail += (f": the interval excludes zero ({better} did better), but one end lies "
+                           f"within ±{margin:g} point, so the rule calls the two neither equal "
+                           f"nor different")
+            elif row["verdict"].startswith("undecided"):
+                detail += ": the interval holds zero, so these seeds cannot tell which is better"
+        said.append(f"{head} {detail}.")
+    if pending:
+        said.append(f"- Pending (a side still lacks seeds): {', '.join(pending)}.")
+    return "\n".join(said)

@@ -193,6 +193,44 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     assert [line.split("|")[1].strip() for line in rivals[1:]] == [f"({best.a} − {b})" for b in best.b[1:]]
 
 
+def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
+    from mixlib.results import verdict, verdicts_in_words
+
+    def row(key, kind, *diffs):
+        differences = [{"b": b, "mean": (low + high) / 2, "low": low, "high": high, "n": n}
+                       for b, low, high, n in diffs]
+        return {"claim": key, "statement": f"{key} holds", "a": "a", "kind": kind,
+                "differences": differences,
+                "verdict": verdict(differences, kind, margin=1.0, seeds=3)}
+
+    def said(one):
+        (line,) = verdicts_in_words([one], margin=1.0, seeds=3).splitlines()
+        return line
+
+    assert said(row("up", "better", ("b", 0.5, 2.0, 3))) == (
+        "- `up`, **reproduces**: up holds. a − b = +1.25 points [+0.50, +2.00].")
+    assert said(row("down", "better", ("b", -2.0, -0.5, 3))).endswith(": b did better than a.")
+    assert said(row("open", "better", ("b", -1.0, 2.0, 3))).endswith(
+        "the interval holds zero, so these seeds cannot tell which is better.")
+    # "about equal", undecided, yet the interval excludes zero: the direction is said, both ways
+    assert "excludes zero (a did better)" in said(row("eq", "equal", ("b", 0.5, 9.0, 3)))
+    assert "excludes zero (b did better)" in said(row("eq", "equal", ("b", -9.0, -0.5, 3)))
+    assert "excludes zero" not in said(row("eq", "equal", ("b", -0.5, 9.0, 3)))
+    assert said(row("far", "equal", ("b", 1.5, 9.0, 3))).endswith(
+        "the two differ by more than 1 point.")
+    assert said(row("best", "best", ("b", 0.5, 2.0, 3), ("c", -3.0, -1.0, 3))).endswith(
+        "a − c = -2.00 points [-3.00, -1.00]: c did better than a.")
+    # pending: named; a finished rival below zero already fixes a "best" claim, an unfinished
+    # one does not
+    assert said(row("wait", "best", ("b", -3.0, -1.0, 3), ("c", 0.0, 1.0, 1))) == (
+        "- Pending (a side still lacks seeds): `wait` (can only end as contradicts: b already "
+        "beat a with every seed).")
+    assert said(row("wait", "best", ("b", -3.0, -1.0, 2), ("c", 0.0, 1.0, 3))) == (
+        "- Pending (a side still lacks seeds): `wait`.")
+    assert said(row("wait", "better", ("b", -3.0, -1.0, 2))) == (
+        "- Pending (a side still lacks seeds): `wait`.")
+
+
 def test_verdicts_compare_cifar_runs_at_the_e_the_pilot_decided():
     from mixlib import protocol
     from mixlib.results import pilot, verdicts
