@@ -24,8 +24,11 @@ A machine that does not outlive the session loses a run in progress with its che
 time is estimated from the recorded training time per epoch of its preset's finished runs, else
 from the presets' one-thread benchmark (the Imagenette presets' at 128 px) scaled by how the
 finished runs compared with it, with the evaluation after each epoch and a margin
-(`estimate_s`); a run with no estimate, or one that would end too late, is left for a later
-sweep, and a shorter one after it may start instead.
+(`estimate_s`). Records from other days say little about how fast the machine is today, so
+once the sweep's own runs have finished an epoch, every estimate is scaled by how long their
+epochs took against what their estimates said (`_measured_over_estimated`). A run with no
+estimate, or one that would end too late, is left for a later sweep, and a shorter one after
+it may start instead.
 
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
 the run reports) in ``--weights``/<model>.pt (default ``weights/`` beside the results folder,
@@ -114,6 +117,26 @@ def _with_evaluation(data: str) -> float:
 def _this_cpu() -> str | None:
     """This machine's CPU as a run's ``hardware["cpu"]`` names it."""
     return environment(torch.device("cpu")).get("cpu")
+
+
+def _epoch_s_so_far(folder: Path) -> float | None:
+    """Training seconds per epoch of the run whose work folder is `folder`, from the epochs its
+    metrics.jsonl records (None before its first epoch ends)."""
+    metrics = folder / "metrics.jsonl"
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    if not lines:
+        return None
+    last = json.loads(lines[-1])
+    return last["train_time_s"] / last["epoch"]
+
+
+def _measured_over_estimated(expected_epoch_s: dict[str, float], work: Path) -> float:
+    """How fast this machine is today against the estimates: the median, over the runs this
+    sweep started that have finished an epoch, of their measured seconds per epoch over what
+    their estimate said (`expected_epoch_s`: run name -> seconds); 1 before any has."""
+    ratios = [measured / expected for name, expected in expected_epoch_s.items()
+              if (measured := _epoch_s_so_far(work / name)) is not None]
+    return median(ratios) if ratios else 1.0
 
 
 def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
@@ -315,7 +338,9 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     number that finished. Holds an exclusive lock on `results` while it runs.
 
     `hours`: start only runs that `estimate_s` says end within that many hours of the sweep's
-    start; the others are logged once and left for a later sweep.
+    start, once the sweep's own runs have timed an epoch scaled by how their epochs compared
+    with their estimates (`_measured_over_estimated`); the others are logged once and left for a
+    later sweep, and asked again at the next pick.
 
     `runs` may be a function that returns the plan as it stands: each worker then asks it again
     before picking its next run, so a pilot that changes E while the sweep runs changes what it
@@ -337,11 +362,14 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     picking = threading.Lock()
     running = _Running()
     deadline = None if hours is None else time.time() + 3600 * hours
+    expected_epoch_s: dict[str, float] = {}  # a started run's estimate, seconds per epoch
 
     def fits(run: protocol.Run) -> bool:
         if deadline is None:
             return True
         seconds = estimate_s(run, results, work)
+        if seconds is not None:
+            seconds *= _measured_over_estimated(expected_epoch_s, work)
         if seconds is not None and time.time() + seconds <= deadline:
             return True
         if run.name not in left_for_later:
@@ -350,6 +378,12 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
             log(f"not starting {run.name}: {needs}, "
                 f"{max(deadline - time.time(), 0) / 60:.0f} min left of --hours")
         return False
+
+    def expect(run: protocol.Run) -> None:
+        """Remember what `run`'s estimate says of one epoch, to compare with its epochs."""
+        seconds, left = estimate_s(run, results, work), _epochs_left(run, work)
+        if seconds is not None and left:
+            expected_epoch_s[run.name] = seconds / (MARGIN * _with_evaluation(run.data) * left)
 
     def pick() -> protocol.Run | None:
         with picking:
@@ -361,6 +395,8 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
                         if r.name not in started and fits(r)), None)
             if run is not None:
                 started.add(run.name)
+                if deadline is not None:
+                    expect(run)
             return run
 
     def worker(_) -> int:

@@ -264,6 +264,41 @@ def test_with_hours_a_sweep_starts_only_runs_that_end_in_time(tmp_path, monkeypa
     _assert_usage_error(["run", "--hours", "0"], "--hours must be a positive number")
 
 
+@pytest.mark.parametrize("speed, starts_the_long_run", [(0.4, True), (1.0, False)])
+def test_with_hours_the_estimates_follow_the_speed_the_sweeps_own_runs_measure(
+        tmp_path, monkeypatch, speed, starts_the_long_run):
+    """Estimates come from other days' records. Once a run this sweep started has timed its
+    epochs, every estimate is scaled by measured over estimated: at 0.4 of its estimate a
+    3-hour estimate fits in 2 hours, at 1.0 it does not."""
+    results, work = tmp_path / "results", tmp_path / "work"
+    short, long = protocol.Run("pooling", 0), protocol.Run("lka", 0)
+    needs = {short.name: 3600, long.name: 3 * 3600}
+    monkeypatch.setattr(sweep, "estimate_s", lambda run, results, work: needs[run.name])
+    trained, said = [], []
+
+    def fake_run_one(run, *, results, work, **_):
+        trained.append(run.name)
+        (work / run.name).mkdir(parents=True)
+        # every epoch took `speed` times what the estimate said of one
+        epoch_s = speed * needs[run.name] / (sweep.MARGIN * sweep._with_evaluation(run.data)
+                                             * run.epochs)
+        lines = [json.dumps({"epoch": e, "train_time_s": e * epoch_s})
+                 for e in range(1, run.epochs + 1)]
+        (work / run.name / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        return True
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    assert sweep.sweep(lambda: [long, short], results=results, work=work, workers=1, hours=2,
+                       log=said.append) == (2 if starts_the_long_run else 1)
+    assert trained == [short.name, long.name][:2 if starts_the_long_run else 1]
+    assert said[0].startswith(f"not starting {long.name}: needs ~180 min")
+    # nothing measured yet: the estimates stand
+    assert sweep._measured_over_estimated({}, work) == 1.0
+    # a run with no epoch yet does not count
+    half = {short.name: 2 * sweep._epoch_s_so_far(work / short.name), "not-begun": 1.0}
+    assert sweep._measured_over_estimated(half, work) == pytest.approx(0.5)
+
+
 def _assert_usage_error(argv, message):
     """argparse's usage error (exit status 2) with the sweep's own message: an unknown option
     would exit the same way, with another message."""
