@@ -76,6 +76,7 @@ BENCH = {"cifar10": Path("bench") / "models-small-cpu-1thread-turns.json",
 TRAIN_IMAGES = {name: spec.sizes["train"] for name, spec in DATASETS.items()}
 TEST_IMAGES = {name: spec.sizes["test"] for name, spec in DATASETS.items()}
 MARGIN = 1.1  # estimate_s's factor for start-up and a slower hour of the machine
+POLL_S = 10.0  # how often an idle worker looks for the first epoch of the sweep's runs
 
 
 class SweepLocked(RuntimeError):
@@ -338,9 +339,11 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     number that finished. Holds an exclusive lock on `results` while it runs.
 
     `hours`: start only runs that `estimate_s` says end within that many hours of the sweep's
-    start, once the sweep's own runs have timed an epoch scaled by how their epochs compared
-    with their estimates (`_measured_over_estimated`); the others are logged once and left for a
-    later sweep, and asked again at the next pick.
+    start; once the sweep's own runs have timed an epoch, every estimate is scaled by how their
+    epochs compared with their estimates (`_measured_over_estimated`). A run that does not fit
+    is logged once and asked about again at the next pick (else left for a later sweep). A worker that finds nothing to start while the
+    sweep's runs have not yet timed an epoch waits for that first epoch and asks once more: the
+    records a fresh sweep starts from may be far from today's speed.
 
     `runs` may be a function that returns the plan as it stands: each worker then asks it again
     before picking its next run, so a pilot that changes E while the sweep runs changes what it
@@ -363,6 +366,7 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     running = _Running()
     deadline = None if hours is None else time.time() + 3600 * hours
     expected_epoch_s: dict[str, float] = {}  # a started run's estimate, seconds per epoch
+    under_way: set[str] = set()  # this sweep's runs training now
 
     def fits(run: protocol.Run) -> bool:
         if deadline is None:
@@ -395,16 +399,39 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
                         if r.name not in started and fits(r)), None)
             if run is not None:
                 started.add(run.name)
+                under_way.add(run.name)
                 if deadline is not None:
                     expect(run)
             return run
 
+    def measured() -> bool:
+        return any(_epoch_s_so_far(work / name) is not None for name in expected_epoch_s)
+
+    def wait_for_a_measurement() -> bool:
+        """Wait while this sweep's runs under way have not timed an epoch (until one has, or
+        they end); True if a measurement came."""
+        while under_way and not measured() and running.stop_signal is None:
+            time.sleep(POLL_S)
+        return measured() and running.stop_signal is None
+
+    def next_run() -> protocol.Run | None:
+        # nothing fits by the records alone: the estimates follow today's speed once the
+        # sweep's own runs have timed an epoch, so ask once more then
+        by_records = deadline is not None and not measured()
+        run = pick()
+        if run is None and by_records and wait_for_a_measurement():
+            run = pick()
+        return run
+
     def worker(_) -> int:
         finished = 0
-        while (run := pick()) is not None:
-            finished += run_one(run, results=results, work=work, threads=threads,
-                                commit_repo=commit_repo, weights=weights, log=log,
-                                running=running)
+        while (run := next_run()) is not None:
+            try:
+                finished += run_one(run, results=results, work=work, threads=threads,
+                                    commit_repo=commit_repo, weights=weights, log=log,
+                                    running=running)
+            finally:
+                under_way.discard(run.name)
         return finished
 
     handlers = {}

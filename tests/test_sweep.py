@@ -299,6 +299,48 @@ def test_with_hours_the_estimates_follow_the_speed_the_sweeps_own_runs_measure(
     assert sweep._measured_over_estimated(half, work) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("epoch_before_the_wait", [False, True])
+def test_with_hours_an_idle_worker_waits_for_the_first_epoch_and_asks_again(
+        tmp_path, monkeypatch, epoch_before_the_wait):
+    """A fresh sweep has only other days' records: the second worker, finding nothing that fits
+    by them, waits until the first run has timed an epoch and then starts the long run beside
+    it, rather than leaving its core idle for the whole first run; also when that epoch ends
+    between its refusal and its wait."""
+    import threading
+    results, work = tmp_path / "results", tmp_path / "work"
+    short, long = protocol.Run("pooling", 0), protocol.Run("lka", 0)
+    needs = {short.name: 3600, long.name: 3 * 3600}
+    monkeypatch.setattr(sweep, "estimate_s", lambda run, results, work: needs[run.name])
+    monkeypatch.setattr(sweep, "POLL_S", 0.01)
+    long_started, refused, timed, overlapped = (threading.Event(), threading.Event(),
+                                                threading.Event(), [])
+
+    def fake_run_one(run, *, results, work, **_):
+        if run == long:
+            long_started.set()
+            return True
+        assert refused.wait(timeout=5)  # the other worker has found nothing that fits
+        (work / run.name).mkdir(parents=True)
+        epoch_s = 0.4 * needs[run.name] / (sweep.MARGIN * sweep._with_evaluation(run.data)
+                                           * run.epochs)  # its first epoch, at 0.4 of the estimate
+        (work / run.name / "metrics.jsonl").write_text(
+            json.dumps({"epoch": 1, "train_time_s": epoch_s}) + "\n")
+        timed.set()
+        overlapped.append(long_started.wait(timeout=5))  # still training when long starts?
+        return True
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    def log(message):
+        if message.startswith(f"not starting {long.name}"):
+            refused.set()
+            if epoch_before_the_wait:  # the refusing worker goes on only after the epoch
+                assert timed.wait(timeout=5)
+
+    assert sweep.sweep(lambda: [short, long], results=results, work=work, workers=2, hours=2,
+                       log=log) == 2
+    assert overlapped == [True]
+
+
 def _assert_usage_error(argv, message):
     """argparse's usage error (exit status 2) with the sweep's own message: an unknown option
     would exit the same way, with another message."""
