@@ -121,14 +121,16 @@ def _this_cpu() -> str | None:
 
 
 def _epoch_s_so_far(folder: Path) -> float | None:
-    """Training seconds per epoch of the run whose work folder is `folder`, from the epochs its
-    metrics.jsonl records (None before its first epoch ends)."""
+    """Training seconds of a typical epoch of the run whose work folder is `folder`: the median
+    of the epochs its metrics.jsonl records (None before its first epoch ends). The median, so
+    that a few epochs slowed by other work on the machine do not set the pace of the rest."""
     metrics = folder / "metrics.jsonl"
     lines = metrics.read_text().splitlines() if metrics.is_file() else []
     if not lines:
         return None
-    last = json.loads(lines[-1])
-    return last["train_time_s"] / last["epoch"]
+    # train_time_s is cumulative: an epoch's own is the difference of two lines
+    cumulative = [0.0] + [json.loads(line)["train_time_s"] for line in lines]
+    return median(b - a for a, b in zip(cumulative, cumulative[1:]))
 
 
 def _measured_over_estimated(expected_epoch_s: dict[str, float], work: Path) -> float:

@@ -294,6 +294,13 @@ def test_with_hours_the_estimates_follow_the_speed_the_sweeps_own_runs_measure(
     assert said[0].startswith(f"not starting {long.name}: needs ~180 min")
     # nothing measured yet: the estimates stand
     assert sweep._measured_over_estimated({}, work) == 1.0
+    # one epoch slowed by other work does not set the pace: a median of the epochs' own times
+    slowed = work / "slowed"
+    slowed.mkdir()
+    (slowed / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "train_time_s": t}) + "\n"
+        for e, t in enumerate((100.0, 500.0, 600.0), start=1)))
+    assert sweep._epoch_s_so_far(slowed) == pytest.approx(100.0)
     # a run with no epoch yet does not count
     half = {short.name: 2 * sweep._epoch_s_so_far(work / short.name), "not-begun": 1.0}
     assert sweep._measured_over_estimated(half, work) == pytest.approx(0.5)
