@@ -120,25 +120,37 @@ def _this_cpu() -> str | None:
     return environment(torch.device("cpu")).get("cpu")
 
 
-def _epoch_s_so_far(folder: Path) -> float | None:
+def _epoch_s_so_far(folder: Path, *, after: int = 0) -> float | None:
     """Training seconds of a typical epoch of the run whose work folder is `folder`: the median
-    of the epochs its metrics.jsonl records (None before its first epoch ends). The median, so
-    that a few epochs slowed by other work on the machine do not set the pace of the rest."""
+    of the epochs its metrics.jsonl records after epoch `after` (a resumed run's earlier epochs
+    ran on another day), None before one has. The median, so that a few epochs slowed by other
+    work on the machine do not set the pace of the rest. A line still being written, or one that
+    does not parse, ends the reading: the run rewrites its metrics when it resumes."""
     metrics = folder / "metrics.jsonl"
-    lines = metrics.read_text().splitlines() if metrics.is_file() else []
-    if not lines:
-        return None
-    # train_time_s is cumulative: an epoch's own is the difference of two lines
-    cumulative = [0.0] + [json.loads(line)["train_time_s"] for line in lines]
-    return median(b - a for a, b in zip(cumulative, cumulative[1:]))
+    cumulative = [0.0]  # train_time_s is cumulative: an epoch's own is a difference
+    for line in (metrics.read_text() if metrics.is_file() else "").splitlines(keepends=True):
+        try:
+            cumulative.append(float(json.loads(line)["train_time_s"]) if line.endswith("\n")
+                              else None)
+        except (ValueError, KeyError, TypeError):
+            cumulative.append(None)
+        if cumulative[-1] is None:
+            cumulative.pop()
+            break
+    epochs = [b - a for a, b in zip(cumulative, cumulative[1:])][after:]
+    return median(epochs) if epochs else None
 
 
-def _measured_over_estimated(expected_epoch_s: dict[str, float], work: Path) -> float:
+def _measured_over_estimated(expected: dict[str, tuple[float, int]], work: Path) -> float:
     """How fast this machine is today against the estimates: the median, over the runs this
-    sweep started that have finished an epoch, of their measured seconds per epoch over what
-    their estimate said (`expected_epoch_s`: run name -> seconds); 1 before any has."""
-    ratios = [measured / expected for name, expected in expected_epoch_s.items()
-              if (measured := _epoch_s_so_far(work / name)) is not None]
+    sweep started that have finished an epoch since, of their measured seconds per epoch over
+    what their estimate said (`expected`: run name -> (seconds per epoch, epochs done when it
+    started)); 1 before any has."""
+    ratios = []
+    for name, (seconds, done) in list(expected.items()):  # a copy: workers add to it
+        measured = _epoch_s_so_far(work / name, after=done)
+        if measured is not None and measured > 0 and seconds > 0:
+            ratios.append(measured / seconds)
     return median(ratios) if ratios else 1.0
 
 
@@ -314,6 +326,7 @@ class _Running:
         self._lock = threading.Lock()
         self._processes: set[subprocess.Popen] = set()
         self.stop_signal: int | None = None
+        self.stopped = threading.Event()  # set with stop_signal, for workers that wait
 
     def wait(self, process: subprocess.Popen) -> int:
         with self._lock:
@@ -329,6 +342,7 @@ class _Running:
     def stop(self, number: int, _frame=None) -> None:
         with self._lock:
             self.stop_signal = number
+            self.stopped.set()
             for process in self._processes:
                 process.send_signal(number)
 
@@ -343,9 +357,10 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     `hours`: start only runs that `estimate_s` says end within that many hours of the sweep's
     start; once the sweep's own runs have timed an epoch, every estimate is scaled by how their
     epochs compared with their estimates (`_measured_over_estimated`). A run that does not fit
-    is logged once and asked about again at the next pick (else left for a later sweep). A worker that finds nothing to start while the
-    sweep's runs have not yet timed an epoch waits for that first epoch and asks once more: the
-    records a fresh sweep starts from may be far from today's speed.
+    is logged once and asked about again at the next pick (else left for a later sweep). A
+    worker that leaves a run for that reason while the sweep's runs have not yet timed an epoch
+    waits for that first epoch and asks once more: the records a fresh sweep starts from may be
+    far from today's speed.
 
     `runs` may be a function that returns the plan as it stands: each worker then asks it again
     before picking its next run, so a pilot that changes E while the sweep runs changes what it
@@ -367,15 +382,16 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     picking = threading.Lock()
     running = _Running()
     deadline = None if hours is None else time.time() + 3600 * hours
-    expected_epoch_s: dict[str, float] = {}  # a started run's estimate, seconds per epoch
+    # a started run's estimate of one epoch, and the epochs it had done when it started
+    expected: dict[str, tuple[float, int]] = {}
     under_way: set[str] = set()  # this sweep's runs training now
 
-    def fits(run: protocol.Run) -> bool:
+    def fits(run: protocol.Run, scale: float) -> bool:
         if deadline is None:
             return True
         seconds = estimate_s(run, results, work)
         if seconds is not None:
-            seconds *= _measured_over_estimated(expected_epoch_s, work)
+            seconds *= scale
         if seconds is not None and time.time() + seconds <= deadline:
             return True
         if run.name not in left_for_later:
@@ -389,40 +405,50 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
         """Remember what `run`'s estimate says of one epoch, to compare with its epochs."""
         seconds, left = estimate_s(run, results, work), _epochs_left(run, work)
         if seconds is not None and left:
-            expected_epoch_s[run.name] = seconds / (MARGIN * _with_evaluation(run.data) * left)
+            expected[run.name] = (seconds / (MARGIN * _with_evaluation(run.data) * left),
+                                  run.epochs - left)
 
-    def pick() -> protocol.Run | None:
+    def pick() -> tuple[protocol.Run | None, bool]:
+        """The next run to start, and whether one was left because it would end too late."""
         with picking:
             if running.stop_signal is not None:
-                return None
+                return None, False
             if max_runs is not None and len(started) >= max_runs:
-                return None
-            run = next((r for r in pending(plan(), results)
-                        if r.name not in started and fits(r)), None)
-            if run is not None:
+                return None, False
+            scale = _measured_over_estimated(expected, work) if deadline is not None else 1.0
+            too_late = False
+            for run in pending(plan(), results):
+                if run.name in started:
+                    continue
+                if not fits(run, scale):
+                    too_late = True
+                    continue
                 started.add(run.name)
-                under_way.add(run.name)
                 if deadline is not None:
                     expect(run)
-            return run
+                under_way.add(run.name)
+                return run, too_late
+            return None, too_late
 
     def measured() -> bool:
-        return any(_epoch_s_so_far(work / name) is not None for name in expected_epoch_s)
+        with picking:  # expected grows under this lock
+            return any(_epoch_s_so_far(work / name, after=done) is not None
+                       for name, (_, done) in expected.items())
 
     def wait_for_a_measurement() -> bool:
-        """Wait while this sweep's runs under way have not timed an epoch (until one has, or
-        they end); True if a measurement came."""
-        while under_way and not measured() and running.stop_signal is None:
-            time.sleep(POLL_S)
+        """Wait while this sweep's runs under way have not timed an epoch (until one has, they
+        end, or a stop signal comes); True if a measurement came."""
+        while under_way and not measured() and not running.stopped.wait(POLL_S):
+            pass
         return measured() and running.stop_signal is None
 
     def next_run() -> protocol.Run | None:
-        # nothing fits by the records alone: the estimates follow today's speed once the
-        # sweep's own runs have timed an epoch, so ask once more then
+        # a run left by the records alone: the estimates follow today's speed once the sweep's
+        # own runs have timed an epoch, so ask once more then
         by_records = deadline is not None and not measured()
-        run = pick()
-        if run is None and by_records and wait_for_a_measurement():
-            run = pick()
+        run, too_late = pick()
+        if run is None and too_late and by_records and wait_for_a_measurement():
+            run, _ = pick()
         return run
 
     def worker(_) -> int:

@@ -301,8 +301,17 @@ def test_with_hours_the_estimates_follow_the_speed_the_sweeps_own_runs_measure(
         json.dumps({"epoch": e, "train_time_s": t}) + "\n"
         for e, t in enumerate((100.0, 500.0, 600.0), start=1)))
     assert sweep._epoch_s_so_far(slowed) == pytest.approx(100.0)
-    # a run with no epoch yet does not count
-    half = {short.name: 2 * sweep._epoch_s_so_far(work / short.name), "not-begun": 1.0}
+    # a resumed run: only the epochs after the ones it had done when it started count
+    assert sweep._epoch_s_so_far(slowed, after=1) == pytest.approx(250.0)
+    assert sweep._epoch_s_so_far(slowed, after=3) is None
+    # a line still being written, or one that does not parse, ends the reading
+    text = (slowed / "metrics.jsonl").read_text()
+    for tail in ('{"epoch": 4, "train_ti', 'not json\n', '{"epoch": 4}\n'):
+        (slowed / "metrics.jsonl").write_text(text + tail + '{"train_time_s": 9000}\n')
+        assert sweep._epoch_s_so_far(slowed) == pytest.approx(100.0), tail
+    # a run with no epoch yet does not count, nor one with none since it started
+    measured = sweep._epoch_s_so_far(work / short.name)
+    half = {short.name: (2 * measured, 0), "not-begun": (1.0, 0), slowed.name: (1.0, 3)}
     assert sweep._measured_over_estimated(half, work) == pytest.approx(0.5)
 
 
@@ -346,6 +355,40 @@ def test_with_hours_an_idle_worker_waits_for_the_first_epoch_and_asks_again(
     assert sweep.sweep(lambda: [short, long], results=results, work=work, workers=2, hours=2,
                        log=log) == 2
     assert overlapped == [True]
+
+
+def test_a_stop_signal_ends_a_workers_wait_for_the_first_epoch_at_once(tmp_path, monkeypatch):
+    import threading
+    results, work = tmp_path / "results", tmp_path / "work"
+    short, long = protocol.Run("pooling", 0), protocol.Run("lka", 0)
+    needs = {short.name: 3600, long.name: 3 * 3600}
+    monkeypatch.setattr(sweep, "estimate_s", lambda run, results, work: needs[run.name])
+    monkeypatch.setattr(sweep, "POLL_S", 60.0)  # a wait that only the stop can cut short
+    refused, waiting = threading.Event(), threading.Event()
+    epoch_s_so_far = sweep._epoch_s_so_far
+
+    def looking(folder, **kwargs):  # after the refusal, the refusing worker looks for an epoch
+        if refused.is_set():
+            waiting.set()
+        return epoch_s_so_far(folder, **kwargs)
+
+    def fake_run_one(run, *, results, work, running, **_):
+        assert waiting.wait(timeout=5)
+        time.sleep(0.2)  # the other worker is now in its wait for this run's first epoch
+        running.stop(signal.SIGTERM)
+        return False
+
+    monkeypatch.setattr(sweep, "_epoch_s_so_far", looking)
+
+    def log(message):
+        if message.startswith(f"not starting {long.name}"):
+            refused.set()
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    began = time.monotonic()
+    assert sweep.sweep(lambda: [short, long], results=results, work=work, workers=2, hours=2,
+                       log=log) == 0
+    assert time.monotonic() - began < 30
 
 
 def _assert_usage_error(argv, message):
