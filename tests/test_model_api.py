@@ -136,3 +136,13 @@ def test_init_torch_keeps_pytorchs_default_for_the_paper_models():
     assert fc1.bias.abs().max().item() > 0
     with pytest.raises(ValueError, match="init must be one of"):
         models.build("convnext_t", init="xavier")
+
+
+def test_trained_weights_name_the_way_to_fetch_them_only_where_the_folder_is_missing(tmp_path):
+    """A mixlib installed with pip (Colab) has no results/ beside it: the error says how to get
+    the weights; in a checkout that lacks one preset's weights it lists those it has instead."""
+    from mixlib import models
+    with pytest.raises(FileNotFoundError, match=r"trained so far: none; pass folder=mixlib"):
+        models.trained("dwconv_cifar", folder=tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match=r"trained so far: none\)$"):
+        models.trained("dwconv_cifar", folder=tmp_path)

@@ -31,8 +31,11 @@ def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.M
     path = Path(folder or weights_folder()) / f"{name}.pt"
     if not path.is_file():
         have = sorted(p.stem for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        # a mixlib installed with pip (Colab) has no results/ beside it
+        hint = ("; pass folder=mixlib.results.results_folder() / 'weights', which fetches "
+                "them" if not path.parent.is_dir() else "")
         raise FileNotFoundError(f"no trained weights for name={name!r} in {path.parent} "
-                                f"(trained so far: {', '.join(have) or 'none'})")
+                                f"(trained so far: {', '.join(have) or 'none'}{hint})")
     record = load_checked(path, ValueError, what="trained weights ", map_location="cpu",
                           weights_only=True, remedy="restore it from the repository "
                           "(git checkout -- results/weights) or fetch it again")
