@@ -19,6 +19,7 @@ import torch
 from . import mixers, models
 from .flops import forward_flops
 from .models import small
+from .models.convert import PRETRAINED
 
 __all__ = ["PAPER_MODELS", "model_card", "render", "main"]
 
@@ -83,7 +84,10 @@ _SMALL_VERIFIED = ("builds bit for bit as recorded for the comparison "
 def _mixer_names(model: torch.nn.Module) -> list[str]:
     names = []
     for module in model.modules():
-        name = getattr(type(module), "registry_name", None)
+        kind = type(module)
+        # a mixer that is part of another, unregistered (HorNet's GlobalLocalFilter), by its class
+        name = getattr(kind, "registry_name", None) or (kind.__name__ if hasattr(kind, "info")
+                                                        else None)
         if name and name not in names:
             names.append(name)
     return names
@@ -129,7 +133,8 @@ def render(names: list[str] | None = None) -> str:
              "size (`mixlib.flops.forward_flops`: 2 per multiply-add), what each was checked against",
              "and what is known to differ from the original. Build any of them with",
              "`mixlib.models.build(name)`; the papers' models also take timm's arguments",
-             "(`pretrained`, `features_only`, `out_indices`, `in_chans`, `num_classes`).", ""]
+             "(`features_only`, `out_indices`, `in_chans`, `num_classes`, and `pretrained` where",
+             f"timm serves released weights: {', '.join(f'`{n}`' for n in PRETRAINED)}).", ""]
     for group in ("The papers' ImageNet models", "The book's small models (CIFAR-10 and Imagenette)",
                   "Reference networks"):
         members = [c for c in cards if _group(c["name"]) == group]

@@ -22,3 +22,11 @@ def test_a_card_says_paper_size_and_what_was_verified():
     assert card["paper"] == "liu2022convnext" and card["params"] == reference
     assert card["image_size"] == 224 and card["mixers"] == ["dwconv"]
     assert "timm's convnext_tiny" in card["verified"]
+
+
+def test_a_card_names_a_mixer_that_is_part_of_another():
+    """HorNet-GF's GlobalLocalFilter lives inside gnConv and is not a registered mixer; its card
+    names it, and the 7×7 form's does not."""
+    from mixlib.cards import model_card
+    assert "GlobalLocalFilter" in model_card("hornet_t_gf")["mixers"]
+    assert "GlobalLocalFilter" not in model_card("hornet_t_7x7")["mixers"]
