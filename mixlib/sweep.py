@@ -121,11 +121,12 @@ def _this_cpu() -> str | None:
 
 
 def _epoch_s_so_far(folder: Path, *, after: int = 0) -> float | None:
-    """Training seconds of a typical epoch of the run whose work folder is `folder`: the median
-    of the epochs its metrics.jsonl records after epoch `after` (a resumed run's earlier epochs
-    ran on another day), None before one has. The median, so that a few epochs slowed by other
-    work on the machine do not set the pace of the rest. A line still being written, or one that
-    does not parse, ends the reading: the run rewrites its metrics when it resumes."""
+    """Training seconds per epoch of the run whose work folder is `folder`, over the epochs its
+    metrics.jsonl records after epoch `after` (a resumed run's earlier epochs ran on another
+    day), None before one has. A mean, with whatever shared the machine meanwhile: the records
+    the estimates come from are such means too, so the two compare like with like. A line still
+    being written, or one that does not parse, ends the reading: the run rewrites its metrics
+    when it resumes."""
     metrics = folder / "metrics.jsonl"
     cumulative = [0.0]  # train_time_s is cumulative: an epoch's own is a difference
     for line in (metrics.read_text() if metrics.is_file() else "").splitlines(keepends=True):
@@ -137,8 +138,8 @@ def _epoch_s_so_far(folder: Path, *, after: int = 0) -> float | None:
         if cumulative[-1] is None:
             cumulative.pop()
             break
-    epochs = [b - a for a, b in zip(cumulative, cumulative[1:])][after:]
-    return median(epochs) if epochs else None
+    done = len(cumulative) - 1
+    return (cumulative[-1] - cumulative[after]) / (done - after) if done > after else None
 
 
 def _measured_over_estimated(expected: dict[str, tuple[float, int]], work: Path) -> float:
