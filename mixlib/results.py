@@ -326,6 +326,8 @@ def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
     def span(a, d):
         return f"{a} − {d['b']} = {d['mean']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}]"
 
+    within = f"±{margin:g} point{'' if margin == 1 else 's'}"
+
     said, pending = [], []
     for row in rows:
         key, a, kind, ds = f"`{row['claim']}`", row["a"], row["kind"], row["differences"]
@@ -343,15 +345,20 @@ def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
         else:
             (d,) = ds
             detail = span(a, d)
+            undecided = row["verdict"].startswith("undecided")
             if row["verdict"] == "contradicts":
                 detail += (f": {d['b']} did better than {a}" if kind == "better"
-                           else f": the two differ by more than {margin:g} point")
-            elif row["verdict"].startswith("undecided") and (d["low"] > 0 or d["high"] < 0):
+                           else f": the two differ by more than {within[1:]}")
+            elif undecided and kind == "equal" and (d["low"] > 0 or d["high"] < 0):
                 better = a if d["low"] > 0 else d["b"]
                 detail += (f": the interval excludes zero ({better} did better), but one end lies "
-                           f"within ±{margin:g} point, so the rule calls the two neither equal "
-                           f"nor different")
-            elif row["verdict"].startswith("undecided"):
+                           f"within {within}, so the rule calls the two neither equal nor "
+                           f"different")
+            elif undecided and kind == "equal":
+                detail += (f": the interval holds zero but reaches beyond {within}, so these "
+                           f"seeds cannot tell whether the two are within {within[1:]} of each "
+                           f"other")
+            elif undecided:
                 detail += ": the interval holds zero, so these seeds cannot tell which is better"
         said.append(f"{head} {detail}.")
     if pending:
