@@ -387,12 +387,10 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     expected: dict[str, tuple[float, int]] = {}
     under_way: set[str] = set()  # this sweep's runs training now
 
-    def fits(run: protocol.Run, scale: float) -> bool:
+    def fits(run: protocol.Run, estimate: float | None, scale: float) -> bool:
         if deadline is None:
             return True
-        seconds = estimate_s(run, results, work)
-        if seconds is not None:
-            seconds *= scale
+        seconds = None if estimate is None else estimate * scale
         if seconds is not None and time.time() + seconds <= deadline:
             return True
         if run.name not in left_for_later:
@@ -402,9 +400,9 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
                 f"{max(deadline - time.time(), 0) / 60:.0f} min left of --hours")
         return False
 
-    def expect(run: protocol.Run) -> None:
+    def expect(run: protocol.Run, seconds: float | None) -> None:
         """Remember what `run`'s estimate says of one epoch, to compare with its epochs."""
-        seconds, left = estimate_s(run, results, work), _epochs_left(run, work)
+        left = _epochs_left(run, work)
         if seconds is not None and left:
             expected[run.name] = (seconds / (MARGIN * _with_evaluation(run.data) * left),
                                   run.epochs - left)
@@ -421,12 +419,14 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
             for run in pending(plan(), results):
                 if run.name in started:
                     continue
-                if not fits(run, scale):
+                # estimate_s reads every results file: once per run and pick
+                estimate = estimate_s(run, results, work) if deadline is not None else None
+                if not fits(run, estimate, scale):
                     too_late = True
                     continue
                 started.add(run.name)
                 if deadline is not None:
-                    expect(run)
+                    expect(run, estimate)
                 under_way.add(run.name)
                 return run, too_late
             return None, too_late
