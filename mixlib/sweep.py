@@ -21,10 +21,10 @@ With ``--commit``, each finished run is committed on its own (only its files).
 
 A machine that does not outlive the session loses a run in progress with its checkpoint, so
 ``--hours H`` starts only runs that should end within H hours of the sweep's start: a run's
-time is estimated from the recorded training time per epoch of its preset's finished runs, else
-from the presets' one-thread benchmark (the Imagenette presets' at 128 px) scaled by how the
-finished runs compared with it, with the evaluation after each epoch and a margin
-(`estimate_s`). Records from other days say little about how fast the machine is today, so
+time is estimated from the presets' one-thread benchmark (the Imagenette presets' at 128 px)
+scaled by how the finished runs compared with it, else (a preset not benchmarked) from the
+recorded training time per epoch of its preset's finished runs, with the evaluation after each
+epoch and a margin (`estimate_s`). Records from other days say little about how fast the machine is today, so
 once the sweep's own runs have finished an epoch, every estimate is scaled by how long their
 epochs took against what their estimates said (`_measured_over_estimated`). A run with no
 estimate, or one that would end too late, is left for a later sweep, and a shorter one after
@@ -158,15 +158,19 @@ def _measured_over_estimated(expected: dict[str, tuple[float, int]], work: Path)
 def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     """Seconds `run` should take to finish on this machine, or None if nothing tells.
 
-    The median recorded training time per epoch of its preset's finished runs in `results`; a
-    preset with none is timed by its data's benchmark (`BENCH` beside `results`: images per
-    second), scaled by the median ratio of the finished runs' epoch times (on any data) to what
-    the benchmarks say of their presets. Times the epochs it has left (a stopped run resumes),
-    the evaluation after each (`_with_evaluation`) and `MARGIN`. The finished runs shared the
-    machine as the sweep's runs do (two side by side), so the estimate holds for a sweep run
-    the same way. Where some finished runs ran on this machine's kind of CPU (their
-    ``hardware["cpu"]``), only those count: runs on another CPU, with older code, ran at other
-    speeds (an AMD machine's 180-minute runs would keep a preset out of every session).
+    The presets' one-thread benchmark (`BENCH` beside `results`, images per second, measured in
+    turns at one commit, so the presets' speeds compare like with like; Imagenette's at 128 px)
+    times an epoch of its preset, scaled by the median ratio of the finished runs' epoch times to
+    what the benchmark says of their presets. A preset the benchmark lacks is timed by the median
+    of its own finished runs. Not the other way round: a preset's own runs time the code they
+    ran, and a preset whose runs all predate a speed-up (neighbourhood attention's tiles, the
+    depthwise backward) would keep an estimate two or three times too long, out of every
+    session; the median over all presets is not moved by a few such runs. Times the epochs it
+    has left (a stopped run resumes), the evaluation after each (`_with_evaluation`) and
+    `MARGIN`. The finished runs shared the machine as the sweep's runs do (two side by side),
+    so the estimate holds for a sweep run the same way. Where some finished runs ran on this
+    machine's kind of CPU (their ``hardware["cpu"]``), only those count: runs on another CPU
+    ran at other speeds.
     """
     records = load_runs(results) if results.is_dir() else []
     here = [r for r in records if r.get("hardware", {}).get("cpu") == _this_cpu()]
@@ -175,8 +179,6 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
         epoch_s.setdefault(record["model"], []).append(record["train_time_s"] / record["epochs"])
     left = _epochs_left(run, work)
     factor = MARGIN * _with_evaluation(run.data) * left
-    if run.model in epoch_s:  # a model's name says its data
-        return factor * median(epoch_s[run.model])
     bench_epoch_s = {}  # model -> seconds of one epoch at its benchmark's speed
     for data, path in BENCH.items():
         if (results.parent / path).is_file():
@@ -185,9 +187,11 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
                                   for row in rows if "train_img_s_turns" in row})
     ratios = [seconds / bench_epoch_s[model]
               for model, times in epoch_s.items() if model in bench_epoch_s for seconds in times]
-    if run.model not in bench_epoch_s or not ratios:
-        return None
-    return factor * median(ratios) * bench_epoch_s[run.model]
+    if run.model in bench_epoch_s and ratios:
+        return factor * median(ratios) * bench_epoch_s[run.model]
+    if run.model in epoch_s:  # a model's name says its data
+        return factor * median(epoch_s[run.model])
+    return None
 
 
 def decided_epochs(results: Path) -> int:

@@ -201,18 +201,20 @@ def _finished(results, run, train_time_s):
         {"model": run.model, "seed": run.seed, "epochs": run.epochs, "train_time_s": train_time_s}))
 
 
-def test_a_runs_estimate_comes_from_its_presets_runs_else_the_scaled_benchmark(tmp_path):
+def test_a_runs_estimate_is_the_scaled_benchmark_else_its_presets_runs(tmp_path):
     results, work = tmp_path / "results" / "sweep", tmp_path / "work"
+    per_epoch = sweep.MARGIN * sweep._with_evaluation("cifar10")
     # lka: three finished runs at 60, 90 and 300 s per epoch (median 90); pooling: one at 40
     for seed, seconds in zip(protocol.SEEDS, (60, 90, 300)):
         _finished(results, protocol.Run("lka", seed), 15 * seconds)
     _finished(results, protocol.Run("pooling", 0), 15 * 40)
     todo = protocol.Run("lka", 0, 30)
-    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * sweep._with_evaluation("cifar10") * 30 * 90)
+    # no benchmark: a preset's own runs time it
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(per_epoch * 30 * 90)
     # a stopped run has only the epochs it has left
     (work / todo.name).mkdir(parents=True)
     (work / todo.name / "metrics.jsonl").write_text("{}\n" * 20)
-    assert sweep.estimate_s(todo, results, work) == pytest.approx(sweep.MARGIN * sweep._with_evaluation("cifar10") * 10 * 90)
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(per_epoch * 10 * 90)
 
     elsa = protocol.Run("elsa", 0)
     assert sweep.estimate_s(elsa, results, work) is None  # no run and no benchmark
@@ -223,9 +225,16 @@ def test_a_runs_estimate_comes_from_its_presets_runs_else_the_scaled_benchmark(t
     speeds = {"lka_cifar": 500, "pooling_cifar": 2500, "elsa_cifar": 1000}
     bench.write_text(json.dumps({"rows": [{"model": m, "train_img_s_turns": v}
                                           for m, v in speeds.items()]}))
-    assert sweep.estimate_s(elsa, results, work) == \
-        pytest.approx(sweep.MARGIN * sweep._with_evaluation("cifar10") * 15 * 1.45 * 50)
+    assert sweep.estimate_s(elsa, results, work) == pytest.approx(per_epoch * 15 * 1.45 * 50)
+    # a benchmarked preset is timed the same way, whatever its own runs took: pooling's one run
+    # (twice its benchmark, as a run of older, slower code would be) does not set its estimate
+    pooling = protocol.Run("pooling", 1)
+    assert sweep.estimate_s(pooling, results, work) == pytest.approx(per_epoch * 15 * 1.45 * 20)
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(per_epoch * 10 * 1.45 * 100)
     assert sweep.estimate_s(protocol.Run("gnconv", 0), results, work) is None  # not benchmarked
+    _finished(results, protocol.Run("gnconv", 0), 15 * 70)  # ... but it has a run
+    assert sweep.estimate_s(protocol.Run("gnconv", 1), results, work) == \
+        pytest.approx(per_epoch * 15 * 70)
     lka_128 = protocol.Run("lka", 0, epochs=10, data="imagenette")
     assert sweep.estimate_s(lka_128, results, work) is None  # Imagenette's benchmark is missing
     # Imagenette's own benchmark, scaled by the CIFAR-10 runs' ratio: 9,469 images at 100 img/s
