@@ -42,6 +42,7 @@ from PIL import Image
 
 from .files import atomic_write, file_digest, load_checked, remove_stale_parts, save_checked
 from .layers import check_int
+from .paths import cache_root
 
 __all__ = [
     "DatasetSpec",
@@ -184,13 +185,6 @@ def data_root(root: str | os.PathLike | None = None) -> Path | None:
         return Path(os.environ["MIXLIB_DATA"]).expanduser()
     beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data"
     return beside_checkout if beside_checkout.is_dir() else None
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mixlib"
-    return Path(os.environ.get("MIXLIB_CACHE", default)).expanduser()
 
 
 def sha256(path: Path) -> str:

@@ -11,33 +11,10 @@ Every number chapter 8 shows goes through these functions, from files committed 
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 from pathlib import Path
 
-REPOSITORY = "https://github.com/mixlib/token-mixers"  # where a pip-installed mixlib finds them
-
-
-def results_folder(*, fetch: bool = True) -> Path:
-    """The ``results/`` folder committed with the code: ``$MIXLIB_RESULTS`` if set, else the one
-    beside this mixlib (a clone of the repository), else, for a pip-installed mixlib (Colab), a
-    shallow clone of the repository in the cache (``fetch=False``: an error instead). Every
-    chapter that reads results or trained weights finds them through this one function."""
-    if os.environ.get("MIXLIB_RESULTS"):
-        return Path(os.environ["MIXLIB_RESULTS"]).expanduser()
-    beside = Path(__file__).resolve().parents[1] / "results"
-    if beside.is_dir():
-        return beside
-    from .data import cache_root  # the data's cache folder ($MIXLIB_CACHE), one rule for both
-    clone = cache_root() / "token-mixers"
-    if not (clone / "results").is_dir():
-        if not fetch:
-            raise FileNotFoundError(f"no results folder beside {Path(__file__).parent} and "
-                                    f"fetch=False; set MIXLIB_RESULTS or clone {REPOSITORY}")
-        clone.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, str(clone)], check=True)
-    return clone / "results"
+from .paths import REPOSITORY, results_folder  # the chapters import them from here
 
 
 def load_runs(folder: str | Path) -> list[dict]:

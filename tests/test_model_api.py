@@ -138,11 +138,22 @@ def test_init_torch_keeps_pytorchs_default_for_the_paper_models():
         models.build("convnext_t", init="xavier")
 
 
-def test_trained_weights_name_the_way_to_fetch_them_only_where_the_folder_is_missing(tmp_path):
-    """A mixlib installed with pip (Colab) has no results/ beside it: the error says how to get
-    the weights; in a checkout that lacks one preset's weights it lists those it has instead."""
-    from mixlib import models
-    with pytest.raises(FileNotFoundError, match=r"trained so far: none; pass folder=mixlib"):
-        models.trained("dwconv_cifar", folder=tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match=r"trained so far: none\)$"):
-        models.trained("dwconv_cifar", folder=tmp_path)
+def test_trained_weights_are_found_where_the_chapters_find_the_results(tmp_path, monkeypatch):
+    """Without folder=, trained() reads ``MIXLIB_WEIGHTS``, else the results folder's weights
+    (``paths.results_folder``, a clone for a pip-installed mixlib): no chapter has to say where.
+    A missing preset lists those there are; a missing folder is named."""
+    from mixlib.files import save_torch
+    net = models.build("pooling_cifar")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    (tmp_path / "weights").mkdir()
+    save_torch(tmp_path / "weights" / "pooling_cifar.pt", {"model": "pooling_cifar",
+                                                          "state_dict": state})
+    monkeypatch.delenv("MIXLIB_WEIGHTS", raising=False)
+    monkeypatch.setenv("MIXLIB_RESULTS", str(tmp_path))
+    model = models.trained("pooling_cifar")
+    assert torch.equal(model.state_dict()["head.fc.weight"], state["head.fc.weight"].float())
+    with pytest.raises(FileNotFoundError, match=r"trained so far: pooling_cifar\)$"):
+        models.trained("dwconv_cifar")
+    monkeypatch.setenv("MIXLIB_WEIGHTS", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match=r"there is no folder .*elsewhere$"):
+        models.trained("pooling_cifar")
