@@ -266,7 +266,8 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
     Args:
         v: values, (B, C, H, W).
         w: weights, (B or 1, G, k*k, H or 1, W or 1); channel c uses group c // (C // G).
-            w[:, g, o, i] weighs neighbour i + dilation·offset_o (``neighbour_offsets``).
+            w[:, g, o, i] weighs neighbour i + offset_o, the o-th of
+            ``neighbour_offsets(kernel_size, dilation)``.
         kernel_size: k, odd.
         dilation: d, the spacing between the neighbours.
         backend: "auto", "reference", "lean", "dense", "conv" or "triton" (module docstring).
