@@ -11,6 +11,7 @@ the same way the chapters find the results.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,6 +42,25 @@ def results_folder(*, fetch: bool = True) -> Path:
         if not fetch:
             raise FileNotFoundError(f"no results folder beside {Path(__file__).parent} and "
                                     f"fetch=False; set MIXLIB_RESULTS or clone {REPOSITORY}")
-        clone.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, str(clone)], check=True)
+        _clone(clone)
     return clone / "results"
+
+
+def _clone(clone: Path) -> None:
+    """A shallow clone of the repository at `clone`, whole or not at all: cloned beside it
+    under a temporary name and renamed into place, so an interrupted clone is not mistaken
+    for one (a clone left by an older mixlib without results/ is replaced)."""
+    clone.parent.mkdir(parents=True, exist_ok=True)
+    part = clone.with_name(f".{clone.name}.{os.getpid()}.part")
+    shutil.rmtree(part, ignore_errors=True)
+    try:
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, str(part)],
+                       check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        shutil.rmtree(part, ignore_errors=True)
+        said = getattr(error, "stderr", None) or error
+        raise FileNotFoundError(f"no results folder beside {Path(__file__).parent}, and cloning "
+                                f"{REPOSITORY} into {clone} failed ({str(said).strip()}); set "
+                                f"MIXLIB_RESULTS to a checkout's results/") from error
+    shutil.rmtree(clone, ignore_errors=True)
+    os.replace(part, clone)

@@ -23,8 +23,8 @@ A machine that does not outlive the session loses a run in progress with its che
 ``--hours H`` starts only runs that should end within H hours of the sweep's start: a run's
 time is estimated from the presets' one-thread benchmark (the Imagenette presets' at 128 px)
 scaled by how the finished runs compared with it, else (a preset not benchmarked) from the
-recorded training time per epoch of its preset's finished runs, with the evaluation after each
-epoch and a margin (`estimate_s`). Records from other days say little about how fast the machine is today, so
+recorded training time per epoch of its preset's finished runs, with the evaluation after
+each epoch and a margin (`estimate_s`). Records from other days say little about how fast the machine is today, so
 once the sweep's own runs have finished an epoch, every estimate is scaled by how long their
 epochs took against what their estimates said (`_measured_over_estimated`). A run with no
 estimate, or one that would end too late, is left for a later sweep, and a shorter one after
@@ -59,6 +59,7 @@ import torch
 from . import protocol
 from .data import DATASETS
 from .files import atomic_write, save_torch
+from .paths import cache_root
 from .provenance import environment
 from .results import load_run, load_runs
 
@@ -70,7 +71,7 @@ TRAIN = [sys.executable, "-m", "mixlib.train"]  # a run's command, before its ar
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # the presets' training speed, one thread each, every step timed in turns (`mixlib.bench models
 # --turns`, the Imagenette presets at the protocol's 128 px), beside the results folder, and the
-# training images of an epoch: what estimate_s scales for a preset with no finished run
+# training images of an epoch: what estimate_s scales, by the finished runs' ratio to it
 BENCH = {"cifar10": Path("bench") / "models-small-cpu-1thread-turns.json",
          "imagenette": Path("bench") / "models-imagenette128-cpu-1thread-turns.json"}
 TRAIN_IMAGES = {name: spec.sizes["train"] for name, spec in DATASETS.items()}
@@ -84,7 +85,7 @@ class SweepLocked(RuntimeError):
 
 
 def _default_work() -> Path:
-    return Path(os.environ.get("MIXLIB_CACHE", Path.home() / ".cache" / "mixlib")) / "sweep"
+    return cache_root() / "sweep"
 
 
 def _done(run: protocol.Run, results: Path) -> bool:
@@ -161,8 +162,9 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     The presets' one-thread benchmark (`BENCH` beside `results`, images per second, measured in
     turns at one commit, so the presets' speeds compare like with like; Imagenette's at 128 px)
     times an epoch of its preset, scaled by the median ratio of the finished runs' epoch times to
-    what the benchmark says of their presets. A preset the benchmark lacks is timed by the median
-    of its own finished runs. Not the other way round: a preset's own runs time the code they
+    what the benchmark says of their presets (the runs on the same data where there are any: an
+    Imagenette epoch at 128 px compares with its benchmark otherwise than a CIFAR-10 one). A
+    preset the benchmark lacks is timed by the median of its own finished runs. Not the other way round: a preset's own runs time the code they
     ran, and a preset whose runs all predate a speed-up (neighbourhood attention's tiles, the
     depthwise backward) would keep an estimate two or three times too long, out of every
     session; the median over all presets is not moved by a few such runs. Times the epochs it
@@ -185,10 +187,14 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
             rows = json.loads((results.parent / path).read_text())["rows"]
             bench_epoch_s.update({row["model"]: TRAIN_IMAGES[data] / row["train_img_s_turns"]
                                   for row in rows if "train_img_s_turns" in row})
-    ratios = [seconds / bench_epoch_s[model]
-              for model, times in epoch_s.items() if model in bench_epoch_s for seconds in times]
-    if run.model in bench_epoch_s and ratios:
-        return factor * median(ratios) * bench_epoch_s[run.model]
+    ratios = {}  # data -> each finished run's epoch over its benchmark's
+    for record in here or records:
+        if record["model"] in bench_epoch_s:
+            ratios.setdefault(record.get("dataset"), []).append(
+                record["train_time_s"] / record["epochs"] / bench_epoch_s[record["model"]])
+    same_data = ratios.get(run.data) or [r for rs in ratios.values() for r in rs]
+    if run.model in bench_epoch_s and same_data:
+        return factor * median(same_data) * bench_epoch_s[run.model]
     if run.model in epoch_s:  # a model's name says its data
         return factor * median(epoch_s[run.model])
     return None

@@ -1,6 +1,8 @@
 """timm's model API on mixlib's presets: num_classes and reset_classifier, forward_features and
 forward_head, features_only / out_indices / feature_info, in_chans, any input size (CoAtNet
 included), and the papers' initialisation by default with PyTorch's behind init="torch"."""
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -141,7 +143,8 @@ def test_init_torch_keeps_pytorchs_default_for_the_paper_models():
 def test_trained_weights_are_found_where_the_chapters_find_the_results(tmp_path, monkeypatch):
     """Without folder=, trained() reads ``MIXLIB_WEIGHTS``, else the results folder's weights
     (``paths.results_folder``, a clone for a pip-installed mixlib): no chapter has to say where.
-    A missing preset lists those there are; a missing folder is named."""
+    A missing preset lists those there are; a missing folder is named, with where it came from;
+    a name that is no small preset is refused before anything is read or fetched."""
     from mixlib.files import save_torch
     net = models.build("pooling_cifar")
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
@@ -152,8 +155,17 @@ def test_trained_weights_are_found_where_the_chapters_find_the_results(tmp_path,
     monkeypatch.setenv("MIXLIB_RESULTS", str(tmp_path))
     model = models.trained("pooling_cifar")
     assert torch.equal(model.state_dict()["head.fc.weight"], state["head.fc.weight"].float())
-    with pytest.raises(FileNotFoundError, match=r"trained so far: pooling_cifar\)$"):
+    with pytest.raises(FileNotFoundError, match=r"results folder's weights/.*"
+                       r"trained so far: pooling_cifar\)$"):
         models.trained("dwconv_cifar")
+    with pytest.raises(FileNotFoundError, match=r"in .*, folder='.*weights' \(trained so far"):
+        models.trained("dwconv_cifar", folder=tmp_path / "weights")
     monkeypatch.setenv("MIXLIB_WEIGHTS", str(tmp_path / "elsewhere"))
-    with pytest.raises(FileNotFoundError, match=r"there is no folder .*elsewhere$"):
+    with pytest.raises(FileNotFoundError, match=r"MIXLIB_WEIGHTS='.*elsewhere' names .*elsewhere, "
+                       r"which is not a folder$"):
         models.trained("pooling_cifar")
+    # a name that is no small preset is refused before any folder is read
+    module = sys.modules["mixlib.models.trained"]  # the package's `trained` is the function
+    monkeypatch.setattr(module, "weights_folder", lambda: pytest.fail("looked"))
+    with pytest.raises(ValueError, match=r"name='convnext_t' is not a small preset"):
+        models.trained("convnext_t")

@@ -267,6 +267,36 @@ def test_summary_rows_carry_the_t_interval_of_the_mean(tmp_path):
     assert row["ci_low"] == pytest.approx(0.62 - half) and row["ci_high"] == pytest.approx(0.62 + half)
 
 
+def test_results_folder_clones_the_repository_whole_or_says_why_not(tmp_path, monkeypatch):
+    """A mixlib without results/ beside it (a pip install) clones the repository into the cache,
+    under a temporary name renamed into place; a failed clone leaves nothing and names the
+    repository and the folder."""
+    import subprocess
+    from mixlib import paths
+    monkeypatch.delenv("MIXLIB_RESULTS", raising=False)
+    monkeypatch.setenv("MIXLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(paths, "__file__", str(tmp_path / "site" / "mixlib" / "paths.py"))
+    monkeypatch.setattr(paths, "REPOSITORY", str(tmp_path / "no-such-repository"))
+    with pytest.raises(FileNotFoundError, match=r"cloning .*no-such-repository into .*"
+                       r"token-mixers failed"):
+        paths.results_folder()
+    assert list((tmp_path / "cache").iterdir()) == []  # no half-made clone
+    with pytest.raises(FileNotFoundError, match="fetch=False"):
+        paths.results_folder(fetch=False)
+    origin = tmp_path / "origin"
+    (origin / "results").mkdir(parents=True)
+    (origin / "results" / "marker.txt").write_text("committed")
+    git = ["git", "-C", str(origin), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(origin)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "results"], check=True)
+    monkeypatch.setattr(paths, "REPOSITORY", origin.as_uri())
+    folder = paths.results_folder()
+    assert folder == tmp_path / "cache" / "token-mixers" / "results"
+    assert (folder / "marker.txt").read_text() == "committed"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["token-mixers"]
+
+
 def test_results_folder_is_the_one_beside_the_code_or_the_one_named(tmp_path, monkeypatch):
     from pathlib import Path
     import mixlib

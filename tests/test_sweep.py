@@ -198,7 +198,8 @@ def _finished(results, run, train_time_s):
     folder = results / run.data / run.name
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps(
-        {"model": run.model, "seed": run.seed, "epochs": run.epochs, "train_time_s": train_time_s}))
+        {"model": run.model, "dataset": run.data, "seed": run.seed, "epochs": run.epochs,
+         "train_time_s": train_time_s}))
 
 
 def test_a_runs_estimate_is_the_scaled_benchmark_else_its_presets_runs(tmp_path):
@@ -240,9 +241,16 @@ def test_a_runs_estimate_is_the_scaled_benchmark_else_its_presets_runs(tmp_path)
     # Imagenette's own benchmark, scaled by the CIFAR-10 runs' ratio: 9,469 images at 100 img/s
     (results.parent / sweep.BENCH["imagenette"]).write_text(json.dumps(
         {"rows": [{"model": "lka_imagenette", "train_img_s_turns": 100}]}))
+    per_128 = sweep.MARGIN * sweep._with_evaluation("imagenette") * 10
     assert sweep.estimate_s(lka_128, results, work) == \
-        pytest.approx(sweep.MARGIN * sweep._with_evaluation("imagenette") * 10 * 1.45
-                      * sweep.TRAIN_IMAGES["imagenette"] / 100)
+        pytest.approx(per_128 * 1.45 * sweep.TRAIN_IMAGES["imagenette"] / 100)
+    # once an Imagenette run has finished (at 2.0 times its benchmark), Imagenette's own ratio
+    # scales it, not the CIFAR-10 runs'
+    _finished(results, protocol.Run("lka", 1, epochs=10, data="imagenette"),
+              10 * 2.0 * sweep.TRAIN_IMAGES["imagenette"] / 100)
+    assert sweep.estimate_s(lka_128, results, work) == \
+        pytest.approx(per_128 * 2.0 * sweep.TRAIN_IMAGES["imagenette"] / 100)
+    assert sweep.estimate_s(elsa, results, work) == pytest.approx(per_epoch * 15 * 1.45 * 50)
 
 
 def test_with_hours_a_sweep_starts_only_runs_that_end_in_time(tmp_path, monkeypatch):

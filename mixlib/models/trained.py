@@ -5,9 +5,10 @@
 
 The weights are the final moving average of the weights of the sweep's seed-0 run (what that run
 reports as its test accuracy), kept in float16 under ``results/weights/<name>.pt`` by
-``python -m mixlib.sweep``; ``MIXLIB_WEIGHTS`` names another folder. A mixlib installed without
-the repository (Colab) finds them where the chapters find every result, ``paths.results_folder``
-(a shallow clone in the cache).
+``python -m mixlib.sweep``. Without ``folder=`` they are read from ``MIXLIB_WEIGHTS`` if set,
+else from ``weights/`` in the results folder, where the chapters find every result
+(``paths.results_folder``: ``MIXLIB_RESULTS``, the checkout mixlib runs from, or for a mixlib
+installed without the repository, Colab's, a shallow clone of it in the cache).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from ..files import load_checked
 from ..paths import results_folder
+from . import small
 from .presets import build
 
 __all__ = ["trained", "weights_folder"]
@@ -33,15 +35,26 @@ def weights_folder() -> Path:
 
 def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.Module:
     """Small preset `name` with the sweep's trained weights (float32, eval mode); its record
-    (the run, its test accuracy, the commit) is the model's ``trained_from`` attribute."""
+    (the run, its test accuracy, the commit) is the model's ``trained_from`` attribute.
+    `folder`: where the weights are (default `weights_folder()`)."""
+    small.sync_presets()
+    if name not in small.PRESETS:  # before looking anywhere (a pip install would fetch)
+        raise ValueError(f"name={name!r} is not a small preset; the sweep trains those only: "
+                         f"{', '.join(small.PRESETS)}")
+    if folder is not None:
+        where = f"folder={str(folder)!r}"
+    elif os.environ.get("MIXLIB_WEIGHTS"):
+        where = f"MIXLIB_WEIGHTS={os.environ['MIXLIB_WEIGHTS']!r}"
+    else:
+        where = "the results folder's weights/ (mixlib.paths.results_folder)"
     path = Path(folder or weights_folder()) / f"{name}.pt"
     if not path.is_file():
         if not path.parent.is_dir():
-            raise FileNotFoundError(f"no trained weights for name={name!r}: there is no folder "
-                                    f"{path.parent}")
+            raise FileNotFoundError(f"no trained weights for name={name!r}: {where} names "
+                                    f"{path.parent}, which is not a folder")
         have = sorted(p.stem for p in path.parent.glob("*.pt"))
-        raise FileNotFoundError(f"no trained weights for name={name!r} in {path.parent} "
-                                f"(trained so far: {', '.join(have) or 'none'})")
+        raise FileNotFoundError(f"no trained weights for name={name!r} in {path.parent}, "
+                                f"{where} (trained so far: {', '.join(have) or 'none'})")
     record = load_checked(path, ValueError, what="trained weights ", map_location="cpu",
                           weights_only=True, remedy="restore it from the repository "
                           "(git checkout -- results/weights) or fetch it again")
