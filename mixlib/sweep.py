@@ -24,7 +24,8 @@ A machine that does not outlive the session loses a run in progress with its che
 time is estimated from the presets' one-thread benchmark (the Imagenette presets' at 128 px)
 scaled by how the finished runs compared with it, else (a preset not benchmarked) from the
 recorded training time per epoch of its preset's finished runs, with the evaluation after
-each epoch and a margin (`estimate_s`). Records from other days say little about how fast the machine is today, so
+each epoch and a margin (`estimate_s`). Records from other days say little about how fast the
+machine is today, so
 once the sweep's own runs have finished an epoch, every estimate is scaled by how long their
 epochs took against what their estimates said (`_measured_over_estimated`). A run with no
 estimate, or one that would end too late, is left for a later sweep, and a shorter one after
@@ -164,8 +165,8 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     times an epoch of its preset, scaled by the median ratio of the finished runs' epoch times to
     what the benchmark says of their presets (the runs on the same data where there are any: an
     Imagenette epoch at 128 px compares with its benchmark otherwise than a CIFAR-10 one). A
-    preset the benchmark lacks is timed by the median of its own finished runs. Not the other way round: a preset's own runs time the code they
-    ran, and a preset whose runs all predate a speed-up (neighbourhood attention's tiles, the
+    preset the benchmark lacks is timed by the median of its own finished runs. Not the other
+    way round: a preset's own runs time the code they ran, and a preset whose runs all predate a speed-up (neighbourhood attention's tiles, the
     depthwise backward) would keep an estimate two or three times too long, out of every
     session; the median over all presets is not moved by a few such runs. Times the epochs it
     has left (a stopped run resumes), the evaluation after each (`_with_evaluation`) and
@@ -176,22 +177,21 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     """
     records = load_runs(results) if results.is_dir() else []
     here = [r for r in records if r.get("hardware", {}).get("cpu") == _this_cpu()]
-    epoch_s: dict[str, list[float]] = {}  # model -> per-epoch training seconds of its runs
-    for record in here or records:
-        epoch_s.setdefault(record["model"], []).append(record["train_time_s"] / record["epochs"])
-    left = _epochs_left(run, work)
-    factor = MARGIN * _with_evaluation(run.data) * left
     bench_epoch_s = {}  # model -> seconds of one epoch at its benchmark's speed
     for data, path in BENCH.items():
         if (results.parent / path).is_file():
             rows = json.loads((results.parent / path).read_text())["rows"]
             bench_epoch_s.update({row["model"]: TRAIN_IMAGES[data] / row["train_img_s_turns"]
                                   for row in rows if "train_img_s_turns" in row})
-    ratios = {}  # data -> each finished run's epoch over its benchmark's
+    epoch_s: dict[str, list[float]] = {}  # model -> per-epoch training seconds of its runs
+    ratios: dict[str, list[float]] = {}  # data -> each run's epoch over its benchmark's
     for record in here or records:
+        seconds = record["train_time_s"] / record["epochs"]
+        epoch_s.setdefault(record["model"], []).append(seconds)
         if record["model"] in bench_epoch_s:
             ratios.setdefault(record.get("dataset"), []).append(
-                record["train_time_s"] / record["epochs"] / bench_epoch_s[record["model"]])
+                seconds / bench_epoch_s[record["model"]])
+    factor = MARGIN * _with_evaluation(run.data) * _epochs_left(run, work)
     same_data = ratios.get(run.data) or [r for rs in ratios.values() for r in rs]
     if run.model in bench_epoch_s and same_data:
         return factor * median(same_data) * bench_epoch_s[run.model]

@@ -25,12 +25,19 @@ from .presets import build
 __all__ = ["trained", "weights_folder"]
 
 
+def _default_folder() -> tuple[Path, str]:
+    """The weights folder without ``folder=``, and what named it (for errors)."""
+    named = os.environ.get("MIXLIB_WEIGHTS")
+    if named:
+        return Path(named), f"MIXLIB_WEIGHTS={named!r}"
+    return results_folder() / "weights", ("the results folder's weights/ "
+                                          "(mixlib.paths.results_folder)")
+
+
 def weights_folder() -> Path:
     """``MIXLIB_WEIGHTS``, else ``weights/`` in the results folder (``paths.results_folder``:
     ``$MIXLIB_RESULTS``, the checkout mixlib runs from, or a clone of the repository)."""
-    if os.environ.get("MIXLIB_WEIGHTS"):
-        return Path(os.environ["MIXLIB_WEIGHTS"])
-    return results_folder() / "weights"
+    return _default_folder()[0]
 
 
 def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.Module:
@@ -41,13 +48,9 @@ def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.M
     if name not in small.PRESETS:  # before looking anywhere (a pip install would fetch)
         raise ValueError(f"name={name!r} is not a small preset; the sweep trains those only: "
                          f"{', '.join(small.PRESETS)}")
-    if folder is not None:
-        where = f"folder={str(folder)!r}"
-    elif os.environ.get("MIXLIB_WEIGHTS"):
-        where = f"MIXLIB_WEIGHTS={os.environ['MIXLIB_WEIGHTS']!r}"
-    else:
-        where = "the results folder's weights/ (mixlib.paths.results_folder)"
-    path = Path(folder or weights_folder()) / f"{name}.pt"
+    folder, where = ((Path(folder), f"folder={str(folder)!r}") if folder is not None
+                     else _default_folder())
+    path = folder / f"{name}.pt"
     if not path.is_file():
         if not path.parent.is_dir():
             raise FileNotFoundError(f"no trained weights for name={name!r}: {where} names "
