@@ -93,10 +93,29 @@ def _done(run: protocol.Run, results: Path) -> bool:
     return (results / run.data / run.name / "result.json").is_file()
 
 
+def _in_use(folder: Path) -> bool:
+    """Whether a training holds `folder`'s lock (`mixlib.train` flocks its run folder while it
+    trains, so a sweep's run under way is told from one that stopped)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # no folder (or no access): nothing trains there that we could see
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the shared lock, if it was taken
+
+
 def state(run: protocol.Run, results: Path, work: Path) -> str:
-    """"done" (its result is in `results`), "stopped" (a checkpoint waits in `work`) or "todo"."""
+    """"done" (its result is in `results`), "training" (a process holds its folder in `work`),
+    "stopped" (a checkpoint waits in `work`) or "todo"."""
     if _done(run, results):
         return "done"
+    if _in_use(work / run.name):
+        return "training"
     if (work / run.name / "checkpoint.pt").is_file():
         return "stopped"
     return "todo"

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -542,6 +543,17 @@ def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_pat
     assert len((folder / "metrics.jsonl").read_text().splitlines()) == 1
     assert sweep.state(run, results, work) == "done"
     assert (work / run.name / "checkpoint.pt").is_file()  # checkpoints stay out of the results
+    # a checkpoint waits: "stopped", unless a training holds the folder's lock ("training")
+    stopped = protocol.Run("pooling", seed=1, epochs=1)
+    shutil.copytree(work / run.name, work / stopped.name)
+    assert sweep.state(stopped, results, work) == "stopped"
+    fd = os.open(work / stopped.name, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as mixlib.train holds it
+        assert sweep.state(stopped, results, work) == "training"
+    finally:
+        os.close(fd)
+    assert sweep.state(stopped, results, work) == "stopped"
     assert not list(results.rglob("*.pt"))
     assert not list(weights.glob("*"))  # a one-epoch run is not the protocol's budget: no weights kept
     # at the protocol's budget, seed 0 keeps its weights: they load in one line and give the run's
