@@ -130,7 +130,11 @@ def test_window_attention_pads_any_size_without_leaking():
 
 def test_swin_index_is_the_transpose_of_key_minus_query():
     index = swin_relative_index(4, 5)
-    assert torch.equal(index.T, (2 * 4 - 2) * (2 * 5 - 1) + (2 * 5 - 2) - index)
+    r, c = (t.flatten() for t in torch.meshgrid(torch.arange(4), torch.arange(5), indexing="ij"))
+    # [i, j]: the table row of offset key j - query i, on a (2·4 - 1) × (2·5 - 1) table
+    key_minus_query = (r[None] - r[:, None] + 3) * 9 + (c[None] - c[:, None] + 4)
+    assert torch.equal(index.T, key_minus_query)
+    assert not torch.equal(index, key_minus_query)  # the two conventions do differ
 
 
 # 6. neighbourhood attention ----------------------------------------------------------------------
@@ -382,8 +386,9 @@ def test_elsa_filter_is_ghost_mul_times_attention_plus_ghost_add():
 def test_neighborhood_attention_flex_matches_dense(dilation):
     """flex_attention with NA's block mask and bias (forward; the CPU has no flex backward)."""
     pytest.importorskip("torch.nn.attention.flex_attention")
-    m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3, dilation=dilation).eval()
-    x = torch.randn(2, 8, 9, 11)
+    m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3,
+                     dilation=dilation).double().eval()
+    x = torch.randn(2, 8, 9, 11, dtype=torch.float64)
     with torch.no_grad():
         m.implementation = "dense"
         dense = m(x)
@@ -392,7 +397,8 @@ def test_neighborhood_attention_flex_matches_dense(dilation):
             flex = m(x)
         except NotImplementedError as error:  # pragma: no cover - depends on the PyTorch build
             pytest.skip(f"flex_attention is not supported here: {error}")
-    assert torch.allclose(flex, dense, atol=1e-5, rtol=0)  # float32: flex runs in float32
+    assert flex.dtype == torch.float64
+    assert torch.allclose(flex, dense, atol=1e-12, rtol=0)
 
 
 # attention maps: the dense (query, key) weights the figures draw are the layer's own -----------

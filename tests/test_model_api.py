@@ -16,13 +16,19 @@ PAPER_MODELS = ["swin_t", "dwnet_t", "ddwnet_t", "idwnet_t", "elsa_swin_t", "van
 
 def test_classifier_can_be_reset_and_the_head_split_off():
     torch.manual_seed(0)
-    model = models.build("dwconv_cifar").eval()
-    x = torch.randn(2, 3, 32, 32)
+    model = models.build("dwconv_cifar").double().eval()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     assert model.num_classes == 10
     feats = model.forward_features(x)
     assert feats.shape == (2, model.dims[-1], 2, 2)
-    torch.testing.assert_close(model.forward_head(feats), model(x))
-    assert model.forward_head(feats, pre_logits=True).shape == (2, model.dims[-1])
+    # this preset's head: a norm on the map, the mean over its pixels, the classifier
+    head = model.head
+    assert isinstance(head.post_norm, nn.Identity) and isinstance(head.hidden, nn.Identity)
+    pooled = head.pre_norm(feats).mean((2, 3))
+    torch.testing.assert_close(model.forward_head(feats, pre_logits=True), pooled, atol=1e-12, rtol=0)
+    torch.testing.assert_close(model(x), head.fc(pooled), atol=1e-12, rtol=0)
+    model.float()
+    x = x.float()
     model.reset_classifier(5)
     assert model.num_classes == 5 and model(x).shape == (2, 5)
     model.reset_classifier(0)
@@ -103,13 +109,20 @@ def test_coatnet_takes_other_image_sizes(size):
 def test_relative_attention_enlarges_its_table_for_a_larger_map():
     from mixlib.mixers import RelativeAttention
     torch.manual_seed(0)
-    mixer = RelativeAttention(32, num_heads=2, size=(4, 4))
+    mixer = RelativeAttention(32, num_heads=2, size=(4, 4)).double()
+    table = mixer.relative_position_bias_table.detach().T.reshape(2, 7, 7)  # [h, Δr + 3, Δc + 3]
+    # a map within the table reads the table itself: query 4 = (1, 0), key 1 = (0, 1), so
+    # query - key = (1, -1) (a sign flip or swapped axes would read [2, 4])
+    torch.testing.assert_close(mixer.relative_bias(4, 4)[:, 4, 1], table[:, 4, 2], atol=0, rtol=0)
+    # a 6×5 map needs offsets up to ±5 and ±4: the table resized (bicubic) to 11×9, then read
+    # at query - key
     bias = mixer.relative_bias(6, 5)
     assert bias.shape == (2, 30, 30)
-    assert torch.isfinite(bias).all()
-    # a map within the table reads the table itself (offset 0 sits at its centre)
-    table = mixer.relative_position_bias_table.detach().T.reshape(2, 7, 7)
-    torch.testing.assert_close(mixer.relative_bias(4, 4)[:, 0, 0], table[:, 3, 3])
+    big = nn.functional.interpolate(table[None], size=(11, 9), mode="bicubic",
+                                    align_corners=False)[0]
+    r, c = (t.flatten() for t in torch.meshgrid(torch.arange(6), torch.arange(5), indexing="ij"))
+    torch.testing.assert_close(bias, big[:, r[:, None] - r[None] + 5, c[:, None] - c[None] + 4],
+                               atol=1e-12, rtol=0)
 
 
 def _weights(model):

@@ -404,10 +404,24 @@ def test_a_stop_signal_ends_a_workers_wait_for_the_first_epoch_at_once(tmp_path,
             refused.set()
 
     monkeypatch.setattr(sweep, "run_one", fake_run_one)
-    began = time.monotonic()
+    waits = []  # (timeout, whether the event woke it) of every wait on the stop event
+
+    class Recorded(threading.Event):
+        def wait(self, timeout=None):
+            woke = super().wait(timeout)
+            waits.append((timeout, woke))
+            return woke
+
+    class Running(sweep._Running):
+        def __init__(self):
+            super().__init__()
+            self.stopped = Recorded()
+
+    monkeypatch.setattr(sweep, "_Running", Running)
     assert sweep.sweep(lambda: [short, long], results=results, work=work, workers=2, hours=2,
                        log=log) == 0
-    assert time.monotonic() - began < 30
+    # the worker waited on the 60 s poll, and the stop, not the poll's end, woke it
+    assert (sweep.POLL_S, True) in waits and all(woke for _, woke in waits), waits
 
 
 def _assert_usage_error(argv, message):

@@ -106,12 +106,17 @@ def test_neighborhood_attention_runs_on_the_kernels():
     m = mixers.build("neighborhood_attention", 8, num_heads=2, kernel_size=3,
                      implementation="aggregate").double().to(DEVICE)
     x = rand(1, 8, 6, 7)
-    expected = m(x)
     q, key, v = m._qkv(x)
-    w = (local_similarity(q * m.scale, key, 3, groups=2, backend="triton", border="clamp")
-         + m.relative_bias(6, 7, x.device)).softmax(dim=2)
-    y = local_aggregate(v, w, 3, backend="triton", border="clamp")
-    assert torch.allclose(m.proj(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), expected, atol=1e-12, rtol=0)
+
+    def layer(backend):  # the mixer's forward, written out on one backend
+        w = (local_similarity(q * m.scale, key, 3, groups=2, backend=backend, border="clamp")
+             + m.relative_bias(6, 7, x.device)).softmax(dim=2)
+        y = local_aggregate(v, w, 3, backend=backend, border="clamp")
+        return m.proj(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, C, H, W) <-> channels last
+
+    expected = layer("reference")  # not m(x): on CUDA, "auto" is the Triton kernels themselves
+    assert torch.allclose(layer("triton"), expected, atol=1e-12, rtol=0)
+    assert torch.allclose(m(x), expected, atol=1e-12, rtol=0)
 
 
 @pytest.mark.skipif(DEVICE == "cpu", reason="auto picks the kernels for CUDA tensors only")

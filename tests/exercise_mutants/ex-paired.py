@@ -26,3 +26,12 @@ def paired_interval(a, b):
     mean = statistics.fmean(d)
     half = 1.96 * statistics.stdev(d) / math.sqrt(len(d))
     return mean, mean - half, mean + half
+
+# %% mutant: a-seeds
+# pairs every seed of a, as if b had them all
+def paired_interval(a, b):
+    seeds = sorted(a)
+    d = [100 * (a[s] - b[s]) for s in seeds]
+    mean = statistics.fmean(d)
+    half = T975[len(d) - 1] * statistics.stdev(d) / math.sqrt(len(d))
+    return mean, mean - half, mean + half
