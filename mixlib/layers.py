@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["LayerNorm2d", "LayerScale", "DropPath", "add_residual", "ConvMlp", "check_map",
-           "check_int", "check_float", "check_probability", "check_divides", "pair"]
+           "check_int", "check_bool", "check_float", "check_probability", "check_divides", "pair"]
 
 
 def check_map(x: torch.Tensor, dim: int, owner: str | nn.Module) -> None:
@@ -38,6 +38,14 @@ def check_int(name: str, value, *, minimum: int = 1, odd: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (odd and value % 2 == 0):
         kind = "an odd int" if odd else "an int"
         raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """True or False, nothing else: a string such as "False" is truthy, and a flag given one
+    would silently do the opposite of what it says."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
 
 

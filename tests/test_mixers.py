@@ -189,6 +189,8 @@ def test_weights_on_another_device_are_refused_by_name(name):
     (n, a, v) for n in ("window_attention", "neighborhood_attention", "relative_attention", "elsa")
     for a in ("attn_drop", "proj_drop") for v in (1.5, -0.1, float("nan"))] + [
     ("elsa", "gamma", float("nan")), ("elsa", "qk_scale", float("inf")),
+    # a zero scale silences the mixer: ELSA's generator sees a constant, gnConv's gates are 0
+    ("elsa", "qk_scale", 0.0), ("gnconv", "scale", 0.0),
     ("gnconv", "scale", float("nan")), ("gnconv", "global_size", 0),
     ("gnconv", "global_size", 14.0), ("gnconv", "global_size", (14,)),
     ("global_filter", "size", None)])
@@ -201,11 +203,23 @@ def test_bad_float_hyperparameters_are_refused_at_construction(name, argument, v
 @pytest.mark.parametrize("name,kwargs,argument", [
     ("window_attention", dict(position_bias="no"), "position_bias"),
     ("neighborhood_attention", dict(position_bias=0), "position_bias"),
+    # a string flag is truthy: "False" would have built the bias it names
+    ("window_attention", dict(qkv_bias="False"), "qkv_bias must be True or False, got 'False'"),
+    ("neighborhood_attention", dict(qkv_bias="no"), "qkv_bias must be True or False, got 'no'"),
+    ("relative_attention", dict(qkv_bias=1), "qkv_bias must be True or False, got 1"),
+    ("elsa", dict(qkv_bias="False"), "qkv_bias must be True or False, got 'False'"),
+    ("dwconv", dict(bias="False"), "bias must be True or False, got 'False'"),
+    # a 1×1 average is the pixel itself: the mixer's output would be 0
+    ("pooling", dict(pool_size=1), "pool_size"),
+    # an odd number of q channels for the GlobalLocalFilter, which halves them: named as
+    # gnConv's arguments, not as the inner filter's dim
+    ("gnconv", dict(dim=62, order=2, global_size=(7, 7)), "dim=62, order=2"),
     # a global filter does not use the kernel: a bad one is still a typo
     ("gnconv", dict(kernel_size=4, global_size=(7, 7)), "kernel_size"),
-    ("elsa", dict(num_heads=1), "dim=2")])
+    ("elsa", dict(dim=2, num_heads=1), "dim=2")])  # ELSA's q and k get 2/3 of dim: none below 3
 def test_arguments_that_were_taken_silently_are_named(name, kwargs, argument):
-    dim = 2 if name == "elsa" else DIM  # ELSA's q and k get 2/3 of dim: none below 3
+    kwargs = dict(kwargs)
+    dim = kwargs.pop("dim", DIM)
     with pytest.raises(ValueError, match=re.escape(argument)):
         mixers.build(name, dim, **kwargs)
 
@@ -223,3 +237,17 @@ def test_neighborhood_attention_names_a_map_smaller_than_its_clamped_window():
                                          r"of length 4, in x of shape \(1, 64, 4, 9\)"):
         mixer(torch.randn(1, DIM, 4, 9))
     assert make("neighborhood_attention", kernel_size=5, border="zeros")(torch.randn(1, DIM, 4, 9)).shape == (1, DIM, 4, 9)
+
+
+def test_neighborhood_attention_checks_an_implementation_set_after_construction():
+    # chapter 3 and the benchmarks switch a built mixer's path; a typo used to run "auto",
+    # and "flex" on border="zeros" computed NATTEN's clamped windows instead
+    mixer = make("neighborhood_attention", kernel_size=3, border="zeros")
+    with pytest.raises(ValueError, match="implementation must be one of .* got 'aggreagte'"):
+        mixer.implementation = "aggreagte"
+    with pytest.raises(ValueError, match="border='zeros' needs another implementation"):
+        mixer.implementation = "flex"
+    assert mixer.implementation == "auto"  # a refused value leaves the mixer as it was
+    mixer.implementation = "dense"
+    assert mixer.implementation == "dense"
+    make("neighborhood_attention", kernel_size=3).implementation = "flex"  # clamp: allowed

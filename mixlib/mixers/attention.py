@@ -27,11 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..layers import check_divides, check_int, check_map, check_probability, pair
+from ..layers import check_bool, check_divides, check_int, check_map, check_probability, pair
 from ..ops import (axis_neighbours, clamped_neighbours, local_aggregate, local_similarity,
                    window_positions)
 from ..ops.dense import neighbour_index, weight_matrix
-from ..ops.geometry import check_clamp_fits
+from ..ops.geometry import check_clamp_fits, inside
 from ._registry import SMALL_WINDOW, MixerInfo, SmallMap, map_pixels, register_mixer
 
 __all__ = ["WindowAttention", "NeighborhoodAttention", "RelativeAttention", "resolve_heads",
@@ -116,8 +116,7 @@ def bias_table(module: nn.Module, name: str, shape: tuple[int, ...], learned: bo
     """Give `module` a relative position bias table `name` of `shape`: learned (a parameter,
     truncated normal with std 0.02, as the papers) or, switched off, zeros held as a buffer, so
     every code path reads a table and the ablation changes nothing else."""
-    if not isinstance(learned, bool):
-        raise ValueError(f"position_bias must be True or False, got {learned!r}")
+    check_bool("position_bias", learned)
     table = torch.zeros(shape)
     if learned:
         nn.init.trunc_normal_(table, std=0.02)
@@ -131,11 +130,6 @@ def _split_qkv(qkv: torch.Tensor, pattern: str, **axes):
     return rearrange(qkv, pattern, three=3, **axes).unbind(0)
 
 
-def _inside(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Which of the positions (rows, cols) lie inside an H×W map."""
-    return (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-
-
 @register_mixer("window_attention")
 class WindowAttention(nn.Module):
     r"""Swin's (shifted) window attention with relative position bias.
@@ -146,8 +140,10 @@ class WindowAttention(nn.Module):
     pixels that the roll brought together from different image regions apart.
 
     Any H, W works: the map is padded to a multiple of M and the padded keys are masked. As in
-    Swin, a map whose shorter side is at most M gets no shift. The masks use -inf (exact) where Swin
-    adds -100.
+    Swin, a map whose shorter side is at most M gets no shift. Unlike Swin, M is not then
+    reduced to min(H, W): on a square map of side at most M both are global attention, but on
+    a 4×20 map with M = 7 the windows here are 4×7, 4×7 and 4×6 (padded to 7×7), not
+    Swin's five of 4×4. The masks use -inf (exact) where Swin adds -100.
 
     Args:
         dim: C.
@@ -175,7 +171,7 @@ class WindowAttention(nn.Module):
         if shift_size >= window_size:
             raise ValueError(f"shift_size={shift_size} must be smaller than window_size={window_size}")
         M = window_size
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=check_bool("qkv_bias", qkv_bias))
         bias_table(self, "relative_position_bias_table", ((2 * M - 1) ** 2, self.num_heads),
                    position_bias)
         self.register_buffer("relative_position_index", swin_relative_index(M, M), persistent=False)
@@ -366,8 +362,9 @@ class NeighborhoodAttention(nn.Module):
     NATTEN's border rule (``border="clamp"``): near the border the window shifts inward, so every
     pixel attends to exactly k*k pixels. The bias table is (h, 2k-1, 2k-1), indexed by key - query;
     the interior only uses its central k×k. ``border="zeros"`` keeps every window centred on its
-    pixel and masks the positions outside the map before the softmax (the sliding window of
-    SASA and ELSA); it also works on maps smaller than the window, where it is global attention.
+    pixel and masks the positions outside the map before the softmax (SASA's sliding window;
+    ELSA instead keeps the outside positions in its softmax and reads zeros there); it also
+    works on maps smaller than the window, where it is global attention.
 
     ``implementation``: "aggregate" (the two ops, memory O(N·K); on a GPU they run as fused
     Triton kernels), "dense" (one masked attention over all N pixels, `attend`, memory
@@ -413,23 +410,34 @@ class NeighborhoodAttention(nn.Module):
         self.num_heads = resolve_heads(dim, num_heads)
         self.kernel_size = check_int("kernel_size", kernel_size, odd=True)
         self.dilation = check_int("dilation", dilation)
-        if implementation not in self.IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {self.IMPLEMENTATIONS}, got {implementation!r}")
         if border not in ("clamp", "zeros"):
             raise ValueError(f"border must be 'clamp' or 'zeros', got {border!r}")
-        if border == "zeros" and implementation == "flex":
-            raise ValueError("implementation='flex' builds NATTEN's clamped windows only; "
-                             "use border='clamp' or another implementation")
-        self.implementation = implementation
         self.border = border
+        self.implementation = implementation  # checked by its setter, against the border
         self._block_masks = {}  # (H, W, device) -> flex_attention's block mask of the windows
         self.scale = (dim // self.num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=check_bool("qkv_bias", qkv_bias))
         bias_table(self, "rpb", (self.num_heads, 2 * kernel_size - 1, 2 * kernel_size - 1),
                    position_bias)
         self.attn_drop = nn.Dropout(check_probability("attn_drop", attn_drop))
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(check_probability("proj_drop", proj_drop))
+
+    @property
+    def implementation(self) -> str:
+        return self._implementation_name
+
+    @implementation.setter
+    def implementation(self, value: str) -> None:
+        # a property, so that switching a built mixer (as the benchmarks and chapter 3 do) is
+        # checked too: a typo would otherwise run "auto", and "flex" with border="zeros" would
+        # silently compute clamped windows
+        if value not in self.IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {self.IMPLEMENTATIONS}, got {value!r}")
+        if value == "flex" and self.border != "clamp":
+            raise ValueError("implementation='flex' builds NATTEN's clamped windows only; "
+                             f"border={self.border!r} needs another implementation")
+        self._implementation_name = value
 
     def _qkv(self, x: torch.Tensor):
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, 3C)
@@ -451,7 +459,7 @@ class NeighborhoodAttention(nn.Module):
         rows, cols, rel_rows, rel_cols = self._positions(height, width, device or self.rpb.device)
         bias = self.rpb[:, rel_rows, rel_cols]
         if self.border == "zeros":
-            bias = bias.masked_fill(~_inside(rows, cols, height, width), float("-inf"))
+            bias = bias.masked_fill(~inside(rows, cols, height, width), float("-inf"))
         return bias
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -615,7 +623,7 @@ class RelativeAttention(nn.Module):
         self.dim_out = check_int("dim_out", dim_out) if dim_out is not None else dim
         self.num_heads = resolve_heads(self.dim_out, num_heads)
         self.size = pair("size", size)
-        self.qkv = nn.Conv2d(dim, 3 * self.dim_out, 1, bias=qkv_bias)
+        self.qkv = nn.Conv2d(dim, 3 * self.dim_out, 1, bias=check_bool("qkv_bias", qkv_bias))
         bias_table(self, "relative_position_bias_table",
                    ((2 * self.size[0] - 1) * (2 * self.size[1] - 1), self.num_heads), True)
         self.attn_drop = check_probability("attn_drop", attn_drop)
@@ -631,7 +639,8 @@ class RelativeAttention(nn.Module):
             grid = table.T.reshape(1, -1, 2 * self.size[0] - 1, 2 * self.size[1] - 1)
             grid = F.interpolate(grid, size=(2 * rows - 1, 2 * cols - 1), mode="bicubic",
                                  align_corners=False)
-            table = grid.flatten(2)[0].T  # (h, R, C) -> ((2R-1)(2C-1), h)
+            # (1, h, 2R-1, 2S-1) -> (h, (2R-1)(2S-1)) -> ((2R-1)(2S-1), h)
+            table = grid.flatten(2)[0].T
         index = swin_relative_index(height, width, rows, cols).to(table.device)
         return lookup_bias(table, index)
 

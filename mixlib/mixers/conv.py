@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import check_divides, check_int, check_map
+from ..layers import check_bool, check_divides, check_int, check_map
 from ..ops import local_aggregate, neighbour_mask
 from ._registry import SMALL_WINDOW, FlopFormula, MixerInfo, map_pixels, register_mixer
 
@@ -84,7 +84,7 @@ class DWConv(nn.Module):
         self.dilation = check_int("dilation", dilation)
         # an nn.Conv2d holds the kernel so that checkpoints of ConvNeXt-style code load 1:1
         self.conv = nn.Conv2d(dim, dim, kernel_size, padding=dilation * (kernel_size // 2),
-                              dilation=dilation, groups=dim, bias=bias)
+                              dilation=dilation, groups=dim, bias=check_bool("bias", bias))
 
     def aggregation_weights(self, x: torch.Tensor | None = None
                             ) -> torch.Tensor:
@@ -257,7 +257,8 @@ class Pooling(nn.Module):
     def __init__(self, dim: int, *, pool_size: int = 3):
         super().__init__()
         self.dim = check_int("dim", dim)
-        self.pool_size = check_int("pool_size", pool_size, odd=True)
+        # at least 3: a 1×1 "average" is the pixel itself, and the mixer's output would be 0
+        self.pool_size = check_int("pool_size", pool_size, minimum=3, odd=True)
 
     def aggregation_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(1, 1, K, H, W): 1/|N(i)| on the neighbours inside the image, minus 1 at the centre."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import check_float, check_int, check_map, check_probability
+from ..layers import check_bool, check_float, check_int, check_map, check_probability
 from ..ops import local_aggregate
 from ._registry import SMALL_WINDOW, MixerInfo, map_pixels, register_mixer
 from .attention import resolve_heads
@@ -74,9 +74,11 @@ class ELSA(nn.Module):
         self.dim_qk = math.ceil((dim // 3 * 2) / group_width) * group_width
         if self.dim_qk < 1:  # dim // 3 * 2 is 0 below three channels
             raise ValueError(f"dim={dim} leaves no query/key channel (ELSA's 2/3 of dim)")
-        self.scale = check_float("qk_scale", qk_scale) if qk_scale is not None else (dim // self.num_heads) ** -0.5
+        # 0 would make the generator's input constant (ELSA's code reads 0 as "the default")
+        self.scale = (check_float("qk_scale", qk_scale, above=0) if qk_scale is not None
+                      else (dim // self.num_heads) ** -0.5)
         K = kernel_size ** 2
-        self.pre_proj = nn.Conv2d(dim, 2 * self.dim_qk + dim, 1, bias=qkv_bias)
+        self.pre_proj = nn.Conv2d(dim, 2 * self.dim_qk + dim, 1, bias=check_bool("qkv_bias", qkv_bias))
         self.generator = nn.Sequential(
             nn.Conv2d(self.dim_qk, self.dim_qk, kernel_size, padding=dilation * (kernel_size // 2),
                       dilation=dilation, groups=self.dim_qk // group_width),
@@ -133,7 +135,7 @@ class ELSA(nn.Module):
                 static = (self.gamma * self.ghost_add).view(1, self.dim, -1, 1, 1)
                 y = y + local_aggregate(v, static, self.kernel_size, self.dilation)
         y = self.post_proj(y.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, C)
-        return self.proj_drop(y).permute(0, 3, 1, 2)
+        return self.proj_drop(y).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
 
     def multiply_adds(self, height: int, width: int) -> int:
         """N (C (2D + C) + D k² (g + G) + a k² C + C²), D = dim_qk, g = group_width: the

@@ -9,9 +9,10 @@ Networks for Image Classification", NeurIPS 2021, arXiv 2107.00645).
   depthwise convolution over the whole map, y_i = Σ_j k_c[(i - j) mod (H, W)] x_j with
   k = irfft2(W) (a convolution, so as a cross-correlation its kernel is k flipped): static
   weights, one global kernel per channel.
-- GnConv: p_0 ⊙ DW(q_0), then p_{k+1} = W_k(p_k) ⊙ DW(q_k)...: each order multiplies by one
-  more spatially aggregated gate. Order 1 is a gated depthwise conv, whose weights
-  w_ij = p_i ⊙ K[j - i] depend on the input through the query-side gate p_i.
+- GnConv: p_1 = p_0 ⊙ s·DW(q_0), then p_{k+1} = pw_{k-1}(p_k) ⊙ s·DW(q_k), ...: each order
+  multiplies by one more spatially aggregated gate. Order 1 is a gated depthwise conv,
+  y = proj_out(p_0 ⊙ s·(K ⋆ q_0 + b)), whose weights w_ij = s·p_i ⊙ K[j - i] on q depend on
+  the input through the query-side gate p_i (plus the gated bias s·p_i ⊙ b).
 - GlobalLocalFilter: half the channels through a 3×3 depthwise conv, half through a global
   filter; HorNet-GF uses it as gnConv's spatial mixer.
 
@@ -185,13 +186,17 @@ class GnConv(nn.Module):
             raise ValueError(f"order={order} halves dim={dim} {order - 1} times: dim must be "
                              f"divisible by {2 ** (order - 1)}")
         self.dims = [dim // 2 ** i for i in range(order)][::-1]  # smallest first
-        self.scale = check_float("scale", scale)
+        self.scale = check_float("scale", scale, above=0)  # 0 zeroes every gate: y = proj_out's bias
         # checked with a global filter too, which does not use it: a bad value is a typo
         check_int("kernel_size", kernel_size, odd=True)
         self.proj_in = nn.Conv2d(dim, 2 * dim, 1)
         if global_size is None:
             self.spatial = DWConv(sum(self.dims), kernel_size=kernel_size)
         else:
+            if sum(self.dims) % 2:  # dim not a multiple of 2**order: an odd number of q channels
+                raise ValueError(f"global_size needs dim divisible by 2**order = {2 ** order} (the "
+                                 f"GlobalLocalFilter halves the {sum(self.dims)} q channels), got "
+                                 f"dim={dim}, order={order}")
             self.spatial = GlobalLocalFilter(sum(self.dims), size=pair("global_size", global_size))
         self.pws = nn.ModuleList(nn.Conv2d(self.dims[i], self.dims[i + 1], 1) for i in range(order - 1))
         self.proj_out = nn.Conv2d(dim, dim, 1)

@@ -266,8 +266,9 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
     Args:
         v: values, (B, C, H, W).
         w: weights, (B or 1, G, k*k, H or 1, W or 1); channel c uses group c // (C // G).
-            w[:, g, o, i] weighs neighbour i + offset_o, the o-th of
-            ``neighbour_offsets(kernel_size, dilation)``.
+            w[:, g, o, i] weighs the o-th neighbour of i: i + offset_o under border="zeros"
+            (the o-th of ``neighbour_offsets(kernel_size, dilation)``), the o-th position of
+            NATTEN's shifted window under "clamp" (``geometry.window_positions``).
         kernel_size: k, odd.
         dilation: d, the spacing between the neighbours.
         backend: "auto", "reference", "lean", "dense", "conv" or "triton" (module docstring).
@@ -306,7 +307,9 @@ def local_aggregate(v: torch.Tensor, w: torch.Tensor, kernel_size: int, dilation
 
 def local_similarity(q: torch.Tensor, k: torch.Tensor, kernel_size: int, dilation: int = 1, *,
                      groups: int = 1, backend: str = "auto", border: str = "zeros") -> torch.Tensor:
-    """logits[b, g, o, i] = q_i · k_{i + d·o}, the dot product over the channels of group g.
+    """logits[b, g, o, i] = q_i · k_{n(i, o)}, the dot product over the channels of group g,
+    where n(i, o) is the o-th neighbour of i: i + d·o under border="zeros", the o-th position of
+    NATTEN's shifted window under "clamp" (``geometry.window_positions``).
 
     Args:
         q: queries, (B, C, H, W); scale them first if the attention is scaled.

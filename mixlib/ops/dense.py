@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .geometry import window_positions
+from .geometry import inside, window_positions
 from .lean import accumulator
 
 # "auto" on the CPU (python -m mixlib.bench small-maps): per-pixel weights up to 8×8 maps;
@@ -40,8 +40,8 @@ def neighbour_index(height: int, width: int, kernel_size: int, dilation: int, bo
     """(N, K) long: the flat position n(i, o) of neighbour o of pixel i; N (a spare column)
     where that neighbour lies outside the image."""
     rows, cols = window_positions(height, width, kernel_size, dilation, border, device)  # (K, H, W)
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    return (rows * width + cols).masked_fill(~inside, height * width).flatten(1).t()
+    outside = ~inside(rows, cols, height, width)
+    return (rows * width + cols).masked_fill(outside, height * width).flatten(1).t()
 
 
 def weight_matrix(w: torch.Tensor, height: int, width: int, index: torch.Tensor,

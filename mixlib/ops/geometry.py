@@ -108,8 +108,13 @@ def window_positions(height: int, width: int, kernel_size: int, dilation: int = 
     return rows, cols
 
 
+def inside(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Which of the positions (rows, cols) lie inside an H×W map."""
+    return (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+
+
 def neighbour_mask(height: int, width: int, kernel_size: int, dilation: int = 1,
                    device: torch.device | str | None = None) -> torch.Tensor:
     """(K, H, W) bool: True where neighbour i + d·o of pixel i lies inside the image."""
     rows, cols = window_positions(height, width, kernel_size, dilation, "zeros", device)
-    return (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    return inside(rows, cols, height, width)
