@@ -85,6 +85,11 @@ def lookup_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table[index.reshape(-1)].view(*index.shape, table.shape[1]).permute(2, 0, 1)  # (N, N, h) -> (h, N, N)
 
 
+def attention_weights(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / √d + bias) over the keys (the last axis): the weights w_ij."""
+    return ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias).softmax(-1)
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
            dropout_p: float = 0.0) -> torch.Tensor:
     """softmax(q kᵀ / √d + bias) v over the last two axes; bias broadcasts, -inf masks.
@@ -96,7 +101,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     bias = bias.to(q.dtype)
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
-    attn = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias).softmax(-1)
+    attn = attention_weights(q, k, bias)
     if dropout_p:
         attn = F.dropout(attn, dropout_p)
     return attn @ v
@@ -250,8 +255,7 @@ class WindowAttention(nn.Module):
         shift = self._shift(H, W)
         q, k, _ = _split_qkv(self.qkv(self._partition(x.permute(0, 2, 3, 1), shift)),
                              "b n t (three h d) -> three b n h t d", h=self.num_heads)
-        attn = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-                + self._masked_bias(H, W, x.device)).softmax(-1)  # (B, nW, h, T, T)
+        attn = attention_weights(q, k, self._masked_bias(H, W, x.device))  # (B, nW, h, T, T)
         # each window position's pixel, 1 + its index in the map; 0 for padding
         pixel = torch.arange(1, H * W + 1, device=x.device).view(1, H, W, 1)
         pixel = self._partition(pixel, shift)[0, :, :, 0]  # (nW, T)
