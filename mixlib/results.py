@@ -11,6 +11,7 @@ Every number chapter 8 shows goes through these functions, from files committed 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def load_run(folder: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"folder={str(folder)!r} holds no result.json (unfinished run?)")
     run = json.loads(path.read_text())
+    accuracy = run.get("test_acc")
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) \
+            or not math.isfinite(accuracy):  # every statistic below would fail or be NaN
+        raise ValueError(f"{path} records test_acc={accuracy!r}, not a finite accuracy")
     evaluation = folder / "checkpoint_eval.json"
     run["checkpoint_eval"] = json.loads(evaluation.read_text()) if evaluation.is_file() else None
     return run
@@ -43,18 +48,15 @@ def load_run(folder: str | Path) -> dict:
 def summarize(runs: list[dict]) -> list[dict]:
     """One row per model: its seeds, test accuracies, their mean and spread, and the budget.
 
-    Runs of one model must share their budget (data, epochs, training images); a mixed set is
-    an error rather than an average of different experiments.
+    Runs of one model must be one experiment (`one_experiment`: one budget and recipe, one run
+    per seed); a mixed set is an error rather than an average of different experiments.
     """
     groups: dict[str, list[dict]] = {}
     for run in runs:
         groups.setdefault(run["model"], []).append(run)
     rows = []
     for model, group in groups.items():
-        budgets = {(r["dataset"], r["epochs"], r["train_images"], r["config"].get("image_size"))
-                   for r in group}
-        if len(budgets) > 1:
-            raise ValueError(f"runs of {model} have different budgets {sorted(budgets, key=str)}")
+        one_experiment(group, model)
         accs = [r["test_acc"] for r in group]
         interval = t_interval(accs)
         times = [r["train_time_s"] for r in group]
@@ -71,6 +73,34 @@ def summarize(runs: list[dict]) -> list[dict]:
             "threads": group[0]["hardware"].get("threads"), "commit": group[0]["commit"],
         })
     return sorted(rows, key=lambda row: -row["mean_acc"])
+
+
+# the fields of a run's config that name it or say where it ran, not what experiment it is
+_NOT_RECIPE = frozenset({"model", "seed", "run", "out", "device", "checkpoint_every", "log_every"})
+
+
+def _recipe(run: dict) -> dict:
+    """What makes a run's experiment, besides its model and seed: its data, budget and every
+    training setting (its config, with the arithmetic and data size it recorded)."""
+    recipe = {k: v for k, v in (run.get("config") or {}).items() if k not in _NOT_RECIPE}
+    recipe.update({k: run.get(k) for k in ("dataset", "epochs", "train_images", "amp", "quick")})
+    return recipe
+
+
+def one_experiment(runs: list[dict], what: str) -> None:
+    """A ValueError naming `what` unless `runs` are one experiment over seeds: the same budget
+    and recipe (a bf16 or quick run, or one with other augmentation, is another experiment),
+    and one run per seed (a second run of a seed would count twice, or silently replace it)."""
+    recipes = [_recipe(r) for r in runs]
+    differ = sorted(k for k in set().union(*recipes)
+                    if len({json.dumps(r.get(k), sort_keys=True) for r in recipes}) > 1)
+    if differ:
+        raise ValueError(f"runs of {what} have different budgets or recipes (they differ in "
+                         f"{', '.join(differ)}): not one experiment to average")
+    seeds = [r["seed"] for r in runs]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"runs of {what} repeat seed(s) {repeated}: keep one run per seed")
 
 
 def epoch_seconds(history: list[dict]) -> list[float]:
@@ -158,6 +188,9 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
+_ROUNDING = 1e-9  # points: far below the 0.01 of one test image in 10,000, far above float error
+
+
 def t_interval(values: list[float]) -> dict:
     """Mean of `values` and its 95% t-interval (n − 1 degrees of freedom): ``mean``, ``low``,
     ``high``, ``n``. One value has no interval (low and high are NaN)."""
@@ -190,13 +223,18 @@ def verdict(differences: list[dict], kind: str, *, margin: float, seeds: int) ->
         raise ValueError(f"kind must be 'better', 'equal' or 'best', got {kind!r}")
     if seeds < 2:  # a t-interval needs two
         raise ValueError(f"seeds must be at least 2, got {seeds!r}")
+    if not differences:  # all() of nothing would read "reproduces"
+        raise ValueError(f"differences must hold one per rival, got none (kind={kind!r})")
     if any(d["n"] < seeds for d in differences):
         return "pending"
     if kind == "equal":
         (d,) = differences
-        if -margin <= d["low"] and d["high"] <= margin:
+        # the differences are multiples of 0.01 points (accuracies of 10,000 images) up to
+        # float rounding: 100 * (0.81 - 0.80) is 1.0000000000000009, "within ±1" all the same
+        within = margin + _ROUNDING
+        if -within <= d["low"] and d["high"] <= within:
             return "reproduces"
-        if d["low"] > margin or d["high"] < -margin:
+        if d["low"] > within or d["high"] < -within:
             return "contradicts"
         return "undecided at this scale"
     if all(d["low"] > 0 for d in differences):
@@ -220,7 +258,9 @@ def machines(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict
 
 
 def _at_budget(runs: list[dict], model: str, epochs: int, dataset: str) -> list[dict]:
-    return [r for r in runs if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)]
+    chosen = [r for r in runs if (r["model"], r["epochs"], r["dataset"]) == (model, epochs, dataset)]
+    one_experiment(chosen, f"{model} at {epochs} epochs on {dataset}")
+    return chosen
 
 
 def pilot(runs: list[dict]) -> dict:
@@ -252,8 +292,9 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
         epochs = cifar_epochs if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
         suffix = "_cifar" if claim.data == "cifar10" else f"_{claim.data}"
 
-        def acc(preset):
-            return accuracies(runs, preset + suffix, epochs=epochs, dataset=claim.data)
+        def acc(preset):  # the protocol's seeds only: an extra seed is no part of its verdict
+            found = accuracies(runs, preset + suffix, epochs=epochs, dataset=claim.data)
+            return {seed: value for seed, value in found.items() if seed in protocol.SEEDS}
 
         def machine(preset):
             return machines(runs, preset + suffix, epochs=epochs, dataset=claim.data)

@@ -248,7 +248,10 @@ def test_verdicts_compare_cifar_runs_at_the_e_the_pilot_decided():
     assert pilot(pilot_runs[:3])["epochs"] is None
     at = {budget: [{"model": f"{preset}_cifar", "seed": s, "epochs": budget, "dataset": "cifar10",
                     "test_acc": acc + 0.001 * s}
-                   for preset, acc in (("dwconv", 0.85), ("pooling", 0.80)) for s in protocol.SEEDS]
+                   for preset, acc in (("dwconv", 0.85), ("pooling", 0.80)) for s in protocol.SEEDS
+                   # a pilot run is its preset's seed 0 at that budget, not a second one
+                   if not any((p["model"], p["epochs"], p["seed"]) == (f"{preset}_cifar", budget, s)
+                              for p in pilot_runs)]
           for budget in (e, e2)}
     # flipped: the claim reads the runs at 2E, pending until they exist; the runs at E do not count
     (row,) = verdicts(pilot_runs + at[e], [claim])
@@ -304,3 +307,56 @@ def test_results_folder_is_the_one_beside_the_code_or_the_one_named(tmp_path, mo
     assert results.results_folder(fetch=False) == Path(mixlib.__file__).resolve().parents[1] / "results"
     monkeypatch.setenv("MIXLIB_RESULTS", str(tmp_path))
     assert results.results_folder() == tmp_path
+
+
+def test_a_run_without_a_finite_accuracy_is_named(tmp_path):
+    for name, acc in (("nan", float("nan")), ("none", None)):
+        write_run(tmp_path / name, "a_cifar", 0, acc)
+        with pytest.raises(ValueError, match=rf"{name}/a_cifar-s0/result.json records test_acc="):
+            results.load_runs(tmp_path / name)
+
+
+def test_a_repeated_seed_or_another_recipe_is_not_averaged(tmp_path):
+    write_run(tmp_path / "a", "a_cifar", 0, 0.5)
+    write_run(tmp_path / "a", "a_cifar", 1, 0.6)
+    runs = results.load_runs(tmp_path / "a")
+    assert results.summarize(runs)[0]["seeds"] == [0, 1]
+    # a second run of seed 0 (another folder): it would count as a third seed
+    with pytest.raises(ValueError, match=r"runs of a_cifar repeat seed\(s\) \[0\]"):
+        results.summarize(runs + [dict(runs[0], test_acc=0.7)])
+    # a bf16 run, or one with other augmentation, is another experiment
+    for changed in ({"amp": "bf16"}, {"config": {"image_size": None, "cutout": 12}}):
+        with pytest.raises(ValueError, match="different budgets or recipes .*differ in (amp|cutout)"):
+            results.summarize([runs[0], {**runs[1], **changed}])
+        with pytest.raises(ValueError, match="a_cifar at 2 epochs on cifar10 have different"):
+            results.accuracies([runs[0], {**runs[1], **changed}], "a_cifar", epochs=2,
+                               dataset="cifar10")
+
+
+def test_verdicts_read_the_protocols_seeds_only():
+    from mixlib import protocol
+    from mixlib.results import verdicts
+    claim = next(c for c in protocol.CLAIMS if c.key == "learned_over_pooling")
+    seeds = [*protocol.SEEDS[:-1], max(protocol.SEEDS) + 1]  # the last seed missing, another there
+    runs = [{"model": f"{preset}_cifar", "seed": s, "epochs": protocol.EPOCHS, "dataset": "cifar10",
+             "test_acc": acc + 0.001 * s}
+            for preset, acc in (("dwconv", 0.85), ("pooling", 0.80)) for s in seeds]
+    (row,) = verdicts(runs, [claim])
+    assert row["verdict"] == "pending" and row["differences"][0]["seeds"] == list(protocol.SEEDS[:-1])
+
+
+def test_an_equal_claim_at_exactly_the_margin_reproduces():
+    from mixlib.results import paired_difference, verdict
+    # every seed exactly one point apart: 100 * (0.81 - 0.80) is 1.0000000000000009 in floats
+    d = paired_difference({0: 0.81, 1: 0.8238, 2: 0.81}, {0: 0.80, 1: 0.8138, 2: 0.80})
+    assert d["high"] > 1.0  # the float rounding the rule must not read as a difference
+    assert verdict([d], "equal", margin=1.0, seeds=3) == "reproduces"
+    beyond = paired_difference({0: 0.8101, 1: 0.8101, 2: 0.8101}, {0: 0.80, 1: 0.80, 2: 0.80})
+    assert verdict([beyond], "equal", margin=1.0, seeds=3) == "contradicts"
+
+
+def test_a_verdict_needs_a_difference():
+    from mixlib.results import verdict
+    for kind in ("better", "best"):
+        with pytest.raises(ValueError, match="differences must hold one per rival, got none"):
+            verdict([], kind, margin=1.0, seeds=3)
