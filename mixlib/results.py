@@ -36,10 +36,6 @@ def load_run(folder: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"folder={str(folder)!r} holds no result.json (unfinished run?)")
     run = json.loads(path.read_text())
-    accuracy = run.get("test_acc")
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) \
-            or not math.isfinite(accuracy):  # every statistic below would fail or be NaN
-        raise ValueError(f"{path} records test_acc={accuracy!r}, not a finite accuracy")
     evaluation = folder / "checkpoint_eval.json"
     run["checkpoint_eval"] = json.loads(evaluation.read_text()) if evaluation.is_file() else None
     return run
@@ -90,13 +86,20 @@ def _recipe(run: dict) -> dict:
 def one_experiment(runs: list[dict], what: str) -> None:
     """A ValueError naming `what` unless `runs` are one experiment over seeds: the same budget
     and recipe (a bf16 or quick run, or one with other augmentation, is another experiment),
-    and one run per seed (a second run of a seed would count twice, or silently replace it)."""
+    and one run per seed (a second run of a seed would count twice, or silently replace it),
+    each with a finite accuracy."""
     recipes = [_recipe(r) for r in runs]
     differ = sorted(k for k in set().union(*recipes)
                     if len({json.dumps(r.get(k), sort_keys=True) for r in recipes}) > 1)
     if differ:
         raise ValueError(f"runs of {what} have different budgets or recipes (they differ in "
                          f"{', '.join(differ)}): not one experiment to average")
+    for r in runs:  # every statistic over them would fail, or be NaN
+        accuracy = r.get("test_acc")
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) \
+                or not math.isfinite(accuracy):
+            raise ValueError(f"the run of {what} with seed {r['seed']} records "
+                             f"test_acc={accuracy!r}, not a finite accuracy")
     seeds = [r["seed"] for r in runs]
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:

@@ -312,8 +312,11 @@ def test_results_folder_is_the_one_beside_the_code_or_the_one_named(tmp_path, mo
 def test_a_run_without_a_finite_accuracy_is_named(tmp_path):
     for name, acc in (("nan", float("nan")), ("none", None)):
         write_run(tmp_path / name, "a_cifar", 0, acc)
-        with pytest.raises(ValueError, match=rf"{name}/a_cifar-s0/result.json records test_acc="):
-            results.load_runs(tmp_path / name)
+        runs = results.load_runs(tmp_path / name)  # read: its times still count
+        with pytest.raises(ValueError, match=rf"run of a_cifar with seed 0 records test_acc={acc}"):
+            results.summarize(runs)
+        with pytest.raises(ValueError, match="run of a_cifar at 2 epochs on cifar10 with seed 0"):
+            results.accuracies(runs, "a_cifar", epochs=2, dataset="cifar10")
 
 
 def test_a_repeated_seed_or_another_recipe_is_not_averaged(tmp_path):
