@@ -12,12 +12,14 @@ Where the images come from, in this order:
    torchvision's CIFAR-10, and fast.ai's published ``imagenette2-160`` archive, centre-cropped
    to 160×160 so that the tensors have the same shapes and labels as the local archives.
 
-The images are decoded once, straight from the archive (nothing is extracted to disk), into a
+The images are decoded once, straight from the archive (a local one is never extracted to disk), into a
 tensor file in a cache folder outside the repository (``$MIXLIB_CACHE``, default
 ``~/.cache/mixlib``); later calls load that file, checked against the checksum it holds (a
-damaged one is an error that names it). Every file is written under a temporary name and
-renamed when complete, so an interrupted run leaves nothing half-written behind; the
-temporary files of a process that was killed are removed by the next call. A downloaded
+damaged one is an error that names it). Every file mixlib writes is written under a temporary name
+and renamed when complete, so an interrupted run leaves nothing half-written behind; the
+temporary files of a process that was killed are removed by the next call. CIFAR-10's download
+is torchvision's, which writes in place: it runs under a lock, one process at a time, and
+torchvision checks its MD5 before extracting (it has no timeout). A downloaded
 Imagenette archive is checked against the MD5 published with it.
 
 ``MIXLIB_QUICK=1`` (or ``quick=True``) keeps the first few images of every class: a subset of a
@@ -25,6 +27,7 @@ few hundred images for CI and for trying a notebook on a laptop.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import tarfile
@@ -173,8 +176,12 @@ class ImageData:
 
 
 def quick_mode() -> bool:
-    """True when MIXLIB_QUICK=1: every workload shrinks (CI only)."""
-    return os.environ.get("MIXLIB_QUICK", "0") not in ("", "0")
+    """True when MIXLIB_QUICK=1: every workload shrinks (CI only). 0 or unset: off; any other
+    value is an error ("false" used to mean quick, as every value but 0 did)."""
+    value = os.environ.get("MIXLIB_QUICK", "0")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"MIXLIB_QUICK must be 1 or 0 (or unset), got {value!r}")
+    return value == "1"
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path | None:
@@ -211,8 +218,8 @@ def _decode_archive(archive: Path, label_of: Callable[[str], int | None], image_
     """Decode every image member of a tar archive whose path `label_of` maps to a label.
 
     Images are converted to RGB, centre-cropped to a square and resized to `image_size` if they
-    are not already that size. With `per_class`, only the first `per_class` images (in path
-    order) of each class are kept. Returns (N, 3, S, S) uint8 and (N,) int64, in path order.
+    are not already that size. With `per_class`, only the first `per_class` images of each
+    class are kept, first in the archive's member order (by path in the book's tarballs). Returns (N, 3, S, S) uint8 and (N,) int64, in path order.
     """
     found: list[tuple[str, int, np.ndarray]] = []
     taken = [0] * num_classes
@@ -407,7 +414,13 @@ def _download_cifar10(split: str, downloads: Path, per_class: int | None):
         from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise ImportError("downloading CIFAR-10 needs torchvision: pip install torchvision") from error
-    raw = TorchvisionCIFAR10(str(downloads), train=(split == "train"), download=True)
+    downloads.mkdir(parents=True, exist_ok=True)
+    # torchvision writes and extracts its archive in place: one process at a time (two ranks of
+    # torchrun would truncate each other's download); the kernel drops the lock of a killed one,
+    # and torchvision checks the archive's MD5 before it extracts
+    with open(downloads / ".cifar10.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        raw = TorchvisionCIFAR10(str(downloads), train=(split == "train"), download=True)
     images = torch.from_numpy(raw.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
     labels = torch.tensor(raw.targets, dtype=torch.int64)
     if per_class is not None:

@@ -59,7 +59,7 @@ from . import models
 from .files import (DiskFullError, atomic_write, load_checked, naming_a_full_disk,
                     remove_stale_parts, save_checked)
 from .provenance import code_commit, environment
-from .layers import check_float, check_int
+from .layers import check_bool, check_float, check_int
 
 __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss", "RunFolderError", "CheckpointError",
            "SettingError"]
@@ -142,6 +142,12 @@ class TrainConfig:
         # NaN passes no range test written as `value < 0`: every float is checked finite here,
         # before a NaN learning rate could fill a checkpoint with NaN weights
         check_float("ema", self.ema, minimum=0.0, below=1.0)  # 0 turns the average off
+        for name in ("tta", "channels_last", "compile"):  # "False" is truthy: it would turn it on
+            check_bool(name, getattr(self, name))
+        if self.quick is not None:
+            check_bool("quick", self.quick)
+        if not isinstance(self.model_kwargs, dict):
+            raise ValueError(f"model_kwargs must be a dict, got {self.model_kwargs!r}")
         if self.optimizer not in OPTIMIZER_DEFAULTS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_DEFAULTS)}, "
                              f"got {self.optimizer!r}")
@@ -214,7 +220,10 @@ def _build_model(config: TrainConfig, num_classes: int, device: torch.device) ->
     kwargs = dict(config.model_kwargs)
     if config.image_size:
         kwargs["image_size"] = config.image_size
-    model = models.build(config.model, num_classes=num_classes, **kwargs).to(device)
+    try:
+        model = models.build(config.model, num_classes=num_classes, **kwargs).to(device)
+    except TypeError as error:  # e.g. --width for a paper preset, which has none
+        raise SettingError(f"model={config.model!r} does not take {kwargs}: {error}") from None
     return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
@@ -561,6 +570,19 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
             if saved[key] != getattr(config, key):
                 raise RunFolderError(f"--resume with {key}={getattr(config, key)!r}, but the "
                                      f"checkpoint in {run_dir} was made with {key}={saved[key]!r}")
+        # the training set it was made on: MIXLIB_QUICK is read from the environment, and a
+        # resume under another setting would continue the order of another data set (checkpoints
+        # from before this was kept: the length of their epoch's order, when they are mid-epoch)
+        images = state.get("train_images", None if state["epoch_order"] is None
+                           else len(state["epoch_order"]))
+        if images is not None and images != len(train_data):
+            raise RunFolderError(f"--resume with {len(train_data)} training images, but the "
+                                 f"checkpoint in {run_dir} was made with {images} (is "
+                                 f"MIXLIB_QUICK set differently, or the data folder another?)")
+        # its generators' states belong to the device type they were drawn on
+        if state.get("device_type", device.type) != device.type:
+            raise RunFolderError(f"--resume on device={config.device!r} ({device.type}), but the "
+                                 f"checkpoint in {run_dir} was trained on {state['device_type']}")
         if state.get("amp", amp) != amp:  # checkpoints from before it was kept pass unchecked
             raise RunFolderError(f"--resume with amp={config.amp!r} (precision {amp!r} here), but "
                                  f"the checkpoint in {run_dir} was trained with precision "
@@ -620,7 +642,8 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                     "step": step, "elapsed": elapsed, "history": history, "epoch_order": epoch_order,
                     "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
                     "window": window, "config": asdict(config), "commits": commits,
-                    "amp": amp}  # the precision "auto" resolved to on this device
+                    "amp": amp,  # the precision "auto" resolved to on this device
+                    "train_images": len(train_data), "device_type": device.type}
         save_checked(checkpoint_path, snapshot)  # with the checksum of its content
 
     pending = []  # (step, epoch, images, then the device's loss, gradient norm, correct) per step
@@ -869,7 +892,8 @@ def main(argv: list[str] | None = None) -> int:
     except (NonFiniteLoss, DiskFullError) as error:
         print(f"stopped: {error}", file=sys.stderr)
         return 2
-    except (RunFolderError, SettingError) as error:  # nothing was trained: a usage error
+    except (RunFolderError, SettingError, mdata.DataError, FileNotFoundError) as error:
+        # nothing was trained (a setting, the run folder, or the data): a usage error
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     finally:

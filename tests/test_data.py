@@ -88,6 +88,18 @@ def test_quick_mode_follows_the_environment(tmp_path, monkeypatch):
     assert len(load("cifar10", "test", cache_dir=tmp_path)) == 10 * mdata.QUICK_PER_CLASS["test"]
 
 
+def test_quick_mode_is_1_or_0_and_nothing_else(monkeypatch):
+    for value, quick in (("1", True), ("0", False), ("", False)):
+        monkeypatch.setenv("MIXLIB_QUICK", value)
+        assert mdata.quick_mode() is quick
+    monkeypatch.delenv("MIXLIB_QUICK")
+    assert mdata.quick_mode() is False
+    for value in ("false", "true", "yes"):  # "false" used to turn it on, as all but "0" did
+        monkeypatch.setenv("MIXLIB_QUICK", value)
+        with pytest.raises(ValueError, match=f"MIXLIB_QUICK must be 1 or 0 \\(or unset\\), got '{value}'"):
+            mdata.quick_mode()
+
+
 @needs_data
 def test_corrupt_archive_is_an_error_and_leaves_nothing(tmp_path):
     folder = tmp_path / "data" / "cifar10-jpg"

@@ -311,7 +311,10 @@ NAN, INF = float("nan"), float("inf")
                                          ("max_train_images", 0), ("max_train_images", -5),
                                          ("image_size", 0), ("image_size", -5), ("padding", -1),
                                          ("padding", 32), ("seed", -1), ("device", "foo"),
-                                         ("run", ".."), ("run", "a/b"), ("run", ""), ("amp", "fp8")])
+                                         ("run", ".."), ("run", "a/b"), ("run", ""), ("amp", "fp8"),
+                                         # a string flag is truthy: "False" turned TTA on
+                                         ("tta", "False"), ("channels_last", 1), ("compile", "no"),
+                                         ("quick", "0"), ("model_kwargs", None)])
 def test_bad_config_names_the_field(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(tmp_path, **{field: value})
@@ -383,9 +386,33 @@ def test_an_older_checkpoint_without_the_new_fields_resumes_with_their_defaults(
     path = tmp_path / "tiny" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
     del state["checksum"], state["config"]["warmup_epochs"], state["config"]["tta"]
+    del state["train_images"], state["device_type"]
     torch.save(state, path)
     resumed = mtrain.train(tiny_config(tmp_path, warmup_epochs=1.0), resume=True, log=lambda *a: None)
     assert resumed["steps"] == 12
+
+
+@needs_data
+@pytest.mark.parametrize("key, value, said", [
+    # MIXLIB_QUICK comes from the environment: resumed without it, the run would go on through
+    # the full set's order from the quick set's position
+    ("train_images", 50000, "--resume with 400 training images, but the checkpoint in .* was "
+                            "made with 50000"),
+    # an older checkpoint without the count: the length of its epoch's order says it
+    ("epoch_order", torch.arange(50000), "made with 50000"),
+    ("device_type", "cuda", r"--resume on device='cpu' \(cpu\), but the checkpoint in .* was "
+                            "trained on cuda")])
+def test_resume_refuses_another_training_set_or_device(tmp_path, key, value, said):
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=3), log=lambda *a: None)
+    path = tmp_path / "tiny" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    del state["checksum"]
+    if key == "epoch_order":
+        del state["train_images"]
+    state[key] = value
+    torch.save(state, path)
+    with pytest.raises(mtrain.RunFolderError, match=said):
+        mtrain.train(tiny_config(tmp_path), resume=True, log=lambda *a: None)
 
 
 @needs_data
@@ -494,7 +521,9 @@ def test_settings_the_data_or_machine_cannot_meet_are_usage_errors(tmp_path, mon
     base = ["--model", "dwconv_cifar", "--width", "4", "--device", "cpu", "--out", str(tmp_path)]
     for extra, said in ((["--batch-size", "1000"], "batch_size=1000 is larger than the 400"),
                         (["--max-train-images", "401"], "max_train_images=401 is more than the 400"),
-                        (["--device", "cuda:99"], "device='cuda:99' is not available")):
+                        (["--device", "cuda:99"], "device='cuda:99' is not available"),
+                        # a paper preset has no width: before, a TypeError's traceback
+                        (["--model", "convnext_t"], "model='convnext_t' does not take {'width': 4}")):
         assert mtrain.main(base + extra) == 2
         assert said in capsys.readouterr().err.split("error:", 1)[1]
     assert list(tmp_path.iterdir()) == []  # no run folder left behind
