@@ -266,6 +266,30 @@ def _at_budget(runs: list[dict], model: str, epochs: int, dataset: str) -> list[
     return chosen
 
 
+def equal_time(runs: list[dict], img_s: dict[str, float], *, epochs: int, dataset: str,
+               train_images: int) -> tuple[float, list[dict]]:
+    """The protocol's equal-time view: every model of `img_s` (its training images per second,
+    measured in one benchmark) gets the time the fastest takes for `epochs` epochs of
+    `train_images`, and is read after the last whole epoch it completes in that time, in its
+    `epochs`-epoch runs (the schedule's learning rate not yet decayed there).
+
+    Returns (the time in seconds, one row per model in `img_s`'s order): ``model``, ``img_s``,
+    ``epochs`` (whole epochs in the time, at most `epochs`; 0 if not one fits), ``mean_acc``
+    (the mean test accuracy after that epoch over the seeds finished; None without a finished
+    seed or an epoch) and ``n`` (those seeds)."""
+    epoch_s = {model: train_images / speed for model, speed in img_s.items()}
+    budget_s = epochs * min(epoch_s.values())
+    rows = []
+    for model, speed in img_s.items():
+        # whole epochs in the time (the fastest model's exactly `epochs`, despite rounding)
+        fit = min(epochs, int(budget_s / epoch_s[model] + 1e-9))
+        done = [r["history"][fit - 1]["test_acc"]
+                for r in _at_budget(runs, model, epochs, dataset)] if fit else []
+        rows.append({"model": model, "img_s": speed, "epochs": fit, "n": len(done),
+                     "mean_acc": statistics.fmean(done) if done else None})
+    return budget_s, rows
+
+
 def pilot(runs: list[dict]) -> dict:
     """The pilot's final test accuracies, {(preset, epochs): accuracy} for those of its four
     seed-0 runs among `runs`, and under "epochs" the E they decide (`protocol.pilot_epochs`:

@@ -363,3 +363,22 @@ def test_a_verdict_needs_a_difference():
     for kind in ("better", "best"):
         with pytest.raises(ValueError, match="differences must hold one per rival, got none"):
             verdict([], kind, margin=1.0, seeds=3)
+
+
+def test_equal_time_reads_each_model_after_the_epochs_it_fits_in_the_fastests_time():
+    def run(model, seed, accs):
+        return {"model": model, "seed": seed, "epochs": 4, "dataset": "cifar10", "test_acc": accs[-1],
+                "history": [{"test_acc": a} for a in accs]}
+    runs = [run("fast", 0, [0.5, 0.6, 0.7, 0.8]), run("fast", 1, [0.5, 0.6, 0.7, 0.9]),
+            run("half", 0, [0.4, 0.55, 0.75, 0.85]), run("slow", 0, [0.3, 0.4, 0.5, 0.6])]
+    # 100 images an epoch: "fast" takes 1 s an epoch, "half" 2 s, "slow" 5 s, "unrun" 1.25 s
+    budget_s, rows = results.equal_time(runs, {"fast": 100, "half": 50, "slow": 20, "unrun": 80},
+                                        epochs=4, dataset="cifar10", train_images=100)
+    assert budget_s == pytest.approx(4.0)
+    by = {row["model"]: row for row in rows}
+    assert [row["model"] for row in rows] == ["fast", "half", "slow", "unrun"]
+    assert (by["fast"]["epochs"], by["fast"]["n"]) == (4, 2)
+    assert by["fast"]["mean_acc"] == pytest.approx(0.85)  # the last epoch, over both seeds
+    assert (by["half"]["epochs"], by["half"]["mean_acc"]) == (2, 0.55)  # after epoch 2, not 4
+    assert (by["slow"]["epochs"], by["slow"]["mean_acc"], by["slow"]["n"]) == (0, None, 0)
+    assert (by["unrun"]["epochs"], by["unrun"]["mean_acc"]) == (3, None)  # fits 3, none finished
