@@ -1,7 +1,10 @@
 """The models: every preset's parameter count, a forward pass of each, and the small models.
 Whole-model parity with timm, through the checkpoint converters: tests/test_convert.py."""
+import re
+
 import pytest
 import torch
+import torch.nn as nn
 
 from mixlib import mixers, models
 
@@ -116,7 +119,9 @@ def test_stage_settings_say_what_each_cifar_mixer_is_per_stage():
     assert [r["width"] for r in na] == [28, 56, 112, 224]
     assert [(r["kernel_size"], r["border"]) for r in na] == [(7, "clamp"), (7, "clamp"), (7, "zeros"), (7, "zeros")]
     windows = small.stage_settings("window_attention_cifar")
-    assert {r["window_size"] for r in windows} == {4} and {r["shift_size"] for r in windows} == {"0/2"}
+    assert {r["window_size"] for r in windows} == {4}
+    # every second block shifted where the map holds more than one window; never on 4×4 and 2×2
+    assert [r["shift_size"] for r in windows] == ["0/2", "0/2", 0, 0]
     assert [r["order"] for r in small.stage_settings("gnconv_cifar")] == [2, 3, 4, 5]
     assert [r["size"] for r in small.stage_settings("global_filter_imagenette", image_size=128)] == \
         [(32, 32), (16, 16), (8, 8), (4, 4)]
@@ -318,3 +323,31 @@ def test_reference_with_a_mixer_names_a_bad_argument(kwargs, message):
     from mixlib.models import reference
     with pytest.raises(ValueError, match=message):
         reference.with_mixer(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, said", [
+    (dict(depths=(2, 0, 4, 2)), "depths[1] must be an int >= 1, got 0"),  # a stage with no mixer
+    (dict(depths=(2, -1, 4, 2)), "depths[1] must be an int >= 1, got -1"),  # was an IndexError
+    (dict(mlp_ratio=0), "mlp_ratio must be a finite number > 0, got 0"),  # an MLP of width 0
+    (dict(drop_path_rate=-0.5), "drop_path_rate must be a finite number in [0, 1), got -0.5"),
+    (dict(layer_scale=-1.0), "layer_scale must be a finite number >= 0, got -1.0"),
+    (dict(layer_scale=float("nan")), "layer_scale must be a finite number")])
+def test_skeleton_settings_are_checked_and_named(kwargs, said):
+    with pytest.raises(ValueError, match=re.escape(said)):
+        models.build("dwconv_cifar", **kwargs)
+
+
+def test_layer_scale_zero_is_gammas_at_zero_not_none():
+    # before, 0 was taken for "no LayerScale": the blocks did not start as the identity
+    model = models.build("dwconv_cifar", layer_scale=0.0)
+    gammas = [p for n, p in model.named_parameters() if n.endswith("gamma")]
+    assert gammas and all(torch.equal(g, torch.zeros_like(g)) for g in gammas)
+
+
+def test_coatnet_blocks_refuse_a_stride_they_cannot_take():
+    from mixlib.models.blocks import CoAtTransformerBlock, MBConvBlock
+    with pytest.raises(ValueError, match="stride must be 1 or 2, got 3"):
+        MBConvBlock(8, 8, stride=3)
+    with pytest.raises(ValueError, match="in_dim=8 and out_dim=16 must match at stride 1"):
+        CoAtTransformerBlock(8, 16, nn.Identity(), stride=1)
+    assert MBConvBlock(8, 16, stride=1)(torch.randn(1, 8, 4, 4)).shape == (1, 16, 4, 4)

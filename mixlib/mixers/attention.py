@@ -42,9 +42,11 @@ SMALL_SWIN_WINDOW = 4  # window attention's M in the small models: 4×4 and 2×2
 
 
 def _small_window_attention(stage: SmallMap) -> dict:
-    # a map no larger than one window is one window, unshifted
+    # every second block shifted, as in Swin; a map no larger than one window is one window,
+    # which the layer never shifts (so the settings table says 0 there, as the layer does)
+    shifted = stage.index % 2 and stage.size > SMALL_SWIN_WINDOW
     return dict(num_heads=stage.heads, window_size=SMALL_SWIN_WINDOW,
-                shift_size=SMALL_SWIN_WINDOW // 2 if stage.index % 2 else 0)
+                shift_size=SMALL_SWIN_WINDOW // 2 if shifted else 0)
 
 
 def _small_neighborhood_attention(stage: SmallMap) -> dict:

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..layers import check_int
+from ..layers import check_int, check_probability
 
 __all__ = ["Backbone", "ClassifierHead", "FeatureInfo", "FeatureMaps", "PositionEmbedding",
            "hierarchy"]
@@ -204,6 +204,9 @@ def hierarchy(*, dims: list[int], depths: list[int], stem: nn.Module, block: Cal
     """
     if len(dims) != len(depths):
         raise ValueError(f"dims and depths must have the same length, got {dims} and {depths}")
+    dims = [check_int(f"dims[{i}]", d) for i, d in enumerate(dims)]
+    depths = [check_int(f"depths[{i}]", d) for i, d in enumerate(depths)]  # 0: a stage with no mixer
+    drop_path_rate = check_probability("drop_path_rate", drop_path_rate)
     total = sum(depths)
     rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
     stages, previous, n = [], stem_dim or dims[0], 0

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..layers import ConvMlp, DropPath, LayerNorm2d, LayerScale, add_residual
+from ..layers import (ConvMlp, DropPath, LayerNorm2d, LayerScale, add_residual, check_float,
+                      check_int)
 
 __all__ = ["MetaFormerBlock", "ConvNeXtBlock", "DWNetBlock", "GFNetBlock", "MBConvBlock",
            "CoAtTransformerBlock", "ProjectedMixer", "DWConvMlp", "SqueezeExcite",
@@ -27,7 +28,17 @@ __all__ = ["MetaFormerBlock", "ConvNeXtBlock", "DWNetBlock", "GFNetBlock", "MBCo
 
 
 def _scale(dim: int, init: float | None) -> nn.Module:
-    return LayerScale(dim, init) if init else nn.Identity()
+    """LayerScale starting at `init` (0: gammas that start at zero), or none for None."""
+    if init is None:
+        return nn.Identity()
+    return LayerScale(dim, check_float("layer_scale", init, minimum=0.0))
+
+
+def _hidden(dim: int, mlp_ratio: float) -> int:
+    """The MLP's hidden width: at least one channel (0 would silently drop the MLP)."""
+    hidden = int(dim * check_float("mlp_ratio", mlp_ratio, above=0.0))
+    return check_int(f"the MLP's width int(dim * mlp_ratio) (dim={dim}, mlp_ratio={mlp_ratio})",
+                     hidden)
 
 
 class MetaFormerBlock(nn.Module):
@@ -52,7 +63,7 @@ class MetaFormerBlock(nn.Module):
         self.mixer = mixer
         self.scale1 = _scale(dim, layer_scale)
         self.norm2 = norm_layer(dim)
-        self.mlp = mlp_layer(dim, int(dim * mlp_ratio), act_layer=act_layer)
+        self.mlp = mlp_layer(dim, _hidden(dim, mlp_ratio), act_layer=act_layer)
         self.scale2 = _scale(dim, layer_scale)
         self.drop_path = DropPath(drop_path)
 
@@ -69,7 +80,7 @@ class ConvNeXtBlock(nn.Module):
         super().__init__()
         self.mixer = mixer
         self.norm = norm_layer(dim)
-        self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
+        self.mlp = ConvMlp(dim, _hidden(dim, mlp_ratio))
         self.scale = _scale(dim, layer_scale)
         self.drop_path = DropPath(drop_path)
 
@@ -91,7 +102,7 @@ class DWNetBlock(nn.Module):
         self.conv2 = nn.Conv2d(dim, dim, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(dim)
         self.norm = nn.BatchNorm2d(dim)
-        self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
+        self.mlp = ConvMlp(dim, _hidden(dim, mlp_ratio))
         self.act = nn.ReLU()
         self.drop_path = DropPath(drop_path)
 
@@ -111,7 +122,7 @@ class GFNetBlock(nn.Module):
         self.norm1 = norm_layer(dim)
         self.mixer = mixer
         self.norm2 = norm_layer(dim)
-        self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
+        self.mlp = ConvMlp(dim, _hidden(dim, mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,6 +189,16 @@ class Downsample2d(nn.Module):
         return self.expand(self.pool(x))
 
 
+def _check_stride(stride: int, in_dim: int, out_dim: int, *, widens_itself: bool) -> None:
+    """A CoAtNet block's stride is 1 or 2; at stride 1 a transformer block's identity shortcut
+    needs in_dim == out_dim (an MBConv widens its shortcut with a 1×1 conv)."""
+    if stride not in (1, 2) or isinstance(stride, bool):
+        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+    if stride == 1 and not widens_itself and in_dim != out_dim:
+        raise ValueError(f"in_dim={in_dim} and out_dim={out_dim} must match at stride 1 "
+                         f"(the shortcut is the identity)")
+
+
 class MBConvBlock(nn.Module):
     """CoAtNet's MBConv (timm's layout): pre-BN, 1×1 expand (×4 of the output width), BN-GELU,
     3×3 depthwise (carries the stride), BN-GELU, squeeze-excite (a quarter of the output
@@ -186,6 +207,7 @@ class MBConvBlock(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, *, stride: int = 1, expand_ratio: float = 4.0,
                  se_ratio: float = 0.25, drop_path: float = 0.0):
         super().__init__()
+        _check_stride(stride, in_dim, out_dim, widens_itself=True)
         mid = int(out_dim * expand_ratio)
         if stride == 2:
             self.shortcut = Downsample2d(in_dim, out_dim)
@@ -218,12 +240,13 @@ class CoAtTransformerBlock(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, mixer: nn.Module, *, stride: int = 1,
                  mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()
+        _check_stride(stride, in_dim, out_dim, widens_itself=False)
         self.shortcut = Downsample2d(in_dim, out_dim) if stride == 2 else nn.Identity()
         self.norm1 = LayerNorm2d(in_dim)
         self.pool = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if stride == 2 else nn.Identity()
         self.mixer = mixer
         self.norm2 = LayerNorm2d(out_dim)
-        self.mlp = ConvMlp(out_dim, int(out_dim * mlp_ratio))
+        self.mlp = ConvMlp(out_dim, _hidden(out_dim, mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,10 @@ with std 0.02 truncated at ±2 (absolute, as timm's ``trunc_normal_`` does), the
 zero and their norms at the identity. Swin, GFNet and DWNet do so for their linear layers and
 leave their few convolutions (the patch embedding; DWNet's mixers) at PyTorch's default; VAN
 and timm's CoAtNet draw convolution weights from N(0, 2/fan_out), fan_out = k²·C_out/groups
-(EfficientNet's rule), and linear ones from the truncated normal. The book's models take
-the first rule everywhere, so that an initialisation is not one more difference between the
-mixers they compare. PyTorch's own default (Kaiming-uniform with a = √5) scales with the
+(EfficientNet's rule), and linear ones from the truncated normal. The presets of
+`models.presets` and `models.small` take the first rule everywhere, so that an initialisation
+is not one more difference between the mixers they compare (the appendix's reference networks,
+`models.reference`, keep PyTorch's default). PyTorch's own default (Kaiming-uniform with a = √5) scales with the
 fan-in instead: a 1×1 convolution from 288 channels starts with std 0.034, a 7×7 depthwise
 kernel with std 0.082.
 """

@@ -17,7 +17,10 @@ does this model:
 No residuals, no MLP, no token mixer in the MetaFormer sense: the convolutions mix tokens and
 channels at once. About 1.97M parameters, the small presets' budget. Unlike airbench, its stem
 is a learned 3×3 convolution (airbench freezes a 2×2 patch-whitening one), and it trains with
-the book's one recipe (mixlib.train), not airbench's own optimizer and tricks.
+the book's one recipe (mixlib.train), not airbench's own optimizer and tricks. Unlike the
+mixer presets, both networks here keep PyTorch's default initialisation and have no stochastic
+depth (the presets: truncated normal, std 0.02, and drop path up to 0.05), as the appendix's
+recorded runs were trained.
 
 The same skeleton also takes a token mixer (`with_mixer`): each group's second convolution
 becomes one pre-norm MetaFormer block (BN, mixer, residual; BN, MLP ×4, residual), while the
