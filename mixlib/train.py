@@ -221,9 +221,12 @@ def _build_model(config: TrainConfig, num_classes: int, device: torch.device) ->
     if config.image_size:
         kwargs["image_size"] = config.image_size
     try:
-        model = models.build(config.model, num_classes=num_classes, **kwargs).to(device)
+        model = models.build(config.model, num_classes=num_classes, **kwargs)
     except TypeError as error:  # e.g. --width for a paper preset, which has none
-        raise SettingError(f"model={config.model!r} does not take {kwargs}: {error}") from None
+        if not kwargs:  # not an argument of ours: a bug, with its traceback
+            raise
+        raise SettingError(f"model={config.model!r} does not take {kwargs}: {error}") from error
+    model = model.to(device)
     return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
@@ -392,7 +395,14 @@ class _RunFolder:
             raise SettingError(f"out={self.out!r}: the run folder {self.path} cannot be made or "
                                f"opened ({error.strerror})") from None
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for attempt in range(10):  # `sweep plan` looks at the lock for a moment (LOCK_SH)
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 9:
+                        raise
+                    time.sleep(0.1)
         except BlockingIOError:
             self._release(failed=True)
             raise RunFolderError(f"{self.path} is in use: another process is training into it "
@@ -532,8 +542,11 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
         raise RunFolderError(f"{run_dir} already holds a run ({', '.join(found)}): {how}{elsewhere}")
 
     torch.manual_seed(config.seed)
-    train_data = mdata.load(config.data, "train", quick=config.quick)
-    test_data = mdata.load(config.data, "test", quick=config.quick)
+    try:
+        train_data = mdata.load(config.data, "train", quick=config.quick)
+        test_data = mdata.load(config.data, "test", quick=config.quick)
+    except (FileNotFoundError, mdata.DataError) as error:  # no archive, a corrupt one: a setting
+        raise SettingError(f"data={config.data!r}: {error}") from error
     if config.max_train_images is not None:
         if config.max_train_images > len(train_data):
             raise SettingError(f"max_train_images={config.max_train_images} is more than the "
@@ -892,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     except (NonFiniteLoss, DiskFullError) as error:
         print(f"stopped: {error}", file=sys.stderr)
         return 2
-    except (RunFolderError, SettingError, mdata.DataError, FileNotFoundError) as error:
+    except (RunFolderError, SettingError) as error:
         # nothing was trained (a setting, the run folder, or the data): a usage error
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

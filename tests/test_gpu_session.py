@@ -67,7 +67,7 @@ def _session(tmp_path, deadline, **env):
     env = {**os.environ, "QUICK": "1", "PACK": str(pack), "DEADLINE_S": str(deadline),
            "WORK": str(tmp_path / "work"), "PYTHON": sys.executable, **env}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_session.sh")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=deadline + 120)
+                          capture_output=True, text=True, timeout=deadline + 30)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done, pack
 

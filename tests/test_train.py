@@ -675,3 +675,15 @@ def test_a_niced_run_started_from_a_shell_leaves_the_shells_session_alone():
         assert own.read_text() == before
     finally:
         own.write_text(before.split()[-1])  # this session's niceness, whatever happened
+
+
+def test_a_missing_data_archive_is_a_usage_error_that_names_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data" / "cifar10-jpg").mkdir(parents=True)  # a data folder without archives
+    monkeypatch.setenv("MIXLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("MIXLIB_QUICK", "1")
+    out = tmp_path / "runs"
+    assert mtrain.main(["--model", "dwconv_cifar", "--width", "4", "--device", "cpu",
+                        "--out", str(out)]) == 2  # before: a FileNotFoundError's traceback
+    said = capsys.readouterr().err
+    assert "error: data='cifar10': cifar10 train archive not found" in said, said
+    assert not out.exists() or not any(out.iterdir())  # no run folder left behind

@@ -205,7 +205,7 @@ def hierarchy(*, dims: list[int], depths: list[int], stem: nn.Module, block: Cal
     if len(dims) != len(depths):
         raise ValueError(f"dims and depths must have the same length, got {dims} and {depths}")
     dims = [check_int(f"dims[{i}]", d) for i, d in enumerate(dims)]
-    depths = [check_int(f"depths[{i}]", d) for i, d in enumerate(depths)]  # 0: a stage with no mixer
+    depths = [check_int(f"depths[{i}]", d) for i, d in enumerate(depths)]  # 0 blocks: no mixer
     drop_path_rate = check_probability("drop_path_rate", drop_path_rate)
     total = sum(depths)
     rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]

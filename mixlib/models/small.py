@@ -20,7 +20,7 @@ mixer that declares them has a ``<name>_cifar`` and a ``<name>_imagenette`` pres
 included. The fits: heads of about 16 channels (the most heads, at most
 width // 16, that divide the width); 7×7 windows for the depthwise and dynamic
 convolutions, ELSA and neighbourhood attention; Swin's windows of 4×4 pixels, shifted by 2 in
-every second block; VAN's 21×21 kernel (dilation 3); filters and bias tables of the map's size
+every second block where the map holds more than one window; VAN's 21×21 kernel (dilation 3); filters and bias tables of the map's size
 for the global mixers; HorNet's orders 2, 3, 4, 5. Maps of 4×4 and 2×2 pixels (the last two
 CIFAR stages) are smaller than these windows: there every windowed mixer but 3×3 pooling
 (local on the 4×4 map) covers the whole map.
