@@ -326,10 +326,13 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
         def machine(preset):
             return machines(runs, preset + suffix, epochs=epochs, dataset=claim.data)
 
+        a_acc, a_machine = acc(claim.a), machine(claim.a)  # once, not once per rival
+
         def difference(rival):
-            paired = paired_difference(acc(claim.a), acc(rival))
-            a, b = machine(claim.a), machine(rival)
-            return {"b": rival, **paired, "two_machines": any(a[s] != b[s] for s in paired["seeds"])}
+            paired = paired_difference(a_acc, acc(rival))
+            b_machine = machine(rival)
+            return {"b": rival, **paired,
+                    "two_machines": any(a_machine[s] != b_machine[s] for s in paired["seeds"])}
 
         rivals = claim.b if isinstance(claim.b, tuple) else (claim.b,)
         differences = [difference(rival) for rival in rivals]
