@@ -266,6 +266,14 @@ def _at_budget(runs: list[dict], model: str, epochs: int, dataset: str) -> list[
     return chosen
 
 
+def _after_epoch(run: dict, epoch: int) -> float:
+    """`run`'s test accuracy after `epoch`; for a run that diverged before it, the accuracy the
+    protocol scores it at (its ``test_acc``, chance)."""
+    if epoch > len(run["history"]) and "diverged" in run:
+        return run["test_acc"]
+    return run["history"][epoch - 1]["test_acc"]
+
+
 def equal_time(runs: list[dict], img_s: dict[str, float], *, epochs: int, dataset: str,
                train_images: int) -> tuple[float, list[dict]]:
     """The protocol's equal-time view: every model of `img_s` (its training images per second,
@@ -283,8 +291,7 @@ def equal_time(runs: list[dict], img_s: dict[str, float], *, epochs: int, datase
     for model, speed in img_s.items():
         # whole epochs in the time (the fastest model's exactly `epochs`, despite rounding)
         fit = min(epochs, int(budget_s / epoch_s[model] + 1e-9))
-        done = [r["history"][fit - 1]["test_acc"]
-                for r in _at_budget(runs, model, epochs, dataset)] if fit else []
+        done = [_after_epoch(r, fit) for r in _at_budget(runs, model, epochs, dataset)] if fit else []
         rows.append({"model": model, "img_s": speed, "epochs": fit, "n": len(done),
                      "mean_acc": statistics.fmean(done) if done else None})
     return budget_s, rows

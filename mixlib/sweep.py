@@ -19,6 +19,10 @@ trainings run in sessions of their own, so pausing a sweep means pausing them, i
 ``pkill -STOP -P <sweep's pid>``, and ``pkill -CONT -P <sweep's pid>`` to go on.
 With ``--commit``, each finished run is committed on its own (only its files).
 
+A run whose loss, gradients or weights became non-finite is not trained again: the protocol
+scores it at chance, the accuracy of a guess (one over the number of classes), and its
+``result.json`` says so under ``diverged`` (`score_diverged`); it leaves no weights.
+
 A machine that does not outlive the session loses a run in progress with its checkpoint, so
 ``--hours H`` starts only runs that should end within H hours of the sweep's start: a run's
 time is estimated from the presets' one-thread benchmark (the Imagenette presets' at 128 px)
@@ -64,8 +68,8 @@ from .paths import cache_root
 from .provenance import environment
 from .results import load_run, load_runs
 
-__all__ = ["state", "pending", "estimate_s", "run_one", "sweep", "export_weights", "main",
-           "SweepLocked"]
+__all__ = ["state", "pending", "estimate_s", "run_one", "sweep", "export_weights",
+           "score_diverged", "main", "SweepLocked"]
 
 RESULT_FILES = ("result.json", "metrics.jsonl")
 TRAIN = [sys.executable, "-m", "mixlib.train"]  # a run's command, before its arguments
@@ -195,6 +199,8 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     ran at other speeds.
     """
     records = load_runs(results) if results.is_dir() else []
+    # a diverged run stopped before its last epoch: its time is not that of its epochs
+    records = [r for r in records if "diverged" not in r]
     here = [r for r in records if r.get("hardware", {}).get("cpu") == _this_cpu()]
     bench_epoch_s = {}  # model -> seconds of one epoch at its benchmark's speed
     for data, path in BENCH.items():
@@ -282,6 +288,29 @@ def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     return path
 
 
+def score_diverged(run: protocol.Run, work: Path, *, since: float) -> bool:
+    """The protocol's rule for a run that diverged (its loss, a gradient norm or its weights
+    became non-finite): it is scored at chance, one over the number of classes, the accuracy
+    expected of a guess (``results/protocol.md``, "Metric and tests"). If `run`'s training wrote
+    ``diverged.json`` at or after `since` (a time stamp; an older one belongs to an earlier
+    attempt), its record becomes the run's ``result.json`` with that accuracy; True if so."""
+    folder = work / run.name
+    record_path = folder / "diverged.json"
+    if not record_path.is_file() or record_path.stat().st_mtime < since:
+        return False
+    record = json.loads(record_path.read_text())
+    (folder / "metrics.jsonl").touch()  # a run that diverged in its first epoch has no line
+    chance = 1 / len(DATASETS[run.data].classes)
+    record.update(test_acc=chance, best_test_acc=max(
+        [chance] + [h["test_acc"] for h in record["history"]]))
+    atomic_write(folder / "result.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    return True
+
+
+def _diverged(run: protocol.Run, work: Path) -> bool:
+    return "diverged" in json.loads((work / run.name / "result.json").read_text())
+
+
 def _copy_result(run: protocol.Run, work: Path, results: Path,
                  weights: Path | None = None) -> list[Path]:
     folder = results / run.data / run.name
@@ -299,7 +328,9 @@ def _copy_result(run: protocol.Run, work: Path, results: Path,
     flipped = run in protocol.PILOT_RUNS and epochs == 2 * protocol.EPOCHS
     for kept in protocol.PILOT_RUNS if flipped else (run,):
         finished = _done(kept, results) and (work / kept.name / "result.json").is_file()
-        if finished and keeps_weights(kept, cifar_epochs=epochs) and not _quick(kept, work):
+        # a diverged run's last checkpoint is not its end: it has no final weights
+        if (finished and keeps_weights(kept, cifar_epochs=epochs) and not _quick(kept, work)
+                and not _diverged(kept, work)):
             copied.append(export_weights(kept, work, weights))
     return copied
 
@@ -336,7 +367,9 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     if code in [128 + number for number in STOP_SIGNALS]:  # mixlib.train's exit after a stop
         log(f"stopped {run.name}; its checkpoint resumes it next time")
         return False
-    if code != 0 or not (work / run.name / "result.json").is_file():
+    if code != 0 and score_diverged(run, work, since=started):
+        log(f"diverged {run.name} (see {work / f'{run.name}.log'}): scored at chance")
+    elif code != 0 or not (work / run.name / "result.json").is_file():
         log(f"failed {run.name} (exit {code}); see {work / f'{run.name}.log'}")
         return False
     copied = _copy_result(run, work, results, weights)

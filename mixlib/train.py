@@ -26,7 +26,10 @@ their metrics), and nothing restarts or resumes a finished one; a run holds an O
 folder (released when the process ends, killed or not), so a second run into it is refused.
 A resume refuses other settings than the checkpoint's (the budget, the data, the recipe), and a
 checkpoint that cannot be read back whole (its checksum) is an error that names it. A loss or
-weights that are not finite stop the run with a message; no checkpoint holds them. SIGTERM and
+weights that are not finite stop the run with a message; no checkpoint holds them, and
+``diverged.json`` records the run as far as it got (the record ``result.json`` would hold, with
+no accuracy, and ``diverged``: the step, the epoch and the message), so that the sweep can score
+it by the protocol's rule rather than train it again. SIGTERM and
 Ctrl-C stop the run at the end of the current step with a checkpoint (under torchrun, at the
 next step that logs, within ``--log-every`` steps, where the processes agree; exit status
 128 + the signal's number); a second one stops it at once. Bad settings are refused before
@@ -79,7 +82,8 @@ OPTIMIZER_DEFAULTS = {"adamw": {"lr": 2e-3, "weight_decay": 0.05},
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite; the last checkpoint holds the last good state."""
+    """The loss, a gradient norm or the weights became NaN or infinite; the last checkpoint
+    holds the last good state, and the run folder's ``diverged.json`` the run up to then."""
 
 
 class RunFolderError(ValueError):
@@ -638,9 +642,10 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
         # others waiting in the next all-reduce
         not_finite = _not_finite({"model": model, "ema": ema.model if ema else None})
         if not_finite:
-            raise NonFiniteLoss(f"weights that are not finite at step {step} ({', '.join(not_finite[:3])}"
-                                f"{', ...' if len(not_finite) > 3 else ''}), not saved; "
-                                f"{_last_good(checkpoint_path)}")
+            last_epoch = (step - 1) // steps_per_epoch + 1  # that of the last step taken
+            raise diverge(f"weights that are not finite at step {step} ({', '.join(not_finite[:3])}"
+                          f"{', ...' if len(not_finite) > 3 else ''}), not saved; "
+                          f"{_last_good(checkpoint_path)}", step, last_epoch)
         rngs = {"augment_rng": augment_rng.get_state().cpu(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         rank_rngs = [rngs]
@@ -686,10 +691,10 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
             loss, norm, _ = values[i]
             if bad_loss <= bad_grad:
                 where = f"rank {rank}'s loss is {loss}" if world > 1 else f"the loss is {loss}"
-                raise NonFiniteLoss(f"a loss that is not finite at step {at} (epoch {epoch_of + 1}; "
-                                    f"{where}); {_last_good(checkpoint_path)}")
-            raise NonFiniteLoss(f"the gradient norm is {norm} at step {at} (epoch {epoch_of + 1}); "
-                                f"{_last_good(checkpoint_path)}")
+                raise diverge(f"a loss that is not finite at step {at} (epoch {epoch_of + 1}; "
+                              f"{where}); {_last_good(checkpoint_path)}", at, epoch_of + 1)
+            raise diverge(f"the gradient norm is {norm} at step {at} (epoch {epoch_of + 1}); "
+                          f"{_last_good(checkpoint_path)}", at, epoch_of + 1)
         for (_, _, images, *_), (loss, _, right) in zip(pending, values):
             correct += int(right)
             loss_sum += loss * images
@@ -698,6 +703,32 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
 
     def stopped() -> dict:
         return {"stopped_at_step": step, **({"stopped_by": signals.received} if signals.received else {})}
+
+    def result_record() -> dict:
+        """What result.json holds: the run's identity, budget, accuracy, time and provenance."""
+        return {"model": config.model, "dataset": config.data, "seed": config.seed,
+                "epochs": config.epochs, "steps": total_steps, "batch_size": config.batch_size,
+                "test_acc": history[-1]["test_acc"] if history else None,
+                "best_test_acc": max(h["test_acc"] for h in history) if history else None,
+                "train_time_s": elapsed, "params": sum(p.numel() for p in model.parameters()),
+                "train_images": len(train_data),
+                "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
+                "world_size": world, "amp": amp, "hardware": environment(device),
+                "torch": torch.__version__, "python": platform.python_version(),
+                "commit": commit, "commits": commits, "config": asdict(config),
+                "history": history, "step_log": step_log}
+
+    def diverge(message: str, at: int, epoch: int) -> NonFiniteLoss:
+        """The error that stops a run at step `at` of `epoch` (counted from 1), where something
+        became non-finite, after rank 0 has written the run as far as it got into
+        diverged.json: its finished epochs, no accuracy, and where it stopped. The training
+        time is the one recorded at the last epoch's end or checkpoint."""
+        if rank == 0:
+            written = {**result_record(), "test_acc": None, "best_test_acc": None,
+                       "diverged": {"step": at, "epoch": epoch, "reason": message}}
+            atomic_write(run_dir / "diverged.json",
+                         lambda tmp: tmp.write_text(json.dumps(written, indent=1)))
+        return NonFiniteLoss(message)
 
     train_model = model
     if world > 1:
@@ -798,20 +829,12 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
         if stop and step < total_steps:
             return stopped()
 
-    params = sum(p.numel() for p in model.parameters())
-    result = {"model": config.model, "dataset": config.data, "seed": config.seed,
-              "epochs": config.epochs, "steps": total_steps, "batch_size": config.batch_size,
-              "test_acc": history[-1]["test_acc"] if history else None,
-              "best_test_acc": max(h["test_acc"] for h in history) if history else None,
-              "train_time_s": elapsed, "params": params, "train_images": len(train_data),
-              "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
-              "world_size": world, "amp": amp, "hardware": environment(device),
-              "torch": torch.__version__, "python": platform.python_version(),
-              "commit": commit, "commits": commits, "config": asdict(config), "history": history,
-              "step_log": step_log}
+    result = result_record()
     if rank == 0:  # written whole or not at all: scripts take its presence for a finished run
         atomic_write(run_dir / "result.json",
-                           lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
+                     lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
+        # a resume past the step that diverged before (a GPU's arithmetic need not repeat it)
+        (run_dir / "diverged.json").unlink(missing_ok=True)
     return result
 
 

@@ -382,3 +382,22 @@ def test_equal_time_reads_each_model_after_the_epochs_it_fits_in_the_fastests_ti
     assert (by["half"]["epochs"], by["half"]["mean_acc"]) == (2, 0.55)  # after epoch 2, not 4
     assert (by["slow"]["epochs"], by["slow"]["mean_acc"], by["slow"]["n"]) == (0, None, 0)
     assert (by["unrun"]["epochs"], by["unrun"]["mean_acc"]) == (3, None)  # fits 3, none finished
+
+
+def test_equal_time_reads_a_run_that_diverged_before_the_epoch_at_its_score():
+    def run(seed, accs, **extra):
+        return {"model": "m", "seed": seed, "epochs": 4, "dataset": "cifar10",
+                "test_acc": accs[-1], "history": [{"test_acc": a} for a in accs], **extra}
+    # seed 1 diverged in epoch 3: the protocol scores it at chance, 0.1
+    runs = [run(0, [0.5, 0.6, 0.7, 0.8]), {**run(1, [0.4, 0.5]), "test_acc": 0.1,
+                                           "diverged": {"step": 10, "epoch": 3}}]
+    row = results.equal_time(runs, {"m": 100}, epochs=4, dataset="cifar10",
+                             train_images=100)[1][0]
+    assert (row["epochs"], row["mean_acc"]) == (4, pytest.approx((0.8 + 0.1) / 2))
+    # in the time of a model twice as fast, "m" fits 2 epochs: seed 1 had them
+    row = results.equal_time(runs, {"m": 100, "twice": 200}, epochs=4, dataset="cifar10",
+                             train_images=100)[1][0]
+    assert (row["epochs"], row["mean_acc"]) == (2, pytest.approx((0.6 + 0.5) / 2))
+    broken = [run(0, [0.5, 0.6])]  # a short history without the divergence is an error
+    with pytest.raises(IndexError):
+        results.equal_time(broken, {"m": 100}, epochs=4, dataset="cifar10", train_images=100)

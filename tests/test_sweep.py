@@ -252,6 +252,12 @@ def test_a_runs_estimate_is_the_scaled_benchmark_else_its_presets_runs(tmp_path)
     assert sweep.estimate_s(lka_128, results, work) == \
         pytest.approx(per_128 * 2.0 * sweep.TRAIN_IMAGES["imagenette"] / 100)
     assert sweep.estimate_s(elsa, results, work) == pytest.approx(per_epoch * 15 * 1.45 * 50)
+    # a run that diverged in its first epoch recorded minutes of its 15 epochs: not a pace
+    _finished(results, protocol.Run("pooling", 2), 60)
+    folder = results / "cifar10" / protocol.Run("pooling", 2).name
+    diverged = {**json.loads((folder / "result.json").read_text()), "diverged": {"step": 9}}
+    (folder / "result.json").write_text(json.dumps(diverged))
+    assert sweep.estimate_s(elsa, results, work) == pytest.approx(per_epoch * 15 * 1.45 * 50)
 
 
 def test_with_hours_a_sweep_starts_only_runs_that_end_in_time(tmp_path, monkeypatch):
@@ -540,6 +546,53 @@ def test_a_stop_signal_reaches_the_runs_and_the_sweep_waits_for_them(tmp_path, m
     assert signal.getsignal(signal.SIGTERM) is before  # the sweep's handler is gone again
     with open(tmp_path / "results" / ".sweep.lock", "w") as lock:  # and so is its lock
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+FAKE_DIVERGENCE = """
+import json, pathlib, sys
+args = sys.argv[2:]
+folder = pathlib.Path(args[args.index("--out") + 1]) / args[args.index("--name") + 1]
+folder.mkdir(parents=True, exist_ok=True)
+if sys.argv[1] == "diverge":  # as mixlib.train: the run as far as it got, then exit status 2
+    history = [{"epoch": 1, "test_acc": 0.31}]
+    (folder / "diverged.json").write_text(json.dumps({
+        "model": "pooling_cifar", "seed": 0, "epochs": 15, "test_acc": None, "quick": False,
+        "history": history, "diverged": {"step": 250, "epoch": 2, "reason": "a loss"}}))
+sys.exit(2)
+"""
+
+
+@pytest.mark.parametrize("diverges", [True, False])
+def test_a_run_that_diverged_is_scored_at_chance_once_and_leaves_no_weights(tmp_path, monkeypatch,
+                                                                           diverges):
+    """The protocol's rule for a non-finite loss: the run is done, at chance (one over the
+    number of classes), its record says why, and no weights are exported (its checkpoint is
+    not its end). A diverged.json older than the attempt is an earlier one's: a failure now
+    is a failure."""
+    script = tmp_path / "train.py"
+    script.write_text(FAKE_DIVERGENCE)
+    monkeypatch.setattr(sweep, "TRAIN", [sys.executable, str(script),
+                                         "diverge" if diverges else "fail"])
+    run = protocol.Run("pooling", seed=0)
+    results, work, weights = tmp_path / "results", tmp_path / "work", tmp_path / "weights"
+    assert sweep.keeps_weights(run)  # seed 0 at E: weights would be kept, were it not diverged
+    if not diverges:  # an earlier attempt's record
+        (work / run.name).mkdir(parents=True)
+        (work / run.name / "diverged.json").write_text("{}")
+        os.utime(work / run.name / "diverged.json", (time.time() - 60, time.time() - 60))
+    messages = []
+    finished = sweep.sweep([run], results=results, work=work, workers=1, weights=weights,
+                           log=messages.append)
+    assert finished == (1 if diverges else 0)
+    assert any(m.startswith("diverged" if diverges else "failed") for m in messages), messages
+    assert sweep.state(run, results, work) == ("done" if diverges else "todo")
+    assert not weights.exists()
+    if diverges:
+        result = json.loads((results / "cifar10" / run.name / "result.json").read_text())
+        assert result["test_acc"] == pytest.approx(0.1)
+        assert result["best_test_acc"] == pytest.approx(0.31)  # the best epoch before it
+        assert result["diverged"]["step"] == 250
+        assert (results / "cifar10" / run.name / "metrics.jsonl").is_file()
 
 
 def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_path, monkeypatch):

@@ -146,6 +146,18 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mo
     state = torch.load(tmp_path / "tiny" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 6  # the end of epoch 1, before the bad step
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    # the run as far as it got, for the sweep to score: epoch 1 done, no accuracy, the bad step
+    diverged = json.loads((tmp_path / "tiny" / "diverged.json").read_text())
+    assert (diverged["model"], diverged["epochs"], diverged["test_acc"]) == ("dwconv_cifar", 2, None)
+    assert [h["epoch"] for h in diverged["history"]] == [1]
+    assert (diverged["diverged"]["step"], diverged["diverged"]["epoch"]) == (6, 2)
+    assert "not finite at step 6" in diverged["diverged"]["reason"]
+    assert not (tmp_path / "tiny" / "result.json").exists()
+    # a resume that gets past the step (here the poison is gone) is no longer a diverged run
+    monkeypatch.setattr(mtrain.F, "cross_entropy", real)
+    mtrain.train(tiny_config(tmp_path), resume=True, log=lambda *a: None)
+    assert (tmp_path / "tiny" / "result.json").is_file()
+    assert not (tmp_path / "tiny" / "diverged.json").exists()
 
 
 @needs_data
@@ -450,6 +462,8 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path, monkeypatch):
                                                    r"checkpoint was written before it"):
         mtrain.train(tiny_config(tmp_path), log=lambda *a: None)
     assert not (tmp_path / "tiny" / "checkpoint.pt").exists()
+    diverged = json.loads((tmp_path / "tiny" / "diverged.json").read_text())
+    assert (diverged["diverged"]["step"], diverged["history"]) == (4, [])
 
 
 @needs_data
