@@ -1,0 +1,92 @@
+"""Chapter 8's tables are generated, but its prose quotes some of their numbers by hand: the
+paired differences in accuracy points and their 95% intervals. Every one of them must be a
+number the committed runs give, so that a run which moves a verdict cannot leave the prose
+behind (the chapter then fails here until its text is brought up to date)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mixlib import protocol, results
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER = ROOT / "notebooks" / "08_side_by_side.ipynb"
+SIGNED = r"[+−-]\d+\.\d\d"  # the book writes differences with a sign, two decimals, "−" for minus
+# "+0.64 points [−4.10, +5.38]", "(−3.70 points, [−7.19, −0.20])", "+1.17 [−0.08, +2.42]"
+INTERVAL = re.compile(rf"({SIGNED})(?: points)?,? \[({SIGNED}), ({SIGNED})\]")
+POINTS = re.compile(rf"({SIGNED}) points")
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def _normalised(text: str) -> str:
+    return text.replace("-", "−")
+
+
+def given_by(runs: list[dict]) -> tuple[set[tuple[str, str, str]], set[str]]:
+    """What the runs let the prose quote: every claim's (mean, low, high) over the seeds it
+    has, and every difference in points (a claim's mean, or one seed's a − b), as the book
+    prints them."""
+    intervals, points = set(), set()
+    for row in results.verdicts(runs):
+        for difference in row["differences"]:
+            if difference["n"]:
+                points.add(_signed(difference["mean"]))
+            if difference["n"] > 1:
+                intervals.add(tuple(_signed(difference[k]) for k in ("mean", "low", "high")))
+    for claim in protocol.CLAIMS:
+        epochs = protocol.EPOCHS if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
+        suffix = "_cifar" if claim.data == "cifar10" else f"_{claim.data}"
+        a = results.accuracies(runs, claim.a + suffix, epochs=epochs, dataset=claim.data)
+        for rival in claim.b if isinstance(claim.b, tuple) else (claim.b,):
+            b = results.accuracies(runs, rival + suffix, epochs=epochs, dataset=claim.data)
+            points |= {_signed(100 * (a[s] - b[s])) for s in set(a) & set(b)}
+    return intervals, points
+
+
+def unsupported(text: str, runs: list[dict]) -> list[str]:
+    """The differences and intervals quoted in `text` that `runs` do not give."""
+    intervals, points = given_by(runs)
+    text = text.replace("\n", " ")
+    missing = [m.group(0) for m in INTERVAL.finditer(text)
+               if tuple(_normalised(g) for g in m.groups()) not in intervals]
+    alone = INTERVAL.sub("", text)  # a mean quoted with its interval was checked with it
+    missing += [m.group(0) for m in POINTS.finditer(alone) if _normalised(m.group(1)) not in points]
+    return missing
+
+
+def _prose() -> str:
+    cells = json.loads(CHAPTER.read_text())["cells"]
+    return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return results.load_runs(ROOT / "results" / "sweep")  # the runs the chapter was executed with
+
+
+def test_every_difference_chapter_8_quotes_is_one_the_runs_give(runs):
+    prose = _prose()
+    assert INTERVAL.search(prose) and POINTS.search(prose)  # the check has something to check
+    assert unsupported(prose, runs) == []
+
+
+@pytest.mark.parametrize("quoted, found", [
+    ("+0.65 points [−4.10, +5.38]", "+0.65 points [−4.10, +5.38]"),  # a mean off by 0.01
+    ("+0.64 points [−4.10, +5.39]", "+0.64 points [−4.10, +5.39]"),  # an interval's end
+    ("(+3.70 points, [+0.20, +7.19])", "+3.70 points, [+0.20, +7.19]"),  # the sign turned
+    ("−9.16 points against DW conv", "−9.16 points"),  # one seed's difference, off by 0.01
+])
+def test_the_check_finds_a_number_the_runs_do_not_give(runs, quoted, found):
+    assert unsupported(f"Sliding windows won by {quoted}.", runs) == [found]
+
+
+def test_the_check_reads_the_books_numbers_as_it_writes_them(runs):
+    intervals, points = given_by(runs)
+    mean, low, high = sorted(intervals)[0]
+    assert unsupported(f"by {mean} points, [{low}, {high}], and", runs) == []
+    assert unsupported(f"by {mean} [{low}, {high}]", runs) == []
+    assert unsupported(f"by {mean.replace('−', '-')} points", runs) == []
