@@ -283,8 +283,9 @@ def equal_time(runs: list[dict], img_s: dict[str, float], *, epochs: int, datase
 
     Returns (the time in seconds, one row per model in `img_s`'s order): ``model``, ``img_s``,
     ``epochs`` (whole epochs in the time, at most `epochs`; 0 if not one fits), ``mean_acc``
-    (the mean test accuracy after that epoch over the seeds finished; None without a finished
-    seed or an epoch) and ``n`` (those seeds)."""
+    (the mean test accuracy after that epoch over the seeds finished, a run that diverged
+    before that epoch at its score, chance; None without a finished seed or an epoch) and
+    ``n`` (those seeds)."""
     epoch_s = {model: train_images / speed for model, speed in img_s.items()}
     budget_s = epochs * min(epoch_s.values())
     rows = []

@@ -263,12 +263,6 @@ def keeps_weights(run: protocol.Run, *, cifar_epochs: int = protocol.EPOCHS) -> 
     return run.seed == 0 and run.epochs == epochs
 
 
-def _quick(run: protocol.Run, work: Path) -> bool:
-    """Whether finished `run` trained on MIXLIB_QUICK's subset (a test): its weights are none
-    of the book's."""
-    return json.loads((work / run.name / "result.json").read_text()).get("quick", False)
-
-
 def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     """The final weights of finished `run` (its moving average, what it reports) from its last
     checkpoint in `work` into `folder`/<model>.pt: float16 tensors and the run's identity,
@@ -288,15 +282,15 @@ def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     return path
 
 
-def score_diverged(run: protocol.Run, work: Path, *, since: float) -> bool:
+def score_diverged(run: protocol.Run, work: Path) -> bool:
     """The protocol's rule for a run that diverged (its loss, a gradient norm or its weights
     became non-finite): it is scored at chance, one over the number of classes, the accuracy
     expected of a guess (``results/protocol.md``, "Metric and tests"). If `run`'s training wrote
-    ``diverged.json`` at or after `since` (a time stamp; an older one belongs to an earlier
-    attempt), its record becomes the run's ``result.json`` with that accuracy; True if so."""
+    ``diverged.json`` (`run_one` removes an earlier attempt's before it starts one), its record
+    becomes the run's ``result.json`` with that accuracy; True if so."""
     folder = work / run.name
     record_path = folder / "diverged.json"
-    if not record_path.is_file() or record_path.stat().st_mtime < since:
+    if not record_path.is_file():
         return False
     record = json.loads(record_path.read_text())
     (folder / "metrics.jsonl").touch()  # a run that diverged in its first epoch has no line
@@ -307,8 +301,14 @@ def score_diverged(run: protocol.Run, work: Path, *, since: float) -> bool:
     return True
 
 
-def _diverged(run: protocol.Run, work: Path) -> bool:
-    return "diverged" in json.loads((work / run.name / "result.json").read_text())
+def _has_final_weights(run: protocol.Run, work: Path) -> bool:
+    """Whether `run` finished in `work` with weights that are the book's: not on MIXLIB_QUICK's
+    subset (a test), and not diverged (its last checkpoint is not its end)."""
+    path = work / run.name / "result.json"
+    if not path.is_file():
+        return False
+    record = json.loads(path.read_text())
+    return not record.get("quick", False) and "diverged" not in record
 
 
 def _copy_result(run: protocol.Run, work: Path, results: Path,
@@ -327,10 +327,8 @@ def _copy_result(run: protocol.Run, work: Path, results: Path,
     epochs = decided_epochs(results)
     flipped = run in protocol.PILOT_RUNS and epochs == 2 * protocol.EPOCHS
     for kept in protocol.PILOT_RUNS if flipped else (run,):
-        finished = _done(kept, results) and (work / kept.name / "result.json").is_file()
-        # a diverged run's last checkpoint is not its end: it has no final weights
-        if (finished and keeps_weights(kept, cifar_epochs=epochs) and not _quick(kept, work)
-                and not _diverged(kept, work)):
+        if (_done(kept, results) and keeps_weights(kept, cifar_epochs=epochs)
+                and _has_final_weights(kept, work)):
             copied.append(export_weights(kept, work, weights))
     return copied
 
@@ -351,13 +349,16 @@ def _commit(paths: list[Path], message: str, repo: Path, log) -> None:
 
 def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commit_repo: Path | None,
             weights: Path | None = None, log=print, running: "_Running | None" = None) -> bool:
-    """Train `run` (resuming it if it was stopped) and copy its result; True if it finished.
+    """Train `run` (resuming it if it was stopped) and copy its result; True if it finished
+    (a run that diverged finishes so, scored at chance: `score_diverged`).
     `running`: the sweep's record of its training processes, which a stop signal reaches."""
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [*TRAIN, *run.train_args(), "--out", str(work), "--name", run.name, "--resume"]
     log(f"start {run.name} ({state(run, results, work)})")
     started = time.time()
+    # an earlier attempt's record: only this attempt's divergence is scored
+    (work / run.name / "diverged.json").unlink(missing_ok=True)
     running = running or _Running()
     with open(work / f"{run.name}.log", "a") as out:
         # a session of its own: a signal to the sweep's process group reaches the training once,
@@ -367,7 +368,7 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     if code in [128 + number for number in STOP_SIGNALS]:  # mixlib.train's exit after a stop
         log(f"stopped {run.name}; its checkpoint resumes it next time")
         return False
-    if code != 0 and score_diverged(run, work, since=started):
+    if code != 0 and score_diverged(run, work):
         log(f"diverged {run.name} (see {work / f'{run.name}.log'}): scored at chance")
     elif code != 0 or not (work / run.name / "result.json").is_file():
         log(f"failed {run.name} (exit {code}); see {work / f'{run.name}.log'}")
@@ -576,8 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "weights":  # runs finished before their weights were kept
         for run in runs:
             if keeps_weights(run, cifar_epochs=decided_epochs(args.results)) \
-                    and (work / run.name / "result.json").is_file() \
-                    and not _quick(run, work):
+                    and _has_final_weights(run, work):
                 print(export_weights(run, work, args.weights))
         return 0
     repo = None

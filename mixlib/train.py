@@ -25,8 +25,9 @@ A start from scratch refuses a folder that already holds a run (it would overwri
 their metrics), and nothing restarts or resumes a finished one; a run holds an OS lock on its
 folder (released when the process ends, killed or not), so a second run into it is refused.
 A resume refuses other settings than the checkpoint's (the budget, the data, the recipe), and a
-checkpoint that cannot be read back whole (its checksum) is an error that names it. A loss or
-weights that are not finite stop the run with a message; no checkpoint holds them, and
+checkpoint that cannot be read back whole (its checksum) is an error that names it. A loss, a
+gradient norm or weights that are not finite stop the run with a message; no checkpoint holds
+them, and
 ``diverged.json`` records the run as far as it got (the record ``result.json`` would hold, with
 no accuracy, and ``diverged``: the step, the epoch and the message), so that the sweep can score
 it by the protocol's rule rather than train it again. SIGTERM and
@@ -690,7 +691,9 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
             at, epoch_of, *_ = pending[i]
             loss, norm, _ = values[i]
             if bad_loss <= bad_grad:
-                where = f"rank {rank}'s loss is {loss}" if world > 1 else f"the loss is {loss}"
+                where = (f"the loss is {loss}" if world == 1 else
+                         f"rank {rank}'s loss is {loss}" if not math.isfinite(loss) else
+                         f"another rank's loss is not finite (rank {rank}'s is {loss})")
                 raise diverge(f"a loss that is not finite at step {at} (epoch {epoch_of + 1}; "
                               f"{where}); {_last_good(checkpoint_path)}", at, epoch_of + 1)
             raise diverge(f"the gradient norm is {norm} at step {at} (epoch {epoch_of + 1}); "
@@ -725,6 +728,8 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
         time is the one recorded at the last epoch's end or checkpoint."""
         if rank == 0:
             written = {**result_record(), "test_acc": None, "best_test_acc": None,
+                       # weights found non-finite at an epoch's end were evaluated first
+                       "history": [h for h in history if h["epoch"] < epoch],
                        "diverged": {"step": at, "epoch": epoch, "reason": message}}
             atomic_write(run_dir / "diverged.json",
                          lambda tmp: tmp.write_text(json.dumps(written, indent=1)))

@@ -15,7 +15,8 @@ CHAPTER = ROOT / "notebooks" / "08_side_by_side.ipynb"
 SIGNED = r"[+−-]\d+\.\d\d"  # the book writes differences with a sign, two decimals, "−" for minus
 # "+0.64 points [−4.10, +5.38]", "(−3.70 points, [−7.19, −0.20])", "+1.17 [−0.08, +2.42]"
 INTERVAL = re.compile(rf"({SIGNED})(?: points)?,? \[({SIGNED}), ({SIGNED})\]")
-POINTS = re.compile(rf"({SIGNED}) points")
+# every other signed two-decimal number of the prose is a difference too, "points" or not
+POINTS = re.compile(rf"(?<![\w.])({SIGNED})(?!\d)")
 
 
 def _signed(value: float) -> str:
@@ -78,7 +79,8 @@ def test_every_difference_chapter_8_quotes_is_one_the_runs_give(runs):
     ("+0.65 points [−4.10, +5.38]", "+0.65 points [−4.10, +5.38]"),  # a mean off by 0.01
     ("+0.64 points [−4.10, +5.39]", "+0.64 points [−4.10, +5.39]"),  # an interval's end
     ("(+3.70 points, [+0.20, +7.19])", "+3.70 points, [+0.20, +7.19]"),  # the sign turned
-    ("−9.16 points against DW conv", "−9.16 points"),  # one seed's difference, off by 0.01
+    ("−9.16 points against DW conv", "−9.16"),  # one seed's difference, off by 0.01
+    ("seeds 0 and 2 give −0.82 and +1.12", "−0.82"),  # without "points"
 ])
 def test_the_check_finds_a_number_the_runs_do_not_give(runs, quoted, found):
     assert unsupported(f"Sliding windows won by {quoted}.", runs) == [found]

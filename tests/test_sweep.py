@@ -567,8 +567,8 @@ def test_a_run_that_diverged_is_scored_at_chance_once_and_leaves_no_weights(tmp_
                                                                            diverges):
     """The protocol's rule for a non-finite loss: the run is done, at chance (one over the
     number of classes), its record says why, and no weights are exported (its checkpoint is
-    not its end). A diverged.json older than the attempt is an earlier one's: a failure now
-    is a failure."""
+    not its end), by the sweep or by its `weights` command. An earlier attempt's diverged.json
+    is no score for this one: a failure now is a failure."""
     script = tmp_path / "train.py"
     script.write_text(FAKE_DIVERGENCE)
     monkeypatch.setattr(sweep, "TRAIN", [sys.executable, str(script),
@@ -579,7 +579,6 @@ def test_a_run_that_diverged_is_scored_at_chance_once_and_leaves_no_weights(tmp_
     if not diverges:  # an earlier attempt's record
         (work / run.name).mkdir(parents=True)
         (work / run.name / "diverged.json").write_text("{}")
-        os.utime(work / run.name / "diverged.json", (time.time() - 60, time.time() - 60))
     messages = []
     finished = sweep.sweep([run], results=results, work=work, workers=1, weights=weights,
                            log=messages.append)
@@ -593,6 +592,9 @@ def test_a_run_that_diverged_is_scored_at_chance_once_and_leaves_no_weights(tmp_
         assert result["best_test_acc"] == pytest.approx(0.31)  # the best epoch before it
         assert result["diverged"]["step"] == 250
         assert (results / "cifar10" / run.name / "metrics.jsonl").is_file()
+        assert sweep.main(["weights", "--results", str(results), "--work", str(work),
+                           "--weights", str(weights), "--only", run.name]) == 0
+        assert not weights.exists()
 
 
 def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_path, monkeypatch):

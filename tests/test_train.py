@@ -218,10 +218,18 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
                      script=str(Path(__file__).with_name("ddp_nan_driver.py")),
                      env={"DDP_NAN_MARK": str(tmp_path / "rank0-stopped")})
     assert done.returncode != 0
-    stops = dict(re.findall(r"stopped: a loss that is not finite at step 2 \(epoch 1; "
-                            r"rank (\d)'s loss is ([^)]+)\)", done.stdout + done.stderr))
-    assert set(stops) == {"0", "1"}, done.stderr[-3000:]  # the rank with a finite loss stops too
-    assert stops["1"] == "nan" and math.isfinite(float(stops["0"]))
+    said = done.stdout + done.stderr
+    prefix = r"stopped: a loss that is not finite at step 2 \(epoch 1; "
+    bad = re.findall(prefix + r"rank (\d)'s loss is ([^)]+)\)", said)
+    # the rank with a finite loss stops too, and says the bad loss was another rank's
+    good = re.findall(prefix + r"another rank's loss is not finite \(rank (\d)'s is ([^)]+)\)\)",
+                      said)
+    assert bad == [("1", "nan")] and [rank for rank, _ in good] == ["0"], said[-3000:]
+    assert math.isfinite(float(good[0][1]))
+    # rank 0 wrote the run's record, with the message it gave
+    diverged = json.loads((tmp_path / "ddp-nan" / "diverged.json").read_text())
+    assert diverged["diverged"]["step"] == 2
+    assert "another rank's loss" in diverged["diverged"]["reason"]
 
 
 @needs_data
@@ -464,6 +472,26 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path, monkeypatch):
     assert not (tmp_path / "tiny" / "checkpoint.pt").exists()
     diverged = json.loads((tmp_path / "tiny" / "diverged.json").read_text())
     assert (diverged["diverged"]["step"], diverged["history"]) == (4, [])
+
+
+@needs_data
+def test_weights_found_not_finite_at_an_epochs_end_leave_that_epoch_out_of_the_record(tmp_path,
+                                                                                    monkeypatch):
+    # the epoch's evaluation (of the non-finite weights) comes before the check at its end
+    real = mtrain.EMA.update
+
+    def poisoned(self, model, step):
+        real(self, model, step)
+        if step == 4:  # after the check at step 4, before the epoch's end at step 6
+            next(self.model.parameters()).data.fill_(float("nan"))
+
+    monkeypatch.setattr(mtrain.EMA, "update", poisoned)
+    with pytest.raises(mtrain.NonFiniteLoss, match=r"not finite at step 6 \(ema\."):
+        mtrain.train(tiny_config(tmp_path), log=lambda *a: None)
+    diverged = json.loads((tmp_path / "tiny" / "diverged.json").read_text())
+    assert (diverged["diverged"]["step"], diverged["diverged"]["epoch"]) == (6, 1)
+    assert diverged["history"] == []  # epoch 1's accuracy was that of non-finite weights
+    assert not (tmp_path / "tiny" / "metrics.jsonl").exists()  # nor did its line get written
 
 
 @needs_data
