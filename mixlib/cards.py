@@ -135,9 +135,11 @@ def render(names: list[str] | None = None) -> str:
              "`mixlib.models.build(name)`; the papers' models also take timm's arguments",
              "(`features_only`, `out_indices`, `in_chans`, `num_classes`, and `pretrained` where",
              f"timm serves released weights: {', '.join(f'`{n}`' for n in PRETRAINED)}).",
-             "`mixlib.models.trained(name)` loads a small preset with the sweep's seed-0 weights",
-             "(`results/weights/`), and `mixlib.models.convert_checkpoint(name, state_dict)`",
-             "converts a paper's released checkpoint for `load_state_dict`.", ""]
+             "`mixlib.models.trained(name)` loads a small preset with the weights of its sweep's",
+             "seed-0 run, once that run has finished (`results/weights/`), and",
+             "`mixlib.models.convert_checkpoint(name, state_dict)` converts a paper's released",
+             "checkpoint for `load_state_dict`. The Imagenette presets are listed at their own",
+             "160 px; chapter 8 trains them at 128 px (`--image-size 128`).", ""]
     for group in ("The papers' ImageNet models", "The book's small models (CIFAR-10 and Imagenette)",
                   "Reference networks"):
         members = [c for c in cards if _group(c["name"]) == group]
