@@ -101,3 +101,32 @@ def test_the_check_reads_the_books_numbers_as_it_writes_them(runs):
     assert unsupported(f"by {mean} points, [{low}, {high}], and", runs) == []
     assert unsupported(f"by {mean} [{low}, {high}]", runs) == []
     assert unsupported(f"by {mean.replace('−', '-')} points", runs) == []
+
+
+def _printed_lines(notebook: Path) -> list[str]:
+    """Every line a notebook's committed outputs print, stripped."""
+    cells = json.loads(notebook.read_text())["cells"]
+    return [line.strip() for cell in cells for output in cell.get("outputs", [])
+            for line in "".join(output.get("text", "")).splitlines()]
+
+
+def stale_quotes(relations: list[str], chapters: dict[int, list[str]]) -> list[str]:
+    """The lines the relations page quotes ("ch. N  mixer", then the line) that chapter N's
+    committed outputs no longer print."""
+    return [f"ch. {m.group(1)}: {quoted}" for m, quoted in zip(
+                map(re.compile(r"ch\. (\d+)  \w+$").match, relations), relations[1:])
+            if m and quoted not in chapters.get(int(m.group(1)), [])]
+
+
+def test_the_relations_page_quotes_each_chapters_current_output():
+    # the page reads the chapters' committed outputs when it runs: executed before one of
+    # them, it quotes a number that chapter no longer prints
+    chapters = {int(path.name[:2]): _printed_lines(path)
+                for path in (ROOT / "notebooks").glob("0[1-8]_*.ipynb")}
+    relations = _printed_lines(ROOT / "notebooks" / "99_relations.ipynb")
+    assert sum(line.startswith("ch. ") for line in relations) >= 9
+    assert stale_quotes(relations, chapters) == []
+    # a quote that differs from what its chapter prints now is found
+    at = next(i for i, line in enumerate(relations) if line.startswith("ch. 6 "))
+    old = relations[:at + 1] + [relations[at + 1] + "0"] + relations[at + 2:]
+    assert stale_quotes(old, chapters) == [f"ch. 6: {relations[at + 1]}0"]
