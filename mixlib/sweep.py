@@ -355,16 +355,22 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [*TRAIN, *run.train_args(), "--out", str(work), "--name", run.name, "--resume"]
-    log(f"start {run.name} ({state(run, results, work)})")
     started = time.time()
-    # an earlier attempt's record: only this attempt's divergence is scored
-    (work / run.name / "diverged.json").unlink(missing_ok=True)
-    running = running or _Running()
-    with open(work / f"{run.name}.log", "a") as out:
-        # a session of its own: a signal to the sweep's process group reaches the training once,
-        # passed on by the sweep; twice would stop it at once, without its checkpoint
-        code = running.wait(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                             start_new_session=True))
+    if (work / run.name / "result.json").is_file():
+        # finished (or scored) by an earlier sweep that ended before its copy: mixlib.train
+        # would refuse the folder, so the copy is all that is left to do
+        log(f"copying {run.name}, which finished earlier")
+        code = 0
+    else:
+        log(f"start {run.name} ({state(run, results, work)})")
+        # an earlier attempt's record: only this attempt's divergence is scored
+        (work / run.name / "diverged.json").unlink(missing_ok=True)
+        running = running or _Running()
+        with open(work / f"{run.name}.log", "a") as out:
+            # a session of its own: a signal to the sweep's process group reaches the training
+            # once, passed on by the sweep; twice would stop it at once, without its checkpoint
+            code = running.wait(subprocess.Popen(command, env=env, stdout=out,
+                                                 stderr=subprocess.STDOUT, start_new_session=True))
     if code in [128 + number for number in STOP_SIGNALS]:  # mixlib.train's exit after a stop
         log(f"stopped {run.name}; its checkpoint resumes it next time")
         return False

@@ -50,6 +50,11 @@ from mixlib import results
 folder, seconds = sys.argv[1], int(sys.argv[2])
 runs = results.load_runs(folder)
 print(f"{len(runs)} runs in {folder}, this call {seconds / 60:.1f} min")
-for row in results.summarize(runs):
-    print(f"{row['model']:40s} e{row['epochs']:<3d} seeds {row['seeds']}  {100 * row['mean_acc']:.2f}%")
+# one summary per data set and budget (the pilot's 2E runs beside the E ones): summarize
+# refuses runs of one model at two budgets
+for data, epochs in sorted({(r["dataset"], r["epochs"]) for r in runs}):
+    chosen = [r for r in runs if (r["dataset"], r["epochs"]) == (data, epochs)]
+    for row in results.summarize(chosen):
+        print(f"{row['model']:40s} e{row['epochs']:<3d} seeds {row['seeds']}  "
+              f"{100 * row['mean_acc']:.2f}%")
 PY

@@ -597,6 +597,26 @@ def test_a_run_that_diverged_is_scored_at_chance_once_and_leaves_no_weights(tmp_
         assert not weights.exists()
 
 
+def test_a_run_that_finished_before_its_copy_is_copied_not_trained_again(tmp_path, monkeypatch):
+    """A sweep that ended between a run's end and its copy (killed, a full disk) leaves a
+    finished run in the work folder; mixlib.train refuses such a folder, so the next sweep
+    copies it instead of failing it in every session."""
+    script = tmp_path / "train.py"
+    script.write_text(FAKE_DIVERGENCE)
+    monkeypatch.setattr(sweep, "TRAIN", [sys.executable, str(script), "fail"])  # were it run
+    run = protocol.Run("pooling", seed=1)
+    results, work = tmp_path / "results", tmp_path / "work"
+    (work / run.name).mkdir(parents=True)
+    record = {"model": run.model, "dataset": "cifar10", "seed": 1, "epochs": 15, "test_acc": 0.7}
+    (work / run.name / "result.json").write_text(json.dumps(record))
+    (work / run.name / "metrics.jsonl").write_text("{}\n")
+    messages = []
+    assert sweep.sweep([run], results=results, work=work, workers=1, log=messages.append) == 1
+    assert any(m.startswith(f"copying {run.name}") for m in messages), messages
+    assert not any(m.startswith(("start", "failed")) for m in messages), messages
+    assert json.loads((results / "cifar10" / run.name / "result.json").read_text()) == record
+
+
 def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_path, monkeypatch):
     monkeypatch.setenv("MIXLIB_QUICK", "1")  # the child trains on the quick subset
     monkeypatch.chdir(ROOT)  # python -m mixlib.train from this checkout
@@ -672,6 +692,17 @@ def test_the_gpu_sweep_script_runs_on_a_cpu_in_quick_mode(tmp_path):
     # quick mode never writes the real results, and a quick run leaves no weights
     assert [listing(folder) for folder in real] == before
     assert not (tmp_path / "work" / "weights").exists()
+    # beside a run of another budget (the pilot's 2E), each budget is summarised on its own
+    folder = tmp_path / "work" / "results" / "cifar10"
+    twice = folder / "pooling_cifar-s0-e30"
+    shutil.copytree(folder / "pooling_cifar-s0-e15", twice)
+    record = json.loads((twice / "result.json").read_text())
+    (twice / "result.json").write_text(json.dumps({**record, "epochs": 30}))
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "sweep_gpu.sh")], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    summary = (tmp_path / "work" / "results" / "summary.txt").read_text()
+    assert re.search(r"pooling_cifar +e15 ", summary) and re.search(r"pooling_cifar +e30 ", summary)
 
 
 def test_an_estimate_counts_only_runs_on_this_machines_cpu_when_there_are_any(tmp_path, monkeypatch):
