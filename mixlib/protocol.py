@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Run", "Claim", "EPOCHS", "SEEDS", "MARGIN", "PILOT", "MAIN", "ABLATIONS",
+__all__ = ["Run", "Claim", "model_name", "EPOCHS", "SEEDS", "MARGIN", "PILOT", "MAIN", "ABLATIONS",
            "CLAIM_ORDER", "LATER_SEED_MINUTES", "IMAGENETTE", "IMAGENETTE_EPOCHS",
            "IMAGENETTE_SIZE", "PILOT_RUNS", "RUNS", "CLAIMS", "runs", "runs_of", "pilot_epochs",
            "claim_order"]
@@ -42,6 +42,12 @@ IMAGENETTE = ("dwconv", "lka", "global_filter", "window_attention", "neighborhoo
               "idwconv")
 
 
+def model_name(preset: str, data: str) -> str:
+    """The small preset a mixer part trains on a data set: ("dwconv", "cifar10") ->
+    "dwconv_cifar", ("lka", "imagenette") -> "lka_imagenette"."""
+    return f"{preset}_{'cifar' if data == 'cifar10' else data}"
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run of ``python -m mixlib.train`` with the book's recipe (its defaults)."""
@@ -53,7 +59,7 @@ class Run:
 
     @property
     def model(self) -> str:
-        return f"{self.preset}_{'cifar' if self.data == 'cifar10' else self.data}"
+        return model_name(self.preset, self.data)
 
     @property
     def name(self) -> str:
@@ -117,10 +123,23 @@ class Claim:
     kind: str = "better"
     data: str = "cifar10"
 
+    def __post_init__(self):
+        kinds = ("better", "equal", "best")
+        if self.kind not in kinds:
+            raise ValueError(f"kind must be one of {kinds}, got {self.kind!r} (claim {self.key!r})")
+        if (self.kind == "best") != isinstance(self.b, tuple):
+            raise ValueError(f"b must be a tuple of rivals exactly when kind is 'best', got "
+                             f"b={self.b!r} with kind={self.kind!r} (claim {self.key!r})")
+
+    @property
+    def rivals(self) -> tuple[str, ...]:
+        """The presets `a` is compared with: `b`, or each of them for kind "best"."""
+        return self.b if isinstance(self.b, tuple) else (self.b,)
+
     @property
     def presets(self) -> frozenset[str]:
         """Both sides' presets: the runs a verdict waits for."""
-        return frozenset((self.a,) + ((self.b,) if isinstance(self.b, str) else tuple(self.b)))
+        return frozenset((self.a, *self.rivals))
 
 
 CLAIMS: tuple[Claim, ...] = (

@@ -269,9 +269,13 @@ def _at_budget(runs: list[dict], model: str, epochs: int, dataset: str) -> list[
 def _after_epoch(run: dict, epoch: int) -> float:
     """`run`'s test accuracy after `epoch`; for a run that diverged before it, the accuracy the
     protocol scores it at (its ``test_acc``, chance)."""
-    if epoch > len(run["history"]) and "diverged" in run:
+    history = run["history"]
+    if epoch <= len(history):
+        return history[epoch - 1]["test_acc"]
+    if "diverged" in run:
         return run["test_acc"]
-    return run["history"][epoch - 1]["test_acc"]
+    raise ValueError(f"the run of {run['model']} with seed {run['seed']} records {len(history)} "
+                     f"epochs of history, not the {epoch} read, and did not diverge")
 
 
 def equal_time(runs: list[dict], img_s: dict[str, float], *, epochs: int, dataset: str,
@@ -283,16 +287,20 @@ def equal_time(runs: list[dict], img_s: dict[str, float], *, epochs: int, datase
 
     Returns (the time in seconds, one row per model in `img_s`'s order): ``model``, ``img_s``,
     ``epochs`` (whole epochs in the time, at most `epochs`; 0 if not one fits), ``mean_acc``
-    (the mean test accuracy after that epoch over the seeds finished, a run that diverged
-    before that epoch at its score, chance; None without a finished seed or an epoch) and
-    ``n`` (those seeds)."""
+    (the mean test accuracy after that epoch over the protocol's seeds finished, a run that
+    diverged before that epoch at its score, chance; None without a finished seed or an epoch)
+    and ``n`` (those seeds)."""
+    from . import protocol  # the protocol is data about runs; results only reads it
+
     epoch_s = {model: train_images / speed for model, speed in img_s.items()}
     budget_s = epochs * min(epoch_s.values())
     rows = []
     for model, speed in img_s.items():
         # whole epochs in the time (the fastest model's exactly `epochs`, despite rounding)
         fit = min(epochs, int(budget_s / epoch_s[model] + 1e-9))
-        done = [_after_epoch(r, fit) for r in _at_budget(runs, model, epochs, dataset)] if fit else []
+        # the protocol's seeds only, as in the verdicts
+        done = [_after_epoch(r, fit) for r in _at_budget(runs, model, epochs, dataset)
+                if r["seed"] in protocol.SEEDS] if fit else []
         rows.append({"model": model, "img_s": speed, "epochs": fit, "n": len(done),
                      "mean_acc": statistics.fmean(done) if done else None})
     return budget_s, rows
@@ -325,14 +333,15 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
     rows = []
     for claim in claims if claims is not None else protocol.CLAIMS:
         epochs = cifar_epochs if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
-        suffix = "_cifar" if claim.data == "cifar10" else f"_{claim.data}"
 
         def acc(preset):  # the protocol's seeds only: an extra seed is no part of its verdict
-            found = accuracies(runs, preset + suffix, epochs=epochs, dataset=claim.data)
+            found = accuracies(runs, protocol.model_name(preset, claim.data), epochs=epochs,
+                               dataset=claim.data)
             return {seed: value for seed, value in found.items() if seed in protocol.SEEDS}
 
         def machine(preset):
-            return machines(runs, preset + suffix, epochs=epochs, dataset=claim.data)
+            return machines(runs, protocol.model_name(preset, claim.data), epochs=epochs,
+                            dataset=claim.data)
 
         a_acc, a_machine = acc(claim.a), machine(claim.a)  # once, not once per rival
 
@@ -342,8 +351,7 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
             return {"b": rival, **paired,
                     "two_machines": any(a_machine[s] != b_machine[s] for s in paired["seeds"])}
 
-        rivals = claim.b if isinstance(claim.b, tuple) else (claim.b,)
-        differences = [difference(rival) for rival in rivals]
+        differences = [difference(rival) for rival in claim.rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
                      "a": claim.a, "kind": claim.kind, "epochs": epochs, "differences": differences,
                      "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN,
@@ -355,8 +363,8 @@ def format_verdicts(rows: list[dict]) -> str:
     """`verdicts`' rows as a Markdown table, one line per claim and rival b: the claim (its key,
     the pair a − b, its statement), the mean paired difference in test-accuracy points, its 95%
     interval, the number of paired seeds (with * when a pair was trained on two machines), and
-    the claim's verdict. It reads as plain text too;
-    a notebook shows it as a table with ``IPython.display.Markdown``. Four narrow number columns
+    the claim's verdict. It reads as plain text too; a notebook shows it as a table with
+    ``IPython.display.Markdown``. Four narrow number columns
     leave the claim's column the page's width, where its words wrap."""
     lines = ["| claim (a − b) | mean (points) | 95% interval | seeds | verdict |",
              "|:--|--:|--:|--:|:--|"]

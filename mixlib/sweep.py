@@ -29,9 +29,9 @@ time is estimated from the presets' one-thread benchmark (the Imagenette presets
 scaled by how the finished runs compared with it, else (a preset not benchmarked) from the
 recorded training time per epoch of its preset's finished runs, with the evaluation after
 each epoch and a margin (`estimate_s`). Records from other days say little about how fast the
-machine is today, so
-once the sweep's own runs have finished an epoch, every estimate is scaled by how long their
-epochs took against what their estimates said (`_measured_over_estimated`). A run with no
+machine is today, so once the sweep's own runs have finished an epoch, every estimate is
+scaled by how long their epochs took against what their estimates said
+(`_measured_over_estimated`). A run with no
 estimate, or one that would end too late, is left for a later sweep, and a shorter one after
 it may start instead.
 
@@ -173,11 +173,17 @@ def _measured_over_estimated(expected: dict[str, tuple[float, int]], work: Path)
     what their estimate said (`expected`: run name -> (seconds per epoch, epochs done when it
     started)); 1 before any has."""
     ratios = []
-    for name, (seconds, done) in list(expected.items()):  # a copy: workers add to it
+    for name, (seconds, done) in expected.items():  # the caller holds the lock it grows under
         measured = _epoch_s_so_far(work / name, after=done)
         if measured is not None and measured > 0 and seconds > 0:
             ratios.append(measured / seconds)
     return median(ratios) if ratios else 1.0
+
+
+def _overhead(run: protocol.Run, work: Path) -> float:
+    """`run`'s estimate over one epoch's training time: its epochs left, each with its
+    evaluation (`_with_evaluation`), times MARGIN."""
+    return MARGIN * _with_evaluation(run.data) * _epochs_left(run, work)
 
 
 def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
@@ -189,11 +195,12 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     what the benchmark says of their presets (the runs on the same data where there are any: an
     Imagenette epoch at 128 px compares with its benchmark otherwise than a CIFAR-10 one). A
     preset the benchmark lacks is timed by the median of its own finished runs. Not the other
-    way round: a preset's own runs time the code they ran, and a preset whose runs all predate a speed-up (neighbourhood attention's tiles, the
-    depthwise backward) would keep an estimate two or three times too long, out of every
-    session; the median over all presets is not moved by a few such runs. Times the epochs it
-    has left (a stopped run resumes), the evaluation after each (`_with_evaluation`) and
-    `MARGIN`. The finished runs shared the machine as the sweep's runs do (two side by side),
+    way round: a preset's own runs time the code they ran, and a preset whose runs all predate
+    a speed-up (neighbourhood attention's tiles, the depthwise backward) would keep an estimate
+    two or three times too long, out of every session; the median over all presets is not
+    moved by a few such runs. Times the epochs it has left (a stopped run resumes), the
+    evaluation after each and `MARGIN` (`_overhead`). A diverged run's time is not that of its
+    epochs and is not read. The finished runs shared the machine as the sweep's runs do (two side by side),
     so the estimate holds for a sweep run the same way. Where some finished runs ran on this
     machine's kind of CPU (their ``hardware["cpu"]``), only those count: runs on another CPU
     ran at other speeds.
@@ -216,7 +223,7 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
         if record["model"] in bench_epoch_s:
             ratios.setdefault(record.get("dataset"), []).append(
                 seconds / bench_epoch_s[record["model"]])
-    factor = MARGIN * _with_evaluation(run.data) * _epochs_left(run, work)
+    factor = _overhead(run, work)
     same_data = ratios.get(run.data) or [r for rs in ratios.values() for r in rs]
     if run.model in bench_epoch_s and same_data:
         return factor * median(same_data) * bench_epoch_s[run.model]
@@ -242,7 +249,8 @@ def select(only: list[str] | None, *, results: Path | None = None) -> list[proto
     planned = protocol.runs(cifar_epochs=epochs)
     if not only:
         return list(planned)
-    other = 3 * protocol.EPOCHS - epochs  # the budget the pilot did not choose
+    # the budget the pilot did not choose
+    other = protocol.EPOCHS if epochs == 2 * protocol.EPOCHS else 2 * protocol.EPOCHS
     either = planned + protocol.runs(cifar_epochs=other)
     known = {r.name for r in either} | {r.model for r in either}
     unknown = [name for name in only if name not in known]
@@ -268,11 +276,12 @@ def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     checkpoint in `work` into `folder`/<model>.pt: float16 tensors and the run's identity,
     loadable with ``torch.load(weights_only=True)``."""
     result = json.loads((work / run.name / "result.json").read_text())
-    state = torch.load(work / run.name / "checkpoint.pt", map_location="cpu", weights_only=False)
-    if state["step"] != result["steps"]:
-        raise ValueError(f"the checkpoint of {run.name} is at step {state['step']}, not the "
+    checkpoint = torch.load(work / run.name / "checkpoint.pt", map_location="cpu",
+                            weights_only=False)
+    if checkpoint["step"] != result["steps"]:
+        raise ValueError(f"the checkpoint of {run.name} is at step {checkpoint['step']}, not the "
                          f"run's last ({result['steps']})")
-    weights = state["ema"] if state["ema"] is not None else state["model"]
+    weights = checkpoint["ema"] if checkpoint["ema"] is not None else checkpoint["model"]
     record = {"model": run.model, "run": run.name, "test_acc": result["test_acc"],
               "commit": result["commit"],
               "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}}
@@ -473,8 +482,7 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
         """Remember what `run`'s estimate says of one epoch, to compare with its epochs."""
         left = _epochs_left(run, work)
         if seconds is not None and left:
-            expected[run.name] = (seconds / (MARGIN * _with_evaluation(run.data) * left),
-                                  run.epochs - left)
+            expected[run.name] = (seconds / _overhead(run, work), run.epochs - left)
 
     def pick() -> tuple[protocol.Run | None, bool]:
         """The next run to start, and whether one was left because it would end too late."""
@@ -581,9 +589,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{state(run, args.results, work):8s} {run.data:10s} {run.name}{needs}")
         return 0
     if args.command == "weights":  # runs finished before their weights were kept
+        epochs = decided_epochs(args.results)
         for run in runs:
-            if keeps_weights(run, cifar_epochs=decided_epochs(args.results)) \
-                    and _has_final_weights(run, work):
+            if keeps_weights(run, cifar_epochs=epochs) and _has_final_weights(run, work):
                 print(export_weights(run, work, args.weights))
         return 0
     repo = None
@@ -600,8 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{str(repo)!r} that holds the results; name a folder inside it")
     try:
         done = sweep(lambda: select(args.only, results=args.results), results=args.results,
-                     work=work,
-                     workers=args.workers, threads=args.threads, max_runs=args.max_runs,
+                     work=work, workers=args.workers, threads=args.threads, max_runs=args.max_runs,
                      commit_repo=repo, weights=args.weights, hours=args.hours,
                      log=lambda message: print(f"{time.strftime('%H:%M:%S')} {message}", flush=True))
     except SweepLocked as error:

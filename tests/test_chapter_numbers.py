@@ -43,10 +43,12 @@ def given_by(runs: list[dict]) -> tuple[set[tuple[str, str, str]], set[str]]:
                 intervals.add(tuple(_signed(difference[k]) for k in ("mean", "low", "high")))
     for claim in protocol.CLAIMS:
         epochs = protocol.EPOCHS if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
-        suffix = "_cifar" if claim.data == "cifar10" else f"_{claim.data}"
-        a = results.accuracies(runs, claim.a + suffix, epochs=epochs, dataset=claim.data)
-        for rival in claim.b if isinstance(claim.b, tuple) else (claim.b,):
-            b = results.accuracies(runs, rival + suffix, epochs=epochs, dataset=claim.data)
+        def acc(preset):
+            return results.accuracies(runs, protocol.model_name(preset, claim.data),
+                                      epochs=epochs, dataset=claim.data)
+        a = acc(claim.a)
+        for rival in claim.rivals:
+            b = acc(rival)
             points |= {_signed(100 * (a[s] - b[s])) for s in set(a) & set(b)}
     return intervals, points
 

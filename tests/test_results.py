@@ -370,7 +370,8 @@ def test_equal_time_reads_each_model_after_the_epochs_it_fits_in_the_fastests_ti
         return {"model": model, "seed": seed, "epochs": 4, "dataset": "cifar10", "test_acc": accs[-1],
                 "history": [{"test_acc": a} for a in accs]}
     runs = [run("fast", 0, [0.5, 0.6, 0.7, 0.8]), run("fast", 1, [0.5, 0.6, 0.7, 0.9]),
-            run("half", 0, [0.4, 0.55, 0.75, 0.85]), run("slow", 0, [0.3, 0.4, 0.5, 0.6])]
+            run("half", 0, [0.4, 0.55, 0.75, 0.85]), run("slow", 0, [0.3, 0.4, 0.5, 0.6]),
+            run("fast", 3, [0.1, 0.1, 0.1, 0.1])]  # a seed outside the protocol's: not read
     # 100 images an epoch: "fast" takes 1 s an epoch, "half" 2 s, "slow" 5 s, "unrun" 1.25 s
     budget_s, rows = results.equal_time(runs, {"fast": 100, "half": 50, "slow": 20, "unrun": 80},
                                         epochs=4, dataset="cifar10", train_images=100)
@@ -399,5 +400,5 @@ def test_equal_time_reads_a_run_that_diverged_before_the_epoch_at_its_score():
                              train_images=100)[1][0]
     assert (row["epochs"], row["mean_acc"]) == (2, pytest.approx((0.6 + 0.5) / 2))
     broken = [run(0, [0.5, 0.6])]  # a short history without the divergence is an error
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError, match="records 2 epochs of history, not the 4 read"):
         results.equal_time(broken, {"m": 100}, epochs=4, dataset="cifar10", train_images=100)

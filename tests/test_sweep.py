@@ -441,13 +441,22 @@ def test_every_claim_compares_runs_of_the_protocol_with_a_cited_paper():
     bib = (ROOT / "book" / "references.bib").read_text()
     for claim in protocol.CLAIMS:
         assert f"{{{claim.paper}," in bib, claim.key
-        rivals = claim.b if isinstance(claim.b, tuple) else (claim.b,)
         epochs = protocol.EPOCHS if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
-        for preset in (claim.a, *rivals):
+        for preset in claim.presets:
             assert len(protocol.runs_of(preset, epochs=epochs, data=claim.data)) == len(protocol.SEEDS), \
                 (claim.key, preset)
-        assert claim.kind in ("better", "equal", "best")
-        assert (claim.kind == "best") == isinstance(claim.b, tuple)
+
+
+@pytest.mark.parametrize("kind, b, said", [
+    ("beter", "dwconv", "kind must be one of"),  # a typo, which verdict() would meet much later
+    ("better", ("dwconv", "lka"), "b must be a tuple of rivals exactly when kind is 'best'"),
+    ("best", "dwconv", "b must be a tuple of rivals exactly when kind is 'best'"),
+])
+def test_a_claim_refuses_a_kind_its_rivals_do_not_fit(kind, b, said):
+    with pytest.raises(ValueError, match=said):
+        protocol.Claim("k", "a claim", "han2022connection", "ddwconv", b, kind)
+    assert protocol.Claim("k", "a claim", "p", "ddwconv", ("dwconv", "lka"), "best").rivals == \
+        ("dwconv", "lka")
 
 
 def test_the_protocol_page_lists_the_runs_and_claims_the_code_runs():
