@@ -130,6 +130,11 @@ class Claim:
         if (self.kind == "best") != isinstance(self.b, tuple):
             raise ValueError(f"b must be a tuple of rivals exactly when kind is 'best', got "
                              f"b={self.b!r} with kind={self.kind!r} (claim {self.key!r})")
+        if self.kind == "best" and not self.b:
+            raise ValueError(f"b must name at least one rival, got b=() (claim {self.key!r})")
+        if self.data not in ("cifar10", "imagenette"):
+            raise ValueError(f"data must be 'cifar10' or 'imagenette', got {self.data!r} "
+                             f"(claim {self.key!r})")
 
     @property
     def rivals(self) -> tuple[str, ...]:

@@ -62,7 +62,7 @@ from statistics import median
 import torch
 
 from . import protocol
-from .data import DATASETS
+from .data import DATASETS, quick_mode
 from .files import atomic_write, save_torch
 from .paths import cache_root
 from .provenance import environment
@@ -365,9 +365,17 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [*TRAIN, *run.train_args(), "--out", str(work), "--name", run.name, "--resume"]
     started = time.time()
-    if (work / run.name / "result.json").is_file():
+    finished = work / run.name / "result.json"
+    if finished.is_file():
         # finished (or scored) by an earlier sweep that ended before its copy: mixlib.train
-        # would refuse the folder, so the copy is all that is left to do
+        # would refuse the folder, so the copy is all that is left to do, if it is this run's
+        record = json.loads(finished.read_text())
+        identity = tuple(record.get(k) for k in ("model", "dataset", "seed", "epochs"))
+        if identity != (run.model, run.data, run.seed, run.epochs) \
+                or record.get("quick", False) != quick_mode():
+            log(f"failed {run.name}: {finished} is another run's record ({identity}, quick "
+                f"{record.get('quick', False)}); move it away")
+            return False
         log(f"copying {run.name}, which finished earlier")
         code = 0
     else:

@@ -451,10 +451,13 @@ def test_every_claim_compares_runs_of_the_protocol_with_a_cited_paper():
     ("beter", "dwconv", "kind must be one of"),  # a typo, which verdict() would meet much later
     ("better", ("dwconv", "lka"), "b must be a tuple of rivals exactly when kind is 'best'"),
     ("best", "dwconv", "b must be a tuple of rivals exactly when kind is 'best'"),
+    ("best", (), "b must name at least one rival"),
 ])
 def test_a_claim_refuses_a_kind_its_rivals_do_not_fit(kind, b, said):
     with pytest.raises(ValueError, match=said):
         protocol.Claim("k", "a claim", "han2022connection", "ddwconv", b, kind)
+    with pytest.raises(ValueError, match="data must be 'cifar10' or 'imagenette', got 'cifar'"):
+        protocol.Claim("k", "a claim", "p", "ddwconv", "dwconv", data="cifar")
     assert protocol.Claim("k", "a claim", "p", "ddwconv", ("dwconv", "lka"), "best").rivals == \
         ("dwconv", "lka")
 
@@ -613,9 +616,21 @@ def test_a_run_that_finished_before_its_copy_is_copied_not_trained_again(tmp_pat
     script = tmp_path / "train.py"
     script.write_text(FAKE_DIVERGENCE)
     monkeypatch.setattr(sweep, "TRAIN", [sys.executable, str(script), "fail"])  # were it run
+    monkeypatch.setenv("MIXLIB_QUICK", "0")
     run = protocol.Run("pooling", seed=1)
     results, work = tmp_path / "results", tmp_path / "work"
     (work / run.name).mkdir(parents=True)
+    # a record of another run in the folder (by hand, or a quick run) is not copied
+    for other in ({"seed": 2}, {"quick": True}):
+        record = {"model": run.model, "dataset": "cifar10", "seed": 1, "epochs": 15,
+                  "test_acc": 0.7, "quick": False, **other}
+        (work / run.name / "result.json").write_text(json.dumps(record))
+        messages = []
+        assert sweep.sweep([run], results=results, work=work, workers=1,
+                           log=messages.append) == 0
+        assert any(m.startswith(f"failed {run.name}") and "another run's" in m
+                   for m in messages), messages
+        assert not (results / "cifar10" / run.name).exists()
     record = {"model": run.model, "dataset": "cifar10", "seed": 1, "epochs": 15, "test_acc": 0.7}
     (work / run.name / "result.json").write_text(json.dumps(record))
     (work / run.name / "metrics.jsonl").write_text("{}\n")
