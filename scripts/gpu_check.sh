@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU path, checked in one run on a machine with a GPU (issue 22): the Triton kernels'
-# tests run natively, then the primitive's and neighbourhood attention's benchmarks on CUDA,
-# each writing JSON under results/bench/. Nothing is downloaded: it needs the PyTorch (>= 2.11),
+# The GPU path, checked in one run on a machine with a GPU (issue 22): the primitive's and
+# neighbourhood attention's benchmarks on CUDA, each writing JSON under results/bench/, then
+# the Triton kernels' tests natively. Nothing is downloaded: it needs the PyTorch (>= 2.11),
 # Triton (>= 3.6) and pytest already installed, and runs from any directory.
 #
 #   scripts/gpu_check.sh                 # on a GPU: about 5 minutes on one H200
@@ -9,8 +9,8 @@
 #
 # Environment: PYTHON (default python3), OUT_DIR (default results/bench; in quick mode a
 # temporary folder, so that a smoke test never overwrites measured results), STEPS (default all
-# six: "pytest_triton pytest_train_cuda bench_aggregate bench_neighborhood bench_host_reads
-# notebook_ch1"; a
+# six, run in this order: "pytest_train_cuda bench_aggregate bench_neighborhood
+# bench_host_reads pytest_triton notebook_ch1"; a
 # later call with other steps adds its steps to the same gpu-check JSON, so the benchmarks can
 # run on a quiet GPU and the tests beside other work, as scripts/gpu_session.sh does).
 # notebook_ch1 executes chapter 1 on the device (in quick mode, MIXLIB_QUICK=1) into
@@ -68,7 +68,6 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, record its exit status and t
   fi
 }
 
-step pytest_triton 300 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_triton.py "${PYTEST_FLAGS[@]}"
 # the training loop's host syncs on a GPU (skipped on the CPU; needs MIXLIB_DATA's CIFAR-10)
 step pytest_train_cuda 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_train.py \
   -k wait_for_the_gpu
@@ -79,6 +78,8 @@ step bench_neighborhood 180 "$PYTHON" -m mixlib.bench neighborhood --device "$DE
 # the training loop's throughput with five host reads a step (before ab5181b) and now (issue 19)
 step bench_host_reads 150 "$PYTHON" -m mixlib.bench host-reads --device "$DEVICE" "${BENCH_FLAGS[@]}" \
   --json "$OUT_DIR/host-reads$SUFFIX.json"
+# the Triton tests after the benchmarks: a slow first compile cannot cost a benchmark its time
+step pytest_triton 300 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_triton.py "${PYTEST_FLAGS[@]}"
 
 if [[ " $STEPS " == *" notebook_ch1 "* ]]; then
   if ! "$PYTHON" -c 'import nbclient, ipykernel' 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
@@ -94,8 +95,12 @@ MIXLIB_QUICK="$QUICK" step notebook_ch1 240 "$PYTHON" -m jupyter execute --inpla
 
 "$PYTHON" - "$OUT_DIR/gpu-check$SUFFIX.json" "$DEVICE" "$QUICK" "${steps[@]}" <<'EOF'
 import json, os, sys
+import torch
+from mixlib.provenance import code_commit, environment
 path, device, quick, *steps = sys.argv[1:]
-record = {"device": device, "quick": quick == "1", "steps": {}}
+# the machine (the GPU's name) and the code of the last call: a lent H100 and H200 differ
+record = {"device": device, "quick": quick == "1", "environment": environment(torch.device(device)),
+          "commit": code_commit(), "steps": {}}
 if os.path.exists(path):  # an earlier call's steps (STEPS chose some): keep them
     record["steps"] = json.load(open(path)).get("steps", {})
 record["steps"].update({name: {"exit_status": int(rc), "seconds": int(s)}

@@ -38,10 +38,31 @@ exec 3>&1  # the session's own log, also from inside a step's redirected output
 log() { echo "$(date +%T) +$(( $(date +%s) - started ))s $*" >&3; }
 left() { echo $(( deadline - ($(date +%s) - started) )); }  # seconds to the deadline
 
+# processes are found in /proc, not with pgrep and pkill: procps need not be on the device's image
+session_pids() {  # session_pids SID: the processes of that session
+  local f fields
+  for f in /proc/[0-9]*/stat; do
+    fields=$(cat "$f" 2>/dev/null) || continue
+    fields=(${fields##*) })  # the fields after "(command)", whose name may hold spaces
+    [[ ${fields[3]} == "$1" ]] && { f=${f%/stat}; echo "${f#/proc/}"; }
+  done
+}
+running() { [[ -n $(session_pids "$1") ]]; }  # running SID: a process of that session is alive
+
 stop_session() {  # stop_session SID: TERM to every process of that session, KILL after 15 s
-  pkill -TERM -s "$1" 2>/dev/null
-  for _ in $(seq 15); do pgrep -s "$1" > /dev/null || return 0; sleep 1; done
-  pkill -KILL -s "$1" 2>/dev/null
+  local pids
+  pids=$(session_pids "$1"); [[ -n $pids ]] && kill -TERM $pids 2>/dev/null
+  for _ in $(seq 15); do running "$1" || return 0; sleep 1; done
+  pids=$(session_pids "$1"); [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
+  return 0
+}
+
+kill_matching() {  # kill_matching TEXT: KILL every process whose command line holds TEXT
+  local f
+  for f in /proc/[0-9]*/cmdline; do
+    tr '\0' ' ' < "$f" 2>/dev/null | grep -qF -- "$1" && kill -KILL "${f//[^0-9]/}" 2>/dev/null
+  done
+  return 0
 }
 
 bounded() {  # bounded SECONDS COMMAND...: at most SECONDS and never past the deadline
@@ -58,11 +79,16 @@ bounded() {  # bounded SECONDS COMMAND...: at most SECONDS and never past the de
 }
 
 pack_now() {
-  # the sweep's results, the bench JSONs, and every run's log (under gpu-logs/)
-  local logs=()
+  # what this session wrote of the sweep's results and the bench JSONs (not the files that
+  # came with the tree: unpacked here, they would undo edits made since), and every run's log
+  # and per-epoch metrics, finished or not (under gpu-logs/)
+  local made=() logs=()
+  mapfile -t made < <(find "$results" results/bench -type f -newer "$stamp" \
+                        ! -name .sweep.lock ! -name summary.txt 2>/dev/null)
   [[ -d $work ]] && logs=(-C "$work" --transform 's,^\([^/]*\.log\)$,gpu-logs/\1,'
-                          $(cd "$work" && ls *.log 2>/dev/null))
-  tar -cf "$pack/.results.tar" --ignore-failed-read "$results" results/bench "${logs[@]}" \
+                          --transform 's,^\([^/]*/metrics\.jsonl\)$,gpu-logs/\1,'
+                          $(cd "$work" && ls *.log */metrics.jsonl 2>/dev/null))
+  tar -cf "$pack/.results.tar" --ignore-failed-read -T /dev/null "${made[@]}" "${logs[@]}" \
     2>/dev/null
   mv -f "$pack/.results.tar" "$pack/results.tar"  # replaced whole
   # this session's weights (about 4 MB each), as many as fit in 45 MB; the others can be made
@@ -80,6 +106,8 @@ pack_now() {
 }
 
 log "benchmarks and Triton tests on a quiet GPU"
+# a record of this session's steps only (gpu_check.sh adds its steps to the one it finds)
+[[ ${QUICK:-0} == 1 ]] || rm -f "${BENCH_OUT:-results/bench}/gpu-check-cuda.json"
 STEPS="bench_aggregate bench_neighborhood bench_host_reads pytest_triton" OUT_DIR=${BENCH_OUT:-} \
   bounded 240 bash "$check" > "$pack/gpu-check.log" 2>&1
 log "benchmarks and tests done (exit $?)"
@@ -97,17 +125,17 @@ if (( $(left) > 60 )); then
   log "the training loop's test and chapter 1 done (exit $?)"
   pack_now
   last_pack=$(date +%s)
-  while pgrep -s "$sweep" > /dev/null && (( $(left) > 25 )); do
+  while running "$sweep" && (( $(left) > 25 )); do
     sleep 5
     if (( $(date +%s) - last_pack >= 60 )); then pack_now; last_pack=$(date +%s); fi
   done
-  if pgrep -s "$sweep" > /dev/null; then
+  if running "$sweep"; then
     log "deadline: stopping the sweep"
     stop_session "$sweep"
   fi
   # its trainings run in sessions of their own (mixlib.sweep), which the sweep stops on TERM;
   # any left after its KILL go now
-  pkill -KILL -f -- "--out $work" 2>/dev/null
+  kill_matching "--out $work "
   wait "$sweep" 2>/dev/null
   log "sweep ended"
 else

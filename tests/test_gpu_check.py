@@ -2,6 +2,7 @@
 writes the JSON it promises (the same script, on a GPU, writes results/bench/*-cuda.json)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ def test_gpu_check_quick_mode_runs_every_step(tmp_path):
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    device = "cuda" if "cuda" in done.stdout.split("==")[1] else "cpu"
+    device = re.search(r"\((cpu|cuda), quick=", done.stdout).group(1)  # "== step (device, ...)"
     summary = json.loads((tmp_path / f"gpu-check-quick-{device}.json").read_text())
     assert summary["quick"] and summary["device"] == device
+    assert summary["environment"]["device"] == device and summary["commit"]
     assert set(summary["steps"]) == {"pytest_triton", "pytest_train_cuda", "bench_aggregate",
                                      "bench_neighborhood", "bench_host_reads", "notebook_ch1"}
     assert all(s["exit_status"] == 0 for s in summary["steps"].values())

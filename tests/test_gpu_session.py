@@ -124,4 +124,9 @@ def test_gpu_session_runs_the_real_scripts_in_quick_mode(tmp_path):
     # the sweep ran, until it ended or was stopped: its runs' logs came along, under gpu-logs/
     assert "sweep starts" in done.stdout and "sweep ended" in done.stdout
     assert any(n.startswith("gpu-logs/") and n.endswith(".log") for n in names), names
+    # and each run's per-epoch metrics, finished or not; not the sweep's lock and summary
+    assert any(n.startswith("gpu-logs/") and n.endswith("/metrics.jsonl") for n in names), names
+    assert not any(n.endswith((".sweep.lock", "summary.txt")) for n in names), names
+    # only what the session wrote: none of the committed bench files it did not rewrite
+    assert not any(n.startswith("results/bench/") for n in names), names
     assert not _left(str(tmp_path / "work"))  # every process of the sweep ended
