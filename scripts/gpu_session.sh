@@ -33,7 +33,8 @@ export PYTHON=${PYTHON:-python3} PYTHONUNBUFFERED=1
 work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu}
 results=${RESULTS:-results/sweep-gpu}
 [[ ${QUICK:-0} == 1 ]] && results=${RESULTS:-$work/results}
-export WORK=$work RESULTS=$results
+weights=${WEIGHTS:-results/weights-gpu}  # where sweep_gpu.sh writes seed 0's weights
+export WORK=$work RESULTS=$results WEIGHTS=$weights
 exec 3>&1  # the session's own log, also from inside a step's redirected output
 log() { echo "$(date +%T) +$(( $(date +%s) - started ))s $*" >&3; }
 left() { echo $(( deadline - ($(date +%s) - started) )); }  # seconds to the deadline
@@ -94,7 +95,7 @@ pack_now() {
   # this session's weights (about 4 MB each), as many as fit in 45 MB; the others can be made
   # again from their runs' checkpoints
   local kept=() total=0 size f
-  for f in $(find results/weights-gpu -name '*.pt' -newer "$stamp" 2>/dev/null | sort); do
+  for f in $(find "$weights" -name '*.pt' -newer "$stamp" 2>/dev/null | sort); do
     size=$(stat -c %s "$f")
     (( total + size <= 45000000 )) || continue
     kept+=("$f") total=$(( total + size ))

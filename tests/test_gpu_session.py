@@ -108,6 +108,27 @@ wait
     assert "checked" in (pack / "gpu-check.log").read_text()
 
 
+def test_the_weights_a_session_makes_come_back_in_parts_and_unpack_whole(tmp_path):
+    """Weights made by the sweep (not those that came with the tree) are packed in parts of at
+    most 15 MiB, which the header's unpack line puts together again."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "old.pt").write_bytes(b"came with the tree")
+    check = _stand_in(tmp_path / "check.sh", "echo checked\n")
+    sweep = _stand_in(tmp_path / "sweep.sh",
+                      'head -c 20000000 /dev/urandom > "$WEIGHTS/new_cifar.pt"\n')
+    done, pack = _session(tmp_path, 100, GPU_CHECK=check, SWEEP=sweep, WEIGHTS=str(weights))
+    parts = sorted(pack.glob("weights.tar.part-*"))
+    assert len(parts) == 2 and all(part.stat().st_size <= 15 * 2 ** 20 for part in parts)
+    whole = tmp_path / "w.tar"
+    whole.write_bytes(b"".join(part.read_bytes() for part in parts))
+    with tarfile.open(whole) as tar:
+        names = tar.getnames()
+        made = tar.extractfile(names[0]).read()
+    assert names == [str(weights / "new_cifar.pt").lstrip("/")]
+    assert made == (weights / "new_cifar.pt").read_bytes()
+
+
 @needs_data
 def test_gpu_session_runs_the_real_scripts_in_quick_mode(tmp_path):
     # Quick mode's steps and sweep end by themselves in about two minutes on a quiet 2-core
