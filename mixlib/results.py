@@ -398,7 +398,8 @@ def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
         if row["verdict"] == "pending":
             fixed = [d for d in ds if kind == "best" and d["n"] >= seeds and d["high"] < 0]
             pending.append(key + (f" (can only end as contradicts: {', '.join(d['b'] for d in fixed)}"
-                                  f" already beat {a} with every seed)" if fixed else ""))
+                                  f" already beat {a}: an interval over every seed wholly below zero)"
+                                  if fixed else ""))
             continue
         head = f"- {key}, **{row['verdict']}**: {row['statement']}."
         if kind == "best":

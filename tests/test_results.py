@@ -226,7 +226,7 @@ def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
     # one does not
     assert said(row("wait", "best", ("b", -3.0, -1.0, 3), ("c", 0.0, 1.0, 1))) == (
         "- Pending (a side still lacks seeds): `wait` (can only end as contradicts: b already "
-        "beat a with every seed).")
+        "beat a: an interval over every seed wholly below zero).")
     assert said(row("wait", "best", ("b", -3.0, -1.0, 2), ("c", 0.0, 1.0, 3))) == (
         "- Pending (a side still lacks seeds): `wait`.")
     assert said(row("wait", "better", ("b", -3.0, -1.0, 2))) == (
