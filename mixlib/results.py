@@ -364,8 +364,8 @@ def format_verdicts(rows: list[dict]) -> str:
     the pair a − b, its statement), the mean paired difference in test-accuracy points, its 95%
     interval, the number of paired seeds (with * when a pair was trained on two machines), and
     the claim's verdict. It reads as plain text too; a notebook shows it as a table with
-    ``IPython.display.Markdown``. Four narrow number columns
-    leave the claim's column the page's width, where its words wrap."""
+    ``IPython.display.Markdown``. Four narrow number columns leave the claim's column the
+    page's width, where its words wrap."""
     lines = ["| claim (a − b) | mean (points) | 95% interval | seeds | verdict |",
              "|:--|--:|--:|--:|:--|"]
     for row in rows:

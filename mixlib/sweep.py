@@ -31,9 +31,8 @@ recorded training time per epoch of its preset's finished runs, with the evaluat
 each epoch and a margin (`estimate_s`). Records from other days say little about how fast the
 machine is today, so once the sweep's own runs have finished an epoch, every estimate is
 scaled by how long their epochs took against what their estimates said
-(`_measured_over_estimated`). A run with no
-estimate, or one that would end too late, is left for a later sweep, and a shorter one after
-it may start instead.
+(`_measured_over_estimated`). A run with no estimate, or one that would end too late, is left
+for a later sweep, and a shorter one after it may start instead.
 
 Seed 0 of each preset at the protocol's budget also leaves its final weights (the moving average
 the run reports) in ``--weights``/<model>.pt (default ``weights/`` beside the results folder,
@@ -200,8 +199,8 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     two or three times too long, out of every session; the median over all presets is not
     moved by a few such runs. Times the epochs it has left (a stopped run resumes), the
     evaluation after each and `MARGIN` (`_overhead`). A diverged run's time is not that of its
-    epochs and is not read. The finished runs shared the machine as the sweep's runs do (two side by side),
-    so the estimate holds for a sweep run the same way. Where some finished runs ran on this
+    epochs and is not read. The finished runs shared the machine as the sweep's runs do (two
+    side by side), so the estimate holds for a sweep run the same way. Where some finished runs ran on this
     machine's kind of CPU (their ``hardware["cpu"]``), only those count: runs on another CPU
     ran at other speeds.
     """

@@ -27,10 +27,9 @@ folder (released when the process ends, killed or not), so a second run into it 
 A resume refuses other settings than the checkpoint's (the budget, the data, the recipe), and a
 checkpoint that cannot be read back whole (its checksum) is an error that names it. A loss, a
 gradient norm or weights that are not finite stop the run with a message; no checkpoint holds
-them, and
-``diverged.json`` records the run as far as it got (the record ``result.json`` would hold, with
-no accuracy, and ``diverged``: the step, the epoch and the message), so that the sweep can score
-it by the protocol's rule rather than train it again. SIGTERM and
+them, and ``diverged.json`` records the run as far as it got (the record ``result.json`` would
+hold, with no accuracy, and ``diverged``: the step, the epoch and the message), so that the
+sweep can score it by the protocol's rule rather than train it again. SIGTERM and
 Ctrl-C stop the run at the end of the current step with a checkpoint (under torchrun, at the
 next step that logs, within ``--log-every`` steps, where the processes agree; exit status
 128 + the signal's number); a second one stops it at once. Bad settings are refused before
