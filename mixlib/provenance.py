@@ -2,6 +2,7 @@
 
     from mixlib.provenance import environment, code_commit
     environment(torch.device("cpu"))   # {"torch": ..., "python": ..., "cpu": ..., "cores": ...}
+    machine_name(environment(device))  # "AMD EPYC ...": the GPU's model, else the CPU's
     code_commit()                      # "4f1c...", "4f1c...-dirty" or "unknown"
 
 Every results file of the book (training runs, benchmarks) records both, so that a number can
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["code_commit", "environment"]
+__all__ = ["code_commit", "environment", "machine_name"]
 
 
 def code_commit() -> str:
@@ -54,3 +55,9 @@ def environment(device: torch.device) -> dict:
         except OSError:
             pass
     return env
+
+
+def machine_name(hardware: dict) -> str:
+    """The processor a record's `hardware` (an `environment`) names: the GPU's model where it
+    ran on one, the CPU's otherwise, "unknown" where neither was recorded."""
+    return hardware.get("gpu") or hardware.get("cpu") or "unknown"

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from .paths import REPOSITORY, results_folder  # the chapters import them from here
+from .provenance import machine_name
 
 
 def load_runs(folder: str | Path) -> list[dict]:
@@ -252,12 +253,15 @@ def accuracies(runs: list[dict], model: str, *, epochs: int, dataset: str) -> di
     return {r["seed"]: r["test_acc"] for r in _at_budget(runs, model, epochs, dataset)}
 
 
-def machines(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict[int, str]:
-    """{seed: the CPU (or GPU) model its run recorded} of `model`'s runs at one budget."""
-    def machine(hardware):
-        return hardware.get("gpu") or hardware.get("cpu") or "unknown"
-    return {r["seed"]: machine(r.get("hardware", {}))
-            for r in _at_budget(runs, model, epochs, dataset)}
+def machines(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict[int, tuple]:
+    """{seed: the processors (GPU or CPU models) its run trained on, in order, each once} of
+    `model`'s runs at one budget. A run resumed on another machine names both; runs recorded
+    before ``machines`` was kept name only the last, their ``hardware``'s."""
+    def trained_on(run):
+        names = [m for m in run.get("machines") or [] if m]  # None: a start before they were kept
+        names.append(machine_name(run.get("hardware", {})))
+        return tuple(dict.fromkeys(names))
+    return {r["seed"]: trained_on(r) for r in _at_budget(runs, model, epochs, dataset)}
 
 
 def _at_budget(runs: list[dict], model: str, epochs: int, dataset: str) -> list[dict]:
@@ -324,7 +328,8 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
     """One row per claim of the protocol (`mixlib.protocol.CLAIMS` unless `claims` is given):
     its paired differences a − b (one per rival), and the verdict the protocol's rule gives.
     A difference is marked ``"two_machines"`` when one of its pairs was trained on two
-    processors (the column has run on more than one machine: results/protocol.md).
+    processors, its two runs on different ones or one run resumed on another (`machines`; the
+    column has run on more than one machine: results/protocol.md).
     CIFAR-10 claims compare runs at the E the pilot among `runs` decided (`pilot`), at the
     protocol's E while the pilot is unfinished."""
     from . import protocol  # the protocol is data about runs; results only reads it
@@ -349,7 +354,8 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
             paired = paired_difference(a_acc, acc(rival))
             b_machine = machine(rival)
             return {"b": rival, **paired,
-                    "two_machines": any(a_machine[s] != b_machine[s] for s in paired["seeds"])}
+                    "two_machines": any(len({*a_machine[s], *b_machine[s]}) > 1
+                                        for s in paired["seeds"])}
 
         differences = [difference(rival) for rival in claim.rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,

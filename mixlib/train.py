@@ -16,11 +16,12 @@ autocast there too; the depthwise convolutions then stay in float32, which oneDN
 A run writes into ``--out/<run>/``: ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt``
 (written atomically every ``--checkpoint-every`` steps and at the end of every epoch) and, when
 it finishes, ``result.json`` with the model, data, seed, budget, accuracy, wall time,
-hardware, versions and commit (``commits``: the commit of every start and resume), the
-per-epoch history and the training-loss curve (``step_log``, one point every ``--log-every``
-steps). ``--resume`` continues from the checkpoint, mid-epoch included, and on the CPU ends
-with exactly the weights of an uninterrupted run: the data order, the augmentation and the
-dropout draw from generators whose states the checkpoint holds.
+hardware, versions and commit (``commits``: the commit of every start and resume;
+``machines``: the processor of each), the per-epoch history and the training-loss curve
+(``step_log``, one point every ``--log-every`` steps). ``--resume`` continues from the
+checkpoint, mid-epoch included, and on the CPU ends with exactly the weights of an
+uninterrupted run: the data order, the augmentation and the dropout draw from generators whose
+states the checkpoint holds.
 A start from scratch refuses a folder that already holds a run (it would overwrite one and mix
 their metrics), and nothing restarts or resumes a finished one; a run holds an OS lock on its
 folder (released when the process ends, killed or not), so a second run into it is refused.
@@ -61,7 +62,7 @@ from . import data as mdata
 from . import models
 from .files import (DiskFullError, atomic_write, load_checked, naming_a_full_disk,
                     remove_stale_parts, save_checked)
-from .provenance import code_commit, environment
+from .provenance import code_commit, environment, machine_name
 from .layers import check_bool, check_float, check_int
 
 __all__ = ["TrainConfig", "train", "main", "NonFiniteLoss", "RunFolderError", "CheckpointError",
@@ -533,6 +534,7 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
            amp: str, run_dir: Path, signals: _StopSignals) -> dict:
     commit = code_commit()  # the code this run starts with (files edited during a run do not count)
     commits = [commit]  # one per start and resume: a run resumed across commits ran them all
+    machines = [machine_name(environment(device))]  # the same for processors: "hardware" is the last
     checkpoint_path = run_dir / "checkpoint.pt"
     elsewhere = "start a new one under another name (--name) or folder (--out)"
     if (run_dir / "result.json").is_file():  # a resume would only rewrite its record
@@ -629,6 +631,7 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
         epoch_stats = state["epoch_stats"]
         step_log, window = state["step_log"], state["window"]
         commits = state.get("commits", [None]) + [commit]  # None: a checkpoint from before they were kept
+        machines = state.get("machines", [None]) + machines
         if rank == 0:
             _complete_metrics(metrics_path, history, log)
         log(f"resumed {run_dir} at step {step} of {total_steps}")
@@ -660,6 +663,7 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                     "step": step, "elapsed": elapsed, "history": history, "epoch_order": epoch_order,
                     "epoch_stats": (seen, correct, loss_sum), "step_log": step_log,
                     "window": window, "config": asdict(config), "commits": commits,
+                    "machines": machines,
                     "amp": amp,  # the precision "auto" resolved to on this device
                     "train_images": len(train_data), "device_type": device.type}
         save_checked(checkpoint_path, snapshot)  # with the checksum of its content
@@ -717,7 +721,8 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
                 "quick": bool(config.quick if config.quick is not None else mdata.quick_mode()),
                 "world_size": world, "amp": amp, "hardware": environment(device),
                 "torch": torch.__version__, "python": platform.python_version(),
-                "commit": commit, "commits": commits, "config": asdict(config),
+                "commit": commit, "commits": commits, "machines": machines,
+                "config": asdict(config),
                 "history": history, "step_log": step_log}
 
     def diverge(message: str, at: int, epoch: int) -> NonFiniteLoss:

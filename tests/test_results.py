@@ -188,6 +188,15 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     (marked,) = verdicts(moved, [claim])
     assert marked["differences"][0]["two_machines"] and marked["verdict"] == "reproduces"
     assert "| 3* |" in results.format_verdicts([marked])
+    # and so is one whose run was resumed on another machine ("hardware" names the last)
+    resumed = [{**r, "hardware": {"cpu": "A"}, "machines": ["B", "A"] if r["seed"] == 1 else ["A"]}
+               for r in runs]
+    assert verdicts(resumed, [claim])[0]["differences"][0]["two_machines"]
+    assert results.machines(resumed, "dwconv_cifar", epochs=protocol.EPOCHS,
+                            dataset="cifar10") == {0: ("A",), 1: ("B", "A"), 2: ("A",)}
+    # one resumed from a checkpoint that predates the list names its last machine only
+    older = [{**r, "hardware": {"cpu": "A"}, "machines": [None, "A"]} for r in runs]
+    assert not verdicts(older, [claim])[0]["differences"][0]["two_machines"]
     best = next(c for c in protocol.CLAIMS if c.kind == "best")
     rivals = results.format_verdicts(verdicts([], [best])).splitlines()[2:]
     assert [line.split("|")[1].strip() for line in rivals[1:]] == [f"({best.a} − {b})" for b in best.b[1:]]

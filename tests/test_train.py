@@ -15,6 +15,7 @@ import torch
 from mixlib import data as mdata
 from mixlib import train as mtrain
 from mixlib.data import data_root
+from mixlib.provenance import machine_name
 
 needs_data = pytest.mark.skipif(data_root() is None, reason="no data folder")
 
@@ -102,6 +103,8 @@ def test_resume_after_a_mid_epoch_stop_gives_the_same_weights(tmp_path, optimize
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert resumed["test_acc"] == straight["test_acc"]
     assert resumed["commits"] == [resumed["commit"]] * 2 and straight["commits"] == [straight["commit"]]
+    here = machine_name(resumed["hardware"])  # the processor of each start and resume
+    assert here != "unknown" and resumed["machines"] == [here] * 2 and straight["machines"] == [here]
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
         [h["train_loss"] for h in straight["history"]])
     # the loss curve too: its window runs across the stop (log_every = 4, stopped at step 9)
@@ -119,11 +122,12 @@ def test_resume_reads_a_checkpoint_from_before_per_rank_generators(tmp_path):
     path = tmp_path / "b" / "tiny" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
     state.update(state.pop("rank_rngs")[0])  # the old layout
-    del state["commits"], state["checksum"]  # the checksum came later still
+    del state["commits"], state["machines"], state["checksum"]  # the checksum came later still
     del state["config"]["cutout"], state["config"]["padding"]  # fields added later: the defaults
     torch.save(state, path)
     resumed = mtrain.train(tiny_config(tmp_path / "b"), resume=True, log=lambda *a: None)
     assert resumed["commits"] == [None, resumed["commit"]]  # the first start's commit is unknown
+    assert resumed["machines"] == [None, machine_name(resumed["hardware"])]  # and its processor
     a = torch.load(tmp_path / "a" / "tiny" / "checkpoint.pt", weights_only=False)
     b = torch.load(path, weights_only=False)
     for key in a["model"]:
