@@ -211,11 +211,14 @@ def t_interval(values: list[float]) -> dict:
 
 def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
     """a − b in accuracy points over the seeds both have (paired: seed s against seed s), with
-    `t_interval`'s mean and interval and the seeds used."""
+    `t_interval`'s mean and interval, the seeds used and each one's difference (``per_seed``,
+    in the seeds' order)."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "seeds": []}
-    return {**t_interval([100 * (a[s] - b[s]) for s in seeds]), "seeds": seeds}
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "seeds": [],
+                "per_seed": []}
+    per_seed = [100 * (a[s] - b[s]) for s in seeds]
+    return {**t_interval(per_seed), "seeds": seeds, "per_seed": per_seed}
 
 
 def verdict(differences: list[dict], kind: str, *, margin: float, seeds: int) -> str:
@@ -388,13 +391,16 @@ def format_verdicts(rows: list[dict]) -> str:
 
 
 def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
-    """`verdicts`' rows read out as Markdown, one bullet per decided claim: its verdict, and what
-    the interval says beyond the verdict (the direction of an undecided difference), then one
-    bullet naming the pending claims. A pending "best" claim whose verdict a finished rival has
-    already fixed (its interval wholly below zero: the rule's "contradicts", whatever the missing
-    seeds give) is named as such. `margin` and `seeds` are the protocol's (`MARGIN`, `len(SEEDS)`)."""
+    """`verdicts`' rows read out as Markdown, one bullet per decided claim: its verdict, each
+    seed's difference (a wide interval is often one seed), and what the interval says beyond
+    the verdict (the direction of an undecided difference), then one bullet naming the pending
+    claims. A pending "best" claim whose verdict a finished rival has already fixed (its
+    interval wholly below zero: the rule's "contradicts", whatever the missing seeds give) is
+    named as such. `margin` and `seeds` are the protocol's (`MARGIN`, `len(SEEDS)`)."""
     def span(a, d):
-        return f"{a} − {d['b']} = {d['mean']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}]"
+        seeds = ", ".join(f"{value:+.2f}" for value in d["per_seed"])
+        return (f"{a} − {d['b']} = {d['mean']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] "
+                f"(by seed: {seeds})")
 
     within = f"±{margin:g} point{'' if margin == 1 else 's'}"
 

@@ -136,6 +136,10 @@ def test_paired_difference_pairs_seed_with_seed():
     b = {0: 0.79, 1: 0.69, 2: 0.89, 3: 0.10}  # seed 3 has no partner: left out
     d = paired_difference(a, b)
     assert d["seeds"] == [0, 1, 2] and d["n"] == 3
+    assert d["per_seed"] == pytest.approx([1.0, 1.0, 1.0])
+    # each seed's own difference, in the seeds' order
+    assert paired_difference({0: 0.8, 1: 0.7}, {0: 0.75, 1: 0.72})["per_seed"] == pytest.approx(
+        [5.0, -2.0])
     # unpaired, the seeds' spread (10 points) would swamp the one-point difference; paired, none
     assert d["mean"] == pytest.approx(1.0) and d["high"] - d["low"] == pytest.approx(0, abs=1e-9)
 
@@ -206,8 +210,8 @@ def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
     from mixlib.results import verdict, verdicts_in_words
 
     def row(key, kind, *diffs):
-        differences = [{"b": b, "mean": (low + high) / 2, "low": low, "high": high, "n": n}
-                       for b, low, high, n in diffs]
+        differences = [{"b": b, "mean": (low + high) / 2, "low": low, "high": high, "n": n,
+                        "per_seed": [low, (low + high) / 2, high][:n]} for b, low, high, n in diffs]
         return {"claim": key, "statement": f"{key} holds", "a": "a", "kind": kind,
                 "differences": differences,
                 "verdict": verdict(differences, kind, margin=1.0, seeds=3)}
@@ -217,7 +221,8 @@ def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
         return line
 
     assert said(row("up", "better", ("b", 0.5, 2.0, 3))) == (
-        "- `up`, **reproduces**: up holds. a − b = +1.25 points [+0.50, +2.00].")
+        "- `up`, **reproduces**: up holds. a − b = +1.25 points [+0.50, +2.00] "
+        "(by seed: +0.50, +1.25, +2.00).")
     assert said(row("down", "better", ("b", -2.0, -0.5, 3))).endswith(": b did better than a.")
     assert said(row("open", "better", ("b", -1.0, 2.0, 3))).endswith(
         "the interval holds zero, so these seeds cannot tell which is better.")
@@ -230,7 +235,7 @@ def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
     assert said(row("far", "equal", ("b", 1.5, 9.0, 3))).endswith(
         "the two differ by more than 1 point.")
     assert said(row("best", "best", ("b", 0.5, 2.0, 3), ("c", -3.0, -1.0, 3))).endswith(
-        "a − c = -2.00 points [-3.00, -1.00]: c did better than a.")
+        "a − c = -2.00 points [-3.00, -1.00] (by seed: -3.00, -2.00, -1.00): c did better than a.")
     # pending: named; a finished rival below zero already fixes a "best" claim, an unfinished
     # one does not
     assert said(row("wait", "best", ("b", -3.0, -1.0, 3), ("c", 0.0, 1.0, 1))) == (
