@@ -42,14 +42,17 @@ def load_run(folder: str | Path) -> dict:
     return run
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    """One row per model: its seeds, test accuracies, their mean and spread, and the budget.
+def summarize(runs: list[dict], *, seeds=None) -> list[dict]:
+    """One row per model: its seeds, test accuracies, their mean and spread, and the budget;
+    over the runs of `seeds` only when it is given (`protocol.SEEDS`, as the verdicts read).
 
     Runs of one model must be one experiment (`one_experiment`: one budget and recipe, one run
     per seed); a mixed set is an error rather than an average of different experiments.
     """
     groups: dict[str, list[dict]] = {}
     for run in runs:
+        if seeds is not None and run["seed"] not in seeds:
+            continue
         groups.setdefault(run["model"], []).append(run)
     rows = []
     for model, group in groups.items():
@@ -195,12 +198,27 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 _ROUNDING = 1e-9  # points: far below one test image's share (0.01 to 0.03), far above float error
 
 
+def _points(value: float, margin: float) -> str:
+    """`value` (points) with its sign to two decimals, or to as many more as keep it off a line a
+    verdict is drawn at (0, ±`margin`) that it does not lie on: -0.0036 prints as -0.004, not
+    as -0.00, which would read as an interval reaching zero."""
+    for digits in range(2, 7):
+        text = f"{value:+.{digits}f}"
+        if not any(float(text) == line and abs(value - line) > _ROUNDING
+                   for line in (0.0, -margin, margin)):
+            break
+    return text
+
+
 def t_interval(values: list[float]) -> dict:
-    """Mean of `values` and its 95% t-interval (n − 1 degrees of freedom): ``mean``, ``low``,
-    ``high``, ``n``. One value has no interval (low and high are NaN)."""
+    """Mean of `values` and its 95% t-interval (n − 1 degrees of freedom, the quantile to three
+    decimals; beyond 30 the normal 1.96): ``mean``, ``low``, ``high``, ``n``. One value has no
+    interval (low and high are NaN)."""
     n = len(values)
     if n == 0:
         raise ValueError("values must hold at least one number, got none")
+    if not all(math.isfinite(v) for v in values):  # statistics.stdev fails obscurely on them
+        raise ValueError(f"values must be finite numbers, got {list(values)!r}")
     mean = statistics.fmean(values)
     if n == 1:
         return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": 1}
@@ -234,6 +252,9 @@ def verdict(differences: list[dict], kind: str, *, margin: float, seeds: int) ->
         raise ValueError(f"differences must hold one per rival, got none (kind={kind!r})")
     if any(d["n"] < seeds for d in differences):
         return "pending"
+    if not all(math.isfinite(d["low"]) and math.isfinite(d["high"]) for d in differences):
+        raise ValueError(f"differences over {seeds} seeds must have finite intervals, got "
+                         f"{differences!r}")
     if kind == "equal":
         (d,) = differences
         # accuracies are counts over the test set, so a difference exactly at the margin can
@@ -332,7 +353,8 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
     its paired differences a − b (one per rival), and the verdict the protocol's rule gives.
     A difference is marked ``"two_machines"`` when one of its pairs was trained on two
     processors, its two runs on different ones or one run resumed on another (`machines`; the
-    column has run on more than one machine: results/protocol.md).
+    column has run on more than one machine: results/protocol.md), and lists under
+    ``"diverged"`` the seeds of its pairs with a run that diverged (scored at chance).
     CIFAR-10 claims compare runs at the E the pilot among `runs` decided (`pilot`), at the
     protocol's E while the pilot is unfinished."""
     from . import protocol  # the protocol is data about runs; results only reads it
@@ -351,14 +373,20 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
             return machines(runs, protocol.model_name(preset, claim.data), epochs=epochs,
                             dataset=claim.data)
 
-        a_acc, a_machine = acc(claim.a), machine(claim.a)  # once, not once per rival
+        def diverged(preset):  # the seeds whose run diverged: scored at chance
+            return {r["seed"] for r in _at_budget(runs, protocol.model_name(preset, claim.data),
+                                                  epochs, claim.data) if "diverged" in r}
+
+        # once, not once per rival
+        a_acc, a_machine, a_diverged = acc(claim.a), machine(claim.a), diverged(claim.a)
 
         def difference(rival):
             paired = paired_difference(a_acc, acc(rival))
-            b_machine = machine(rival)
+            b_machine, b_diverged = machine(rival), diverged(rival)
             return {"b": rival, **paired,
                     "two_machines": any(len({*a_machine[s], *b_machine[s]}) > 1
-                                        for s in paired["seeds"])}
+                                        for s in paired["seeds"]),
+                    "diverged": [s for s in paired["seeds"] if s in a_diverged | b_diverged]}
 
         differences = [difference(rival) for rival in claim.rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
@@ -371,10 +399,14 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
 def format_verdicts(rows: list[dict]) -> str:
     """`verdicts`' rows as a Markdown table, one line per claim and rival b: the claim (its key,
     the pair a − b, its statement), the mean paired difference in test-accuracy points, its 95%
-    interval, the number of paired seeds (with * when a pair was trained on two machines), and
-    the claim's verdict. It reads as plain text too; a notebook shows it as a table with
+    interval, the number of paired seeds (with * when a pair was trained on two machines, †
+    when a run of a pair diverged and is scored at chance), and the claim's verdict. An
+    interval's end that two decimals would round onto 0 or ±`protocol.MARGIN` gets more
+    (`_points`). It reads as plain text too; a notebook shows it as a table with
     ``IPython.display.Markdown``. Four narrow number columns leave the claim's column the
     page's width, where its words wrap."""
+    from . import protocol  # the margin the verdicts are drawn at
+
     lines = ["| claim (a − b) | mean (points) | 95% interval | seeds | verdict |",
              "|:--|--:|--:|--:|:--|"]
     for row in rows:
@@ -384,8 +416,10 @@ def format_verdicts(rows: list[dict]) -> str:
             claim, said = ((f"`{row['claim']}` {pair}: {row['statement']}", row["verdict"])
                            if i == 0 else (pair, ""))
             mean = f"{d['mean']:+.2f}" if d["n"] else "–"
-            interval = f"[{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else "–"
-            seeds = f"{d['n']}{'*' if d.get('two_machines') else ''}"
+            interval = (f"[{_points(d['low'], protocol.MARGIN)}, "
+                        f"{_points(d['high'], protocol.MARGIN)}]" if d["n"] > 1 else "–")
+            seeds = (f"{d['n']}{'*' if d.get('two_machines') else ''}"
+                     f"{'†' if d.get('diverged') else ''}")
             lines.append(f"| {claim} | {mean} | {interval} | {seeds} | {said} |")
     return "\n".join(lines)
 
@@ -399,8 +433,11 @@ def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
     named as such. `margin` and `seeds` are the protocol's (`MARGIN`, `len(SEEDS)`)."""
     def span(a, d):
         seeds = ", ".join(f"{value:+.2f}" for value in d["per_seed"])
-        return (f"{a} − {d['b']} = {d['mean']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] "
-                f"(by seed: {seeds})")
+        if d.get("diverged"):
+            seeds += (f"; seed{'s' if len(d['diverged']) > 1 else ''} "
+                      f"{', '.join(map(str, d['diverged']))} diverged, scored at chance")
+        return (f"{a} − {d['b']} = {d['mean']:+.2f} points [{_points(d['low'], margin)}, "
+                f"{_points(d['high'], margin)}] (by seed: {seeds})")
 
     within = f"±{margin:g} point{'' if margin == 1 else 's'}"
 

@@ -33,6 +33,9 @@ def test_summary_per_model_over_seeds(tmp_path):
     assert a["std_acc"] == pytest.approx(0.02 * math.sqrt(2))
     assert math.isnan(rows[0]["std_acc"])  # one seed: no spread to report
     assert a["mean_train_time_s"] == pytest.approx(10.5)
+    # over the seeds asked for only: a model with none left has no row
+    (only,) = results.summarize(runs, seeds=(1,))
+    assert (only["model"], only["seeds"], only["mean_acc"]) == ("a_cifar", [1], 0.54)
     assert a["image_size"] is None  # the data set's own size
 
 
@@ -128,6 +131,9 @@ def test_t_interval_matches_the_t_table():
     assert math.isnan(t_interval([0.5])["low"])
     with pytest.raises(ValueError, match="values"):
         t_interval([])
+    for bad in (float("nan"), float("inf")):  # a NaN accuracy is an error, not a NaN interval
+        with pytest.raises(ValueError, match=r"values must be finite numbers, got \[1.0, (nan|inf)"):
+            t_interval([1.0, bad, 2.0])
 
 
 def test_paired_difference_pairs_seed_with_seed():
@@ -164,6 +170,9 @@ def test_verdict_rules(kind, diffs, expected):
                        seeds=3) == "pending"
     with pytest.raises(ValueError, match="seeds must be at least 2, got 1"):
         verdict(differences, kind, margin=1.0, seeds=1)
+    # a NaN end would read as "undecided": an error instead
+    with pytest.raises(ValueError, match="finite intervals"):
+        verdict([{**differences[0], "high": math.nan}] + differences[1:], kind, margin=1.0, seeds=3)
 
 
 def test_verdicts_read_the_protocols_claims_off_runs():
@@ -198,12 +207,35 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     assert verdicts(resumed, [claim])[0]["differences"][0]["two_machines"]
     assert results.machines(resumed, "dwconv_cifar", epochs=protocol.EPOCHS,
                             dataset="cifar10") == {0: ("A",), 1: ("B", "A"), 2: ("A",)}
+    # a pair with a diverged run (scored at chance) is listed and marked, in both readings
+    scored = [{**r, **({"test_acc": 0.1, "diverged": {"epoch": 3}}
+                       if (r["model"], r["seed"]) == ("dwconv_cifar", 1) else {})} for r in runs]
+    (flagged,) = verdicts(scored, [claim])
+    assert flagged["differences"][0]["diverged"] == [1] and not row["differences"][0]["diverged"]
+    assert "| 3† |" in results.format_verdicts([flagged])
+    assert "; seed 1 diverged, scored at chance)" in results.verdicts_in_words(
+        [flagged], margin=protocol.MARGIN, seeds=3)
     # one resumed from a checkpoint that predates the list names its last machine only
     older = [{**r, "hardware": {"cpu": "A"}, "machines": [None, "A"]} for r in runs]
     assert not verdicts(older, [claim])[0]["differences"][0]["two_machines"]
     best = next(c for c in protocol.CLAIMS if c.kind == "best")
     rivals = results.format_verdicts(verdicts([], [best])).splitlines()[2:]
     assert [line.split("|")[1].strip() for line in rivals[1:]] == [f"({best.a} − {b})" for b in best.b[1:]]
+
+
+@pytest.mark.parametrize("value, printed", [
+    (-0.0036, "-0.004"), (0.0009, "+0.001"), (-1.0027, "-1.003"), (1.0041, "+1.004"),
+    (0.0, "+0.00"), (1.0 + 1e-12, "+1.00"),  # on a line: stays there
+    (-4.66, "-4.66"), (0.5, "+0.50"), (2.0049, "+2.00"),  # off every line: two decimals
+])
+def test_an_interval_end_never_prints_onto_a_line_it_is_off(value, printed):
+    assert results._points(value, 1.0) == printed
+    # the table and the words print the ends this way
+    d = {"b": "b", "mean": value, "low": value, "high": 5.0, "n": 3, "per_seed": [value] * 3}
+    row = {"claim": "c", "statement": "s", "a": "a", "kind": "better", "differences": [d],
+           "verdict": "reproduces"}
+    assert f"[{printed}, +5.00]" in results.format_verdicts([row])
+    assert f"[{printed}, +5.00]" in results.verdicts_in_words([row], margin=1.0, seeds=3)
 
 
 def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
