@@ -14,10 +14,14 @@ A run whose copy is there is skipped, a stopped one resumes from its checkpoint,
 sweep on the same results folder is refused (an OS lock that a killed sweep releases).
 SIGTERM or SIGINT (Ctrl-C) to the sweep reaches its runs, which stop at the end of their step
 with a checkpoint; the sweep starts nothing more and holds its lock until they have exited, so
-a sweep started meanwhile is refused rather than finding a run's folder still in use. The
+a sweep started meanwhile is refused rather than finding a run's folder still in use. A
+hang-up (a closed terminal) does the same unless the sweep ignores it (``nohup``); a training
+that outlived a killed sweep is left to finish, and a later sweep copies its result. The
 trainings run in sessions of their own, so pausing a sweep means pausing them, its children:
 ``pkill -STOP -P <sweep's pid>``, and ``pkill -CONT -P <sweep's pid>`` to go on.
-With ``--commit``, each finished run is committed on its own (only its files).
+With ``--commit``, each finished run is committed on its own (only its files). With
+``MIXLIB_QUICK=1`` (a few hundred images) ``run`` needs a scratch ``--results`` and ``--work``
+of its own and no ``--commit``: quick runs never stand for the protocol's.
 
 A run whose loss, gradients or weights became non-finite is not trained again: the protocol
 scores it at chance, the accuracy of a guess (one over the number of classes), and its
@@ -127,7 +131,8 @@ def state(run: protocol.Run, results: Path, work: Path) -> str:
 def _epochs_left(run: protocol.Run, work: Path) -> int:
     """The epochs `run` still has: a stopped run's metrics.jsonl has one line per epoch done."""
     metrics = work / run.name / "metrics.jsonl"
-    done = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+    # a line cut short by a kill has no newline yet: no epoch
+    done = metrics.read_text().count("\n") if metrics.is_file() else 0
     return max(run.epochs - done, 0)
 
 
@@ -200,10 +205,13 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
     moved by a few such runs. Times the epochs it has left (a stopped run resumes), the
     evaluation after each and `MARGIN` (`_overhead`). A diverged run's time is not that of its
     epochs and is not read. The finished runs shared the machine as the sweep's runs do (two
-    side by side), so the estimate holds for a sweep run the same way. Where some finished runs ran on this
-    machine's kind of CPU (their ``hardware["cpu"]``), only those count: runs on another CPU
-    ran at other speeds.
+    side by side), so the estimate holds for a sweep run the same way. Where some finished runs
+    ran on this machine's kind of CPU (their ``hardware["cpu"]``), only those count: runs on
+    another CPU ran at other speeds. A run finished (or scored) in `work` needs only its copy:
+    0 seconds.
     """
+    if (work / run.name / "result.json").is_file():
+        return 0.0
     records = load_runs(results) if results.is_dir() else []
     # a diverged run stopped before its last epoch: its time is not that of its epochs
     records = [r for r in records if "diverged" not in r]
@@ -254,7 +262,7 @@ def select(only: list[str] | None, *, results: Path | None = None) -> list[proto
     known = {r.name for r in either} | {r.model for r in either}
     unknown = [name for name in only if name not in known]
     if unknown:
-        raise ValueError(f"only names runs or presets the protocol does not list: {unknown} "
+        raise ValueError(f"only={unknown!r}: the protocol lists no such run or preset "
                          f"(`python -m mixlib.sweep plan` lists them)")
     return [r for r in planned if r.name in only or r.model in only]
 
@@ -278,8 +286,8 @@ def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     checkpoint = torch.load(work / run.name / "checkpoint.pt", map_location="cpu",
                             weights_only=False)
     if checkpoint["step"] != result["steps"]:
-        raise ValueError(f"the checkpoint of {run.name} is at step {checkpoint['step']}, not the "
-                         f"run's last ({result['steps']})")
+        raise ValueError(f"{work / run.name / 'checkpoint.pt'} is at step {checkpoint['step']}, "
+                         f"not the run's last ({result['steps']}, its result.json)")
     weights = checkpoint["ema"] if checkpoint["ema"] is not None else checkpoint["model"]
     record = {"model": run.model, "run": run.name, "test_acc": result["test_acc"],
               "commit": result["commit"],
@@ -342,17 +350,25 @@ def _copy_result(run: protocol.Run, work: Path, results: Path,
 
 
 def _commit(paths: list[Path], message: str, repo: Path, log) -> None:
-    """Commit just these files; other staged or edited files stay as they are."""
-    for attempt in range(20):  # another git process (a person, an editor) may hold the index
-        add = subprocess.run(["git", "-C", str(repo), "add", "--", *map(str, paths)],
-                             capture_output=True, text=True)
-        done = add.returncode == 0 and subprocess.run(
-            ["git", "-C", str(repo), "commit", "-q", "-m", message, "--", *map(str, paths)],
-            capture_output=True, text=True).returncode == 0
-        if done:
+    """Commit just these files; other staged or edited files stay as they are. A busy
+    repository (another git process holds its lock) is tried again; any other refusal is
+    logged at once, in git's words."""
+    # absolute: `git -C repo` reads a relative path from the repository's top, not from here
+    names = [str(Path(p).resolve()) for p in paths]
+    for attempt in range(20):
+        for command in (["add", "--"], ["commit", "-q", "-m", message, "--"]):
+            done = subprocess.run(["git", "-C", str(repo), *command, *names],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                break
+        else:
             return
-        time.sleep(3 + attempt)
-    log(f"could not commit {[str(p) for p in paths]}; commit them by hand")
+        if ".lock" not in done.stderr:  # an ignored file, a path outside: waiting cannot help
+            break
+        time.sleep(3 + attempt)  # another git process (a person, an editor) holds the index
+    said = (done.stderr or done.stdout).strip().splitlines()
+    log(f"could not commit {names} (git {command[0]}: {said[0] if said else done.returncode}); "
+        f"commit them by hand")
 
 
 def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commit_repo: Path | None,
@@ -387,7 +403,9 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
             # once, passed on by the sweep; twice would stop it at once, without its checkpoint
             code = running.wait(subprocess.Popen(command, env=env, stdout=out,
                                                  stderr=subprocess.STDOUT, start_new_session=True))
-    if code in [128 + number for number in STOP_SIGNALS]:  # mixlib.train's exit after a stop
+    # mixlib.train's exit after a stop, or the signal itself when it came before the training
+    # had set its handlers (its first seconds, before anything was written)
+    if code in [128 + number for number in STOP_SIGNALS] + [-number for number in STOP_SIGNALS]:
         log(f"stopped {run.name}; its checkpoint resumes it next time")
         return False
     if code != 0 and score_diverged(run, work):
@@ -465,6 +483,7 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
         raise SweepLocked(f"another sweep is running on results={str(results)!r}") from None
     started: set[str] = set()
     left_for_later: set[str] = set()
+    held: set[str] = set()  # runs another process is training
     picking = threading.Lock()
     running = _Running()
     deadline = None if hours is None else time.time() + 3600 * hours
@@ -502,6 +521,13 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
             too_late = False
             for run in pending(plan(), results):
                 if run.name in started:
+                    continue
+                if _in_use(work / run.name):  # a training that outlived a killed sweep
+                    if run.name not in held:
+                        held.add(run.name)
+                        log(f"not starting {run.name}: a training still holds "
+                            f"{work / run.name} (from a sweep that was killed?); a later "
+                            f"sweep copies its result")
                     continue
                 # estimate_s reads every results file: once per run and pick
                 estimate = estimate_s(run, results, work) if deadline is not None else None
@@ -543,6 +569,8 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
                 finished += run_one(run, results=results, work=work, threads=threads,
                                     commit_repo=commit_repo, weights=weights, log=log,
                                     running=running)
+            except Exception as error:  # one run's error (a full disk) must not end this worker
+                log(f"failed {run.name}: {type(error).__name__}: {error}")  # unseen until the end
             finally:
                 under_way.discard(run.name)
         return finished
@@ -550,6 +578,11 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     handlers = {}
     if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
         handlers = {number: signal.signal(number, running.stop) for number in STOP_SIGNALS}
+        # a closed terminal would end the sweep and not its trainings (sessions of their own):
+        # it stops them as SIGTERM does, with a checkpoint, unless hang-ups are ignored (nohup)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            handlers[signal.SIGHUP] = signal.signal(
+                signal.SIGHUP, lambda _number, frame: running.stop(signal.SIGTERM, frame))
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return sum(pool.map(worker, range(workers)))
@@ -583,6 +616,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.hours is not None and not args.hours > 0:
         parser.error(f"--hours must be a positive number of hours, got {args.hours}")
+    # quick runs (a few hundred images) recorded where the protocol's go would stand for them,
+    # and their checkpoints in the shared work folder would stop the real runs' resumes
+    if args.command == "run" and quick_mode() and (args.commit or args.work is None
+                                                   or args.results == Path("results/sweep")):
+        parser.error(f"MIXLIB_QUICK=1 trains on a few hundred images: unset it, or name a "
+                     f"scratch --results (not {str(args.results)!r}) and --work, without --commit")
     work = args.work or _default_work()
     args.weights = args.weights or args.results.parent / "weights"
     try:

@@ -130,7 +130,7 @@ def test_the_sweep_plans_at_the_e_its_finished_pilot_decided(tmp_path):
     assert not sweep.keeps_weights(protocol.Run("lka", 0), cifar_epochs=2 * protocol.EPOCHS)
     # a run named at the budget the pilot did not choose is known, just not planned any more
     assert sweep.select(["lka_cifar-s0-e15"], results=results) == []
-    with pytest.raises(ValueError, match="does not list"):
+    with pytest.raises(ValueError, match=r"only=\['lka_cifar-s0-e45'\]: the protocol lists no"):
         sweep.select(["lka_cifar-s0-e45"], results=results)
 
 
@@ -172,6 +172,85 @@ def test_a_sweep_with_two_workers_starts_each_run_once_and_at_most_max_runs(tmp_
     monkeypatch.setattr(sweep, "run_one", fake_run_one)
     assert sweep.sweep(lambda: planned, results=results, work=work, workers=2, max_runs=3) == 3
     assert sorted(trained) == sorted(r.name for r in planned[:3])
+
+
+def test_a_runs_error_is_logged_and_its_worker_goes_on(tmp_path, monkeypatch):
+    """An exception in one run (a full disk while copying) is said when it happens, and the
+    worker trains the next run instead of ending unseen while the other works alone."""
+    results, work = tmp_path / "results", tmp_path / "work"
+    planned = [protocol.Run("lka", 0), protocol.Run("lka", 1)]
+
+    def fake_run_one(run, *, results, **_):
+        if run is planned[0]:
+            raise OSError("No space left on device")
+        (results / run.data / run.name).mkdir(parents=True)
+        (results / run.data / run.name / "result.json").write_text("{}")
+        return True
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    messages = []
+    assert sweep.sweep(planned, results=results, work=work, workers=1, log=messages.append) == 1
+    assert messages == [f"failed {planned[0].name}: OSError: No space left on device"]
+
+
+def test_a_sweep_leaves_a_run_that_another_training_holds(tmp_path, monkeypatch):
+    """A training that outlived a killed sweep still holds its folder: the next sweep neither
+    starts it a second time nor counts it as failed; it says so once and trains the others."""
+    results, work = tmp_path / "results", tmp_path / "work"
+    held, free = protocol.Run("lka", 0), protocol.Run("lka", 1)
+    trained = []
+
+    def fake_run_one(run, *, results, **_):
+        trained.append(run.name)
+        return False
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    (work / held.name).mkdir(parents=True)
+    fd = os.open(work / held.name, os.O_RDONLY | os.O_DIRECTORY)
+    messages = []
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as mixlib.train holds it
+        assert sweep.sweep([held, free], results=results, work=work, workers=1,
+                           log=messages.append) == 0
+    finally:
+        os.close(fd)
+    assert trained == [free.name]
+    assert [m for m in messages if held.name in m] == [
+        f"not starting {held.name}: a training still holds {work / held.name} (from a sweep "
+        f"that was killed?); a later sweep copies its result"]
+
+
+def test_a_commit_holds_only_its_runs_files_from_any_working_directory(tmp_path, monkeypatch):
+    """`git -C repo` reads a relative path from the repository's top: the sweep passes absolute
+    ones. A refusal that waiting cannot mend (an ignored file) is logged at once, in git's
+    words; files a person staged stay staged and out of the run's commit."""
+    import subprocess
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for key, value in (("user.email", "t@t"), ("user.name", "t")):
+        subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
+    (repo / "other.txt").write_text("staged by a person\n")
+    (repo / ".gitignore").write_text("*.pt\n")
+    subprocess.run(["git", "-C", str(repo), "add", "other.txt"], check=True)
+    folder = repo / "results" / "sweep" / "cifar10" / "x"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text("{}")
+    (repo / "book").mkdir()
+    monkeypatch.chdir(repo / "book")  # --results given relative to another directory
+    said = []
+    sweep._commit([Path("../results/sweep/cifar10/x/result.json")], "m", repo, said.append)
+    assert said == []
+    shown = subprocess.run(["git", "-C", str(repo), "show", "--name-only", "--format=", "HEAD"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["results/sweep/cifar10/x/result.json"]
+    assert "A  other.txt" in subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
+                                            capture_output=True, text=True).stdout
+    (folder / "w.pt").write_bytes(b"0")
+    monkeypatch.setattr(sweep.time, "sleep", lambda _: pytest.fail("waited for git"))
+    sweep._commit([folder / "w.pt"], "m", repo, said.append)
+    (message,) = said
+    assert message.startswith(f"could not commit ['{folder / 'w.pt'}'] (git add: ") and \
+        "ignored" in message and message.endswith("commit them by hand")
 
 
 def test_a_sweep_asks_its_plan_again_before_each_run(tmp_path, monkeypatch):
@@ -217,6 +296,14 @@ def test_a_runs_estimate_is_the_scaled_benchmark_else_its_presets_runs(tmp_path)
     (work / todo.name).mkdir(parents=True)
     (work / todo.name / "metrics.jsonl").write_text("{}\n" * 20)
     assert sweep.estimate_s(todo, results, work) == pytest.approx(per_epoch * 10 * 90)
+    # a line cut short by a kill is no epoch done
+    (work / todo.name / "metrics.jsonl").write_text("{}\n" * 20 + '{"epo')
+    assert sweep.estimate_s(todo, results, work) == pytest.approx(per_epoch * 10 * 90)
+    # a run that finished in the work folder needs only its copy, estimate or not
+    done_here = protocol.Run("relative_attention", 0)
+    (work / done_here.name).mkdir()
+    (work / done_here.name / "result.json").write_text("{}")
+    assert sweep.estimate_s(done_here, results, work) == 0.0
 
     elsa = protocol.Run("elsa", 0)
     assert sweep.estimate_s(elsa, results, work) is None  # no run and no benchmark
@@ -474,10 +561,19 @@ def test_the_protocol_page_lists_the_runs_and_claims_the_code_runs():
 def test_select_refuses_a_name_the_protocol_does_not_list():
     assert [r.name for r in sweep.select(["dwconv_cifar-s0-e15"])] == ["dwconv_cifar-s0-e15"]
     assert {r.seed for r in sweep.select(["lka_cifar"])} == set(protocol.SEEDS)
-    with pytest.raises(ValueError, match="only names.*'dwconv_cifr'"):
+    with pytest.raises(ValueError, match="only=.*'dwconv_cifr'"):
         sweep.select(["dwconv_cifr"])
     _assert_usage_error(["plan", "--only", "dwconv_cifr"], "'dwconv_cifr'")
     _assert_usage_error(["run", "--workers", "0"], "--workers must be at least 1, got 0")
+
+
+def test_quick_runs_are_refused_where_the_protocols_runs_go(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXLIB_QUICK", "1")
+    scratch = ["--results", str(tmp_path / "r"), "--work", str(tmp_path / "w")]
+    for argv in (["run"], ["run", "--work", str(tmp_path / "w")], ["run", *scratch, "--commit"]):
+        _assert_usage_error(argv, "MIXLIB_QUICK=1 trains on a few hundred images")
+    monkeypatch.setattr(sweep, "sweep", lambda runs, **kw: 0)
+    assert sweep.main(["run", *scratch]) == 0  # a scratch folder of its own, as sweep_gpu.sh
 
 
 def test_the_weights_go_beside_the_results_and_must_be_committable(tmp_path, monkeypatch, capsys):
@@ -490,6 +586,7 @@ def test_the_weights_go_beside_the_results_and_must_be_committable(tmp_path, mon
     seen = {}
     monkeypatch.setattr(sweep, "sweep", lambda runs, **kw: seen.update(kw) or 0)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MIXLIB_QUICK", "0")
     assert sweep.main(["run", "--only", "pooling_cifar-s0-e15", "--results", str(repo / "results" / "sweep"),
                        "--work", str(tmp_path / "work"), "--commit"]) == 0
     assert seen["weights"] == repo / "results" / "weights" and seen["commit_repo"].resolve() == repo.resolve()
@@ -527,11 +624,14 @@ trace.write_text(trace.read_text() + "finished\\n")
 """
 
 
-def test_a_stop_signal_reaches_the_runs_and_the_sweep_waits_for_them(tmp_path, monkeypatch):
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_reaches_the_runs_and_the_sweep_waits_for_them(tmp_path, monkeypatch,
+                                                                     number):
     """SIGTERM to the sweep: the running training gets it (from the sweep: it runs in a
     process group of its own, so that a signal to the sweep's group does not reach it twice),
     no further run starts, the run counts as stopped (not failed), and the sweep returns, its
-    lock released, only after the training has exited."""
+    lock released, only after the training has exited. A hang-up (a closed terminal) stops the
+    trainings as SIGTERM does, unless hang-ups are ignored."""
     script, trace = tmp_path / "train.py", tmp_path / "trace.txt"
     script.write_text(FAKE_TRAINING)
     trace.write_text("")
@@ -541,23 +641,39 @@ def test_a_stop_signal_reaches_the_runs_and_the_sweep_waits_for_them(tmp_path, m
     def signal_once_started():
         for _ in range(300):
             if "started" in trace.read_text():
-                os.kill(os.getpid(), signal.SIGTERM)  # to this process, where the sweep runs
+                os.kill(os.getpid(), number)  # to this process, where the sweep runs
                 return
             time.sleep(0.1)
 
     messages = []
     threading.Thread(target=signal_once_started, daemon=True).start()
-    before = signal.getsignal(signal.SIGTERM)
-    finished = sweep.sweep(runs, results=tmp_path / "results", work=tmp_path / "work", workers=1,
-                           log=messages.append)
+    before = signal.signal(number, signal.SIG_DFL)  # not ignored, as under nohup
+    try:
+        finished = sweep.sweep(runs, results=tmp_path / "results", work=tmp_path / "work",
+                               workers=1, log=messages.append)
+        assert signal.getsignal(number) is signal.SIG_DFL  # the sweep's handler is gone again
+    finally:
+        signal.signal(number, before)
     assert finished == 0
     assert trace.read_text() == "started\nstopped, exited\n"  # one run, stopped, waited for
     assert int(Path(f"{trace}.group").read_text()) != os.getpgid(0)
     assert any(m.startswith("stopped pooling_cifar") for m in messages), messages
     assert not any(m.startswith(("failed", "start dwconv")) for m in messages), messages
-    assert signal.getsignal(signal.SIGTERM) is before  # the sweep's handler is gone again
     with open(tmp_path / "results" / ".sweep.lock", "w") as lock:  # and so is its lock
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_stop_before_the_trainings_handlers_is_a_stop_not_a_failure(tmp_path, monkeypatch):
+    """A stop that reaches a training still importing torch ends it by the signal itself (its
+    exit status -15), before anything was written: stopped, to be started again, not failed."""
+    script = tmp_path / "train.py"
+    script.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    monkeypatch.setattr(sweep, "TRAIN", [sys.executable, str(script)])
+    messages = []
+    assert not sweep.run_one(protocol.Run("pooling", seed=0), results=tmp_path / "results",
+                             work=tmp_path / "work", threads=1, commit_repo=None,
+                             log=messages.append)
+    assert messages[-1].startswith("stopped pooling_cifar"), messages
 
 
 FAKE_DIVERGENCE = """
