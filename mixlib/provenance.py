@@ -1,6 +1,6 @@
 """Provenance: what a number was measured on and with which code.
 
-    from mixlib.provenance import environment, code_commit
+    from mixlib.provenance import environment, code_commit, machine_name
     environment(torch.device("cpu"))   # {"torch": ..., "python": ..., "cpu": ..., "cores": ...}
     machine_name(environment(device))  # "AMD EPYC ...": the GPU's model, else the CPU's
     code_commit()                      # "4f1c...", "4f1c...-dirty" or "unknown"

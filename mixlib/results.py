@@ -49,6 +49,9 @@ def summarize(runs: list[dict], *, seeds=None) -> list[dict]:
     Runs of one model must be one experiment (`one_experiment`: one budget and recipe, one run
     per seed); a mixed set is an error rather than an average of different experiments.
     """
+    if seeds is not None and (isinstance(seeds, (int, str)) or not seeds):
+        raise ValueError(f"seeds must be a non-empty collection of seed numbers "
+                         f"(protocol.SEEDS), got {seeds!r}")
     groups: dict[str, list[dict]] = {}
     for run in runs:
         if seeds is not None and run["seed"] not in seeds:
@@ -281,11 +284,13 @@ def machines(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict
     """{seed: the processors (GPU or CPU models) its run trained on, in order, each once} of
     `model`'s runs at one budget. A run resumed on another machine names both; runs recorded
     before ``machines`` was kept name only the last, their ``hardware``'s."""
-    def trained_on(run):
-        names = [m for m in run.get("machines") or [] if m]  # None: a start before they were kept
-        names.append(machine_name(run.get("hardware", {})))
-        return tuple(dict.fromkeys(names))
-    return {r["seed"]: trained_on(r) for r in _at_budget(runs, model, epochs, dataset)}
+    return {r["seed"]: _trained_on(r) for r in _at_budget(runs, model, epochs, dataset)}
+
+
+def _trained_on(run: dict) -> tuple[str, ...]:
+    names = [m for m in run.get("machines") or [] if m]  # None: a start before they were kept
+    names.append(machine_name(run.get("hardware", {})))  # the last: in every record
+    return tuple(dict.fromkeys(names))
 
 
 def _at_budget(runs: list[dict], model: str, epochs: int, dataset: str) -> list[dict]:
@@ -364,25 +369,21 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
     for claim in claims if claims is not None else protocol.CLAIMS:
         epochs = cifar_epochs if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
 
-        def acc(preset):  # the protocol's seeds only: an extra seed is no part of its verdict
-            found = accuracies(runs, protocol.model_name(preset, claim.data), epochs=epochs,
-                               dataset=claim.data)
-            return {seed: value for seed, value in found.items() if seed in protocol.SEEDS}
+        def side(preset):
+            """{seed: accuracy}, {seed: processors} and the diverged seeds of `preset`'s runs
+            at this claim's budget; the protocol's seeds only (an extra seed is no part of
+            its verdict)."""
+            chosen = [r for r in _at_budget(runs, protocol.model_name(preset, claim.data), epochs,
+                                            claim.data) if r["seed"] in protocol.SEEDS]
+            return ({r["seed"]: r["test_acc"] for r in chosen},
+                    {r["seed"]: _trained_on(r) for r in chosen},
+                    {r["seed"] for r in chosen if "diverged" in r})
 
-        def machine(preset):
-            return machines(runs, protocol.model_name(preset, claim.data), epochs=epochs,
-                            dataset=claim.data)
-
-        def diverged(preset):  # the seeds whose run diverged: scored at chance
-            return {r["seed"] for r in _at_budget(runs, protocol.model_name(preset, claim.data),
-                                                  epochs, claim.data) if "diverged" in r}
-
-        # once, not once per rival
-        a_acc, a_machine, a_diverged = acc(claim.a), machine(claim.a), diverged(claim.a)
+        a_acc, a_machine, a_diverged = side(claim.a)  # once, not once per rival
 
         def difference(rival):
-            paired = paired_difference(a_acc, acc(rival))
-            b_machine, b_diverged = machine(rival), diverged(rival)
+            b_acc, b_machine, b_diverged = side(rival)
+            paired = paired_difference(a_acc, b_acc)
             return {"b": rival, **paired,
                     "two_machines": any(len({*a_machine[s], *b_machine[s]}) > 1
                                         for s in paired["seeds"]),
@@ -432,12 +433,12 @@ def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
     interval wholly below zero: the rule's "contradicts", whatever the missing seeds give) is
     named as such. `margin` and `seeds` are the protocol's (`MARGIN`, `len(SEEDS)`)."""
     def span(a, d):
-        seeds = ", ".join(f"{value:+.2f}" for value in d["per_seed"])
+        by_seed = ", ".join(f"{value:+.2f}" for value in d["per_seed"])
         if d.get("diverged"):
-            seeds += (f"; seed{'s' if len(d['diverged']) > 1 else ''} "
-                      f"{', '.join(map(str, d['diverged']))} diverged, scored at chance")
+            by_seed += (f"; seed{'s' if len(d['diverged']) > 1 else ''} "
+                        f"{', '.join(map(str, d['diverged']))} diverged, scored at chance")
         return (f"{a} − {d['b']} = {d['mean']:+.2f} points [{_points(d['low'], margin)}, "
-                f"{_points(d['high'], margin)}] (by seed: {seeds})")
+                f"{_points(d['high'], margin)}] (by seed: {by_seed})")
 
     within = f"±{margin:g} point{'' if margin == 1 else 's'}"
 

@@ -57,6 +57,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -262,8 +263,8 @@ def select(only: list[str] | None, *, results: Path | None = None) -> list[proto
     known = {r.name for r in either} | {r.model for r in either}
     unknown = [name for name in only if name not in known]
     if unknown:
-        raise ValueError(f"only={unknown!r}: the protocol lists no such run or preset "
-                         f"(`python -m mixlib.sweep plan` lists them)")
+        raise ValueError(f"only={only!r} names {unknown!r}, which the protocol lists as no run "
+                         f"or preset (`python -m mixlib.sweep plan` lists them)")
     return [r for r in planned if r.name in only or r.model in only]
 
 
@@ -406,7 +407,7 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     # mixlib.train's exit after a stop, or the signal itself when it came before the training
     # had set its handlers (its first seconds, before anything was written)
     if code in [128 + number for number in STOP_SIGNALS] + [-number for number in STOP_SIGNALS]:
-        log(f"stopped {run.name}; its checkpoint resumes it next time")
+        log(f"stopped {run.name}; it resumes (or starts afresh) next time")
         return False
     if code != 0 and score_diverged(run, work):
         log(f"diverged {run.name} (see {work / f'{run.name}.log'}): scored at chance")
@@ -469,9 +470,10 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     `runs` may be a function that returns the plan as it stands: each worker then asks it again
     before picking its next run, so a pilot that changes E while the sweep runs changes what it
     trains next (the runs already started finish). Each run starts at most once per sweep.
-    From the main thread, SIGTERM and SIGINT stop it: they reach the running trainings (which
-    stop with a checkpoint), no run starts after them, and the lock is held until the trainings
-    have exited.
+    From the main thread, SIGTERM, SIGINT and a hang-up (SIGHUP, unless ignored as under
+    ``nohup``) stop it: they reach the running trainings (which stop with a checkpoint), no run
+    starts after them, and the lock is held until the trainings have exited. A run that raises
+    is logged as failed (the traceback in its log) and the worker goes on.
     """
     plan = runs if callable(runs) else lambda: runs
     results.mkdir(parents=True, exist_ok=True)
@@ -571,6 +573,12 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
                                     running=running)
             except Exception as error:  # one run's error (a full disk) must not end this worker
                 log(f"failed {run.name}: {type(error).__name__}: {error}")  # unseen until the end
+                try:  # where the error came from, beside the run's training log
+                    work.mkdir(parents=True, exist_ok=True)
+                    with open(work / f"{run.name}.log", "a") as out:
+                        out.write(traceback.format_exc())
+                except OSError:  # a full disk: the line above is all there is
+                    pass
             finally:
                 under_way.discard(run.name)
         return finished
@@ -616,12 +624,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.hours is not None and not args.hours > 0:
         parser.error(f"--hours must be a positive number of hours, got {args.hours}")
-    # quick runs (a few hundred images) recorded where the protocol's go would stand for them,
-    # and their checkpoints in the shared work folder would stop the real runs' resumes
-    if args.command == "run" and quick_mode() and (args.commit or args.work is None
-                                                   or args.results == Path("results/sweep")):
-        parser.error(f"MIXLIB_QUICK=1 trains on a few hundred images: unset it, or name a "
-                     f"scratch --results (not {str(args.results)!r}) and --work, without --commit")
+    # quick runs (a few hundred images) recorded where the protocol's go would stand for them
+    # (every column under results/, the GPU's too), and their checkpoints in the shared work
+    # folder would stop the real runs' resumes
+    if args.command == "run" and quick_mode():
+        columns = Path(__file__).resolve().parents[1] / "results"
+        quick = "MIXLIB_QUICK=1 trains on a few hundred images"
+        if args.commit:
+            parser.error(f"{quick}: --commit would commit them; unset one of the two")
+        if args.work is None:
+            parser.error(f"{quick}: name a scratch --work (the default, "
+                         f"{str(_default_work())!r}, holds the protocol's checkpoints)")
+        if args.results == parser.get_default("results") or \
+                args.results.resolve().is_relative_to(columns):
+            parser.error(f"{quick}: --results {str(args.results)!r} is where the protocol's "
+                         f"runs go ({columns}); name a scratch folder")
     work = args.work or _default_work()
     args.weights = args.weights or args.results.parent / "weights"
     try:

@@ -631,7 +631,8 @@ def _train(config: TrainConfig, resume: bool, log, *, device: torch.device, rank
         epoch_stats = state["epoch_stats"]
         step_log, window = state["step_log"], state["window"]
         commits = state.get("commits", [None]) + [commit]  # None: a checkpoint from before they were kept
-        machines = state.get("machines", [None]) + machines
+        # one None per earlier start or resume, so that machines[i] ran commits[i]
+        machines = state.get("machines", [None] * (len(commits) - 1)) + machines
         if rank == 0:
             _complete_metrics(metrics_path, history, log)
         log(f"resumed {run_dir} at step {step} of {total_steps}")

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mixlib import results
+from mixlib import protocol, results
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = [ROOT / "notebooks" / name
             for name in ("06_conv_meets_attention.ipynb", "08_side_by_side.ipynb")]
-SIGNED = r"[+−-]\d+\.\d\d"  # the book writes differences with a sign, two decimals, "−" for minus
+# the book writes differences with a sign, two decimals (an interval's end more where two would
+# put it on 0 or ±1: results._points), "−" for minus
+SIGNED = r"[+−-]\d+\.\d{2,6}"
 # "+0.64 points [−4.10, +5.38]", "(−3.70 points, [−7.19, −0.20])", "+1.17 [−0.08, +2.42]"
 INTERVAL = re.compile(rf"({SIGNED})(?: points)?,? \[({SIGNED}), ({SIGNED})\]")
 BARE_INTERVAL = re.compile(rf"\[({SIGNED}), ({SIGNED})\]")  # "interval [−4.03, −2.80]"
@@ -24,6 +26,11 @@ POINTS = re.compile(rf"(?<![\w.])({SIGNED})(?!\d)")
 
 def _signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "−")
+
+
+def _end(value: float) -> str:
+    """An interval's end as the verdict table prints it."""
+    return results._points(value, protocol.MARGIN).replace("-", "−")
 
 
 def _number(text: str) -> float:
@@ -44,7 +51,8 @@ def given_by(runs: list[dict]) -> tuple[set[tuple[str, str, str]], set[str]]:
             if difference["n"]:
                 points.add(_signed(difference["mean"]))
             if difference["n"] > 1:
-                intervals.add(tuple(_signed(difference[k]) for k in ("mean", "low", "high")))
+                intervals.add((_signed(difference["mean"]), _end(difference["low"]),
+                               _end(difference["high"])))
             points |= {_signed(value) for value in difference["per_seed"]}
     return intervals, points
 

@@ -36,6 +36,9 @@ def test_summary_per_model_over_seeds(tmp_path):
     # over the seeds asked for only: a model with none left has no row
     (only,) = results.summarize(runs, seeds=(1,))
     assert (only["model"], only["seeds"], only["mean_acc"]) == ("a_cifar", [1], 0.54)
+    for bad in (3, (), "0"):  # a count (verdict's `seeds`) is not a collection of seeds
+        with pytest.raises(ValueError, match=f"seeds must be a non-empty collection.*got {bad!r}"):
+            results.summarize(runs, seeds=bad)
     assert a["image_size"] is None  # the data set's own size
 
 

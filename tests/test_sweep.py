@@ -130,7 +130,7 @@ def test_the_sweep_plans_at_the_e_its_finished_pilot_decided(tmp_path):
     assert not sweep.keeps_weights(protocol.Run("lka", 0), cifar_epochs=2 * protocol.EPOCHS)
     # a run named at the budget the pilot did not choose is known, just not planned any more
     assert sweep.select(["lka_cifar-s0-e15"], results=results) == []
-    with pytest.raises(ValueError, match=r"only=\['lka_cifar-s0-e45'\]: the protocol lists no"):
+    with pytest.raises(ValueError, match=r"only=\['lka_cifar-s0-e45'\] names .*lists as no run"):
         sweep.select(["lka_cifar-s0-e45"], results=results)
 
 
@@ -191,6 +191,22 @@ def test_a_runs_error_is_logged_and_its_worker_goes_on(tmp_path, monkeypatch):
     messages = []
     assert sweep.sweep(planned, results=results, work=work, workers=1, log=messages.append) == 1
     assert messages == [f"failed {planned[0].name}: OSError: No space left on device"]
+    assert "in fake_run_one" in (work / f"{planned[0].name}.log").read_text()  # the traceback
+
+
+def test_a_sweep_under_nohup_leaves_hang_ups_ignored(tmp_path, monkeypatch):
+    """nohup asked for hang-ups to be ignored: the sweep does not take them over, not even
+    while it runs."""
+    seen = []
+    monkeypatch.setattr(sweep, "run_one", lambda run, **_: seen.append(signal.getsignal(
+        signal.SIGHUP)) or False)
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        sweep.sweep([protocol.Run("lka", 0)], results=tmp_path / "r", work=tmp_path / "w",
+                    workers=1, log=lambda _: None)
+        assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_a_sweep_leaves_a_run_that_another_training_holds(tmp_path, monkeypatch):
@@ -569,9 +585,20 @@ def test_select_refuses_a_name_the_protocol_does_not_list():
 
 def test_quick_runs_are_refused_where_the_protocols_runs_go(tmp_path, monkeypatch):
     monkeypatch.setenv("MIXLIB_QUICK", "1")
+    # a refusal that regresses must fail here, not train into (and commit to) a real folder
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "sweep", lambda runs, **kw: pytest.fail(f"a quick sweep ran: {kw}"))
     scratch = ["--results", str(tmp_path / "r"), "--work", str(tmp_path / "w")]
-    for argv in (["run"], ["run", "--work", str(tmp_path / "w")], ["run", *scratch, "--commit"]):
-        _assert_usage_error(argv, "MIXLIB_QUICK=1 trains on a few hundred images")
+    work = ["--work", str(tmp_path / "w")]
+    for argv, said in ((["run"], "name a scratch --work"),
+                       (["run", *work], "--results 'results/sweep' is where the protocol's"),
+                       (["run", *scratch, "--commit"], "--commit would commit them"),
+                       (["run", *work, "--results", str(ROOT / "results" / "sweep-gpu")],
+                        "is where the protocol's runs go"),
+                       (["run", *work, "--results", str(ROOT / "results" / "sweep")],
+                        "is where the protocol's runs go")):
+        _assert_usage_error(argv, "MIXLIB_QUICK=1 trains on a few hundred images: ")
+        _assert_usage_error(argv, said)
     monkeypatch.setattr(sweep, "sweep", lambda runs, **kw: 0)
     assert sweep.main(["run", *scratch]) == 0  # a scratch folder of its own, as sweep_gpu.sh
 

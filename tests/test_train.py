@@ -135,6 +135,21 @@ def test_resume_reads_a_checkpoint_from_before_per_rank_generators(tmp_path):
 
 
 @needs_data
+def test_a_checkpoint_with_commits_but_no_machines_keeps_the_two_lists_in_step(tmp_path):
+    """Checkpoints written before "machines" was kept may already list several commits (a run
+    resumed before): one unknown machine per earlier start, so that machines[i] ran commits[i]."""
+    mtrain.train(tiny_config(tmp_path, stop_after_steps=9), log=lambda *a: None)
+    path = tmp_path / "tiny" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["commits"] = ["first", "second"]
+    del state["machines"], state["checksum"]
+    torch.save(state, path)
+    resumed = mtrain.train(tiny_config(tmp_path), resume=True, log=lambda *a: None)
+    assert resumed["commits"] == ["first", "second", resumed["commit"]]
+    assert resumed["machines"] == [None, None, machine_name(resumed["hardware"])]
+
+
+@needs_data
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real = mtrain.F.cross_entropy
     calls = {"n": 0}
