@@ -372,6 +372,20 @@ def _commit(paths: list[Path], message: str, repo: Path, log) -> None:
         f"commit them by hand")
 
 
+def _say_uncommitted(repo: Path, folders: list[Path], log) -> None:
+    """Name the files in `folders` that git does not have as committed: a sweep that ended
+    between a run's copy and its commit left them, and the copied run counts as done, so no
+    later sweep would commit them."""
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
+                             "--untracked-files=all", "--", *(str(f.resolve()) for f in folders)],
+                            capture_output=True, text=True)
+    left = [line[3:] for line in status.stdout.splitlines() if not line.endswith(".sweep.lock")]
+    if left:
+        log(f"{len(left)} file(s) of finished runs are not committed (a sweep ended before its "
+            f"commit?): {', '.join(left[:4])}{', ...' if len(left) > 4 else ''}; commit them "
+            f"by hand")
+
+
 def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commit_repo: Path | None,
             weights: Path | None = None, log=print, running: "_Running | None" = None) -> bool:
     """Train `run` (resuming it if it was stopped) and copy its result; True if it finished
@@ -483,6 +497,8 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
     except BlockingIOError:
         lock.close()
         raise SweepLocked(f"another sweep is running on results={str(results)!r}") from None
+    if commit_repo is not None:
+        _say_uncommitted(commit_repo, [results, *([weights] if weights else [])], log)
     started: set[str] = set()
     left_for_later: set[str] = set()
     held: set[str] = set()  # runs another process is training

@@ -261,6 +261,14 @@ def test_a_commit_holds_only_its_runs_files_from_any_working_directory(tmp_path,
     assert shown == ["results/sweep/cifar10/x/result.json"]
     assert "A  other.txt" in subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
                                             capture_output=True, text=True).stdout
+    # a sweep that starts names what an earlier one copied and left uncommitted, and only that
+    (folder.parent / "y").mkdir()
+    (folder.parent / "y" / "result.json").write_text("{}")
+    sweep.sweep([], results=repo / "results" / "sweep", work=tmp_path / "work", commit_repo=repo,
+                log=said.append)
+    assert said == ["1 file(s) of finished runs are not committed (a sweep ended before its "
+                    "commit?): results/sweep/cifar10/y/result.json; commit them by hand"]
+    said.clear()
     (folder / "w.pt").write_bytes(b"0")
     monkeypatch.setattr(sweep.time, "sleep", lambda _: pytest.fail("waited for git"))
     sweep._commit([folder / "w.pt"], "m", repo, said.append)
