@@ -18,7 +18,10 @@ T4) on the depthwise tile, and every kernel and variant in bfloat16 at k = 13 fo
 sm_90 on the depthwise and the wide-group tile. ``--all`` compiles every kernel size
 (k = 1..13), dtype and variant on the depthwise tile and every tile at k = 13, for every
 capability: about 700 compilations, ten minutes or more on two cores.
-Exit status 1 if any specialisation fails to compile or uses atomics.
+Exit status 1 if any specialisation fails to compile or uses atomics. ``--json`` writes the
+results with what they were made of: the versions, the commit and a hash of each Triton
+function's code (`kernel_sources`), so that a test can tell whether a committed record of
+``--all`` still describes the kernels (``tests/test_compile_triton.py``).
 
 TRITON_INTERPRET must be unset: under the interpreter ``triton.jit`` returns functions that
 cannot be compiled.
@@ -26,6 +29,9 @@ cannot be compiled.
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
+import inspect
 import json
 import os
 import re
@@ -81,6 +87,26 @@ def specialisations(full: bool) -> list[tuple[str, str, int, dict, int]]:
             for dtypes, sizes, archs, tile_set in plan
             for arch in archs for k in sizes for dtype in dtypes for tile in tile_set
             for kernel in kernels for variant in variants(kernel, k)]
+
+
+def kernel_sources() -> dict[str, str]:
+    """{name: sha256} of the code of every Triton function in ``triton_kernels`` (the kernels
+    and the jitted helpers they call), docstrings and comments left out: what a compilation
+    record was made of. The same with TRITON_INTERPRET set or not."""
+    import triton
+
+    from . import triton_kernels
+
+    def code(function) -> str:
+        tree = ast.parse(inspect.getsource(function).lstrip())
+        body = tree.body[0].body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body.pop(0)  # the docstring
+        return ast.dump(tree)
+
+    return {name: hashlib.sha256(code(value.fn).encode()).hexdigest()
+            for name, value in sorted(vars(triton_kernels).items())
+            if isinstance(value, triton.runtime.jit.KernelInterface)}
 
 
 def _tools() -> Path:
@@ -195,7 +221,19 @@ def main(argv=None) -> int:
     print(f"{len(results)} specialisations, {len(failed)} failed, "
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps({"results": results}, indent=1) + "\n")
+        import platform
+
+        import torch
+        import triton
+
+        from ..provenance import code_commit
+        record = {"command": " ".join(["python -m mixlib.ops.compile_check",
+                                       *(sys.argv[1:] if argv is None else argv)]),
+                  "triton": triton.__version__, "torch": torch.__version__,
+                  "python": platform.python_version(), "commit": code_commit(),
+                  "seconds": round(time.perf_counter() - start), "kernel_sources": kernel_sources(),
+                  "results": results}
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
     return 1 if failed else 0
 
 
