@@ -1,6 +1,8 @@
 """The Triton kernels compile ahead of time for sm_75, sm_80 and sm_90 on a machine without a
-GPU (``mixlib.ops.compile_check``): the CI subset here, every specialisation with
-MIXLIB_COMPILE_ALL=1 (a few minutes on two cores).
+GPU (``mixlib.ops.compile_check --all``): every specialisation, 708 compilations, about two
+minutes on two cores. The committed record of the same (results/bench/triton-compile.json),
+which the bench README reports, must be of these kernels: a change to their code fails here
+until ``--all`` has written it again.
 
 The compilation runs in a child process without TRITON_INTERPRET (conftest.py sets it for this
 one, and interpreted kernels cannot be compiled).
@@ -9,18 +11,19 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("triton")
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_every_kernel_compiles_for_three_gpu_generations(tmp_path):
     out = tmp_path / "compile.json"
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    command = [sys.executable, "-m", "mixlib.ops.compile_check", "--json", str(out)]
-    if os.environ.get("MIXLIB_COMPILE_ALL") == "1":
-        command.append("--all")
+    command = [sys.executable, "-m", "mixlib.ops.compile_check", "--all", "--json", str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
@@ -33,6 +36,14 @@ def test_every_kernel_compiles_for_three_gpu_generations(tmp_path):
         # 4 tile elements per thread and loops that are not unrolled keep k = 13 well below
         # the 255 a thread can have: at most 128 leaves room for 2 programs of 8 warps per SM
         assert r["registers"] <= 128, r
+    # the committed record, which the bench README reports, says what this compilation says
+    record = json.loads((ROOT / "results" / "bench" / "triton-compile.json").read_text())
+
+    def usage(rows):
+        return {(r["kernel"], r["dtype"], r["k"], json.dumps(r["variant"], sort_keys=True),
+                 r["arch"]): (r["registers"], r["local_bytes"], r["stack_bytes"]) for r in rows}
+
+    assert len(results) == 708 and usage(record["results"]) == usage(results)
 
 
 def test_the_specialisations_cover_every_variant():
@@ -45,3 +56,29 @@ def test_the_specialisations_cover_every_variant():
     assert len(full) == depthwise + 3 * 4 * 3 * per_tile  # and three more tiles at k = 13
     assert {(s[0], s[2], json.dumps(s[3])) for s in specialisations(full=False)} <= \
         {(s[0], s[2], json.dumps(s[3])) for s in full}
+
+
+def test_the_record_of_every_specialisation_is_of_these_kernels():
+    """results/bench/triton-compile.json holds ``--all`` of the kernels as they are: the same
+    code (docstrings aside), compiler and set of specialisations, none failed, no atomics, no
+    spills, at most 128 registers. Its command: python -m mixlib.ops.compile_check --all
+    --json results/bench/triton-compile.json (TRITON_INTERPRET unset)."""
+    import triton
+
+    from mixlib.ops import compile_check
+    record = json.loads((ROOT / "results" / "bench" / "triton-compile.json").read_text())
+    again = "the kernels changed since the record: run compile_check --all again"
+    assert record["kernel_sources"] == compile_check.kernel_sources(), again
+    assert record["triton"] == triton.__version__, "the record is another Triton's"
+
+    def key(kernel, dtype, k, variant, arch):
+        return kernel, dtype, k, json.dumps(variant, sort_keys=True), arch
+
+    assert sorted(key(r["kernel"], r["dtype"], r["k"], r["variant"], r["arch"])
+                  for r in record["results"]) == sorted(
+        key(kernel, dtype, k, variant, f"sm_{arch}")
+        for kernel, dtype, k, variant, arch in compile_check.specialisations(full=True)), again
+    for r in record["results"]:
+        assert "error" not in r and not r["atomics"], r
+        assert r["local_bytes"] == 0 and r["registers"] <= 128, r
+
