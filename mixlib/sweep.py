@@ -328,8 +328,8 @@ def _has_final_weights(run: protocol.Run, work: Path) -> bool:
     return not record.get("quick", False) and "diverged" not in record
 
 
-def _copy_result(run: protocol.Run, work: Path, results: Path,
-                 weights: Path | None = None) -> list[Path]:
+def _copy_result(run: protocol.Run, work: Path, results: Path, weights: Path | None = None,
+                 log=print) -> list[Path]:
     folder = results / run.data / run.name
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
@@ -344,9 +344,16 @@ def _copy_result(run: protocol.Run, work: Path, results: Path,
     epochs = decided_epochs(results)
     flipped = run in protocol.PILOT_RUNS and epochs == 2 * protocol.EPOCHS
     for kept in protocol.PILOT_RUNS if flipped else (run,):
-        if (_done(kept, results) and keeps_weights(kept, cifar_epochs=epochs)
-                and _has_final_weights(kept, work)):
+        if not (_done(kept, results) and keeps_weights(kept, cifar_epochs=epochs)):
+            continue
+        if _has_final_weights(kept, work):
             copied.append(export_weights(kept, work, weights))
+        elif kept != run and "diverged" not in load_run(results / kept.data / kept.name):
+            # the other pilot run at 2E finished in another work folder (a GPU session's):
+            # the weights file still holds its run at E
+            log(f"{weights / f'{kept.model}.pt'} does not hold {kept.name}'s weights (E is now "
+                f"{epochs}): its checkpoint is not in {work / kept.name}; export them where it "
+                f"is (python -m mixlib.sweep weights) or remove the file")
     return copied
 
 
@@ -428,7 +435,7 @@ def run_one(run: protocol.Run, *, results: Path, work: Path, threads: int, commi
     elif code != 0 or not (work / run.name / "result.json").is_file():
         log(f"failed {run.name} (exit {code}); see {work / f'{run.name}.log'}")
         return False
-    copied = _copy_result(run, work, results, weights)
+    copied = _copy_result(run, work, results, weights, log)
     log(f"done {run.name} in {(time.time() - started) / 60:.0f} min")
     if commit_repo is not None:
         _commit(copied, f"results: sweep run {run.name} ({run.data}, {run.epochs} epochs, "

@@ -151,8 +151,15 @@ def test_the_pilots_last_run_keeps_the_weights_at_the_budget_it_decides(tmp_path
         (results / run.data / run.name / "result.json").write_text(json.dumps({"test_acc": accuracy[run]}))
     calls = []
     monkeypatch.setattr(sweep, "export_weights", lambda run, work, folder: calls.append(run.name) or folder)
-    sweep._copy_result(protocol.PILOT_RUNS[3], work, results, weights)
+    sweep._copy_result(protocol.PILOT_RUNS[3], work, results, weights, log=pytest.fail)
     assert calls == exported
+    if exported:  # the other 2E run finished in a work folder that is gone: said, not skipped
+        shutil.rmtree(work / exported[0])
+        calls.clear()
+        said = []
+        sweep._copy_result(protocol.PILOT_RUNS[3], work, results, weights, log=said.append)
+        assert calls == exported[1:] and len(said) == 1
+        assert said[0].startswith(f"{weights / 'dwconv_cifar.pt'} does not hold {exported[0]}'s")
 
 
 def test_a_sweep_with_two_workers_starts_each_run_once_and_at_most_max_runs(tmp_path, monkeypatch):
