@@ -293,10 +293,15 @@ def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     record = {"model": run.model, "run": run.name, "test_acc": result["test_acc"],
               "commit": result["commit"],
               "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{run.model}.pt"
+    path = weights_path(run, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_torch(path, record)
     return path
+
+
+def weights_path(run: protocol.Run, folder: Path) -> Path:
+    """Where `export_weights` puts `run`'s weights in `folder`."""
+    return folder / f"{run.model}.pt"
 
 
 def score_diverged(run: protocol.Run, work: Path) -> bool:
@@ -351,7 +356,7 @@ def _copy_result(run: protocol.Run, work: Path, results: Path, weights: Path | N
         elif kept != run and "diverged" not in load_run(results / kept.data / kept.name):
             # the other pilot run at 2E finished in another work folder (a GPU session's):
             # the weights file still holds its run at E
-            log(f"{weights / f'{kept.model}.pt'} does not hold {kept.name}'s weights (E is now "
+            log(f"{weights_path(kept, weights)} does not hold {kept.name}'s weights (E is now "
                 f"{epochs}): its checkpoint is not in {work / kept.name}; export them where it "
                 f"is (python -m mixlib.sweep weights) or remove the file")
     return copied
@@ -383,10 +388,22 @@ def _say_uncommitted(repo: Path, folders: list[Path], log) -> None:
     """Name the files in `folders` that git does not have as committed: a sweep that ended
     between a run's copy and its commit left them, and the copied run counts as done, so no
     later sweep would commit them."""
-    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
+    # -z: paths unquoted whatever they hold; a rename's old path follows its new one
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "-z",
                              "--untracked-files=all", "--", *(str(f.resolve()) for f in folders)],
                             capture_output=True, text=True)
-    left = [line[3:] for line in status.stdout.splitlines() if not line.endswith(".sweep.lock")]
+    if status.returncode != 0:
+        said = status.stderr.strip().splitlines()
+        log(f"could not list what {[str(f) for f in folders]} hold uncommitted (git status: "
+            f"{said[0] if said else status.returncode})")
+        return
+    entries, left = iter(status.stdout.split("\0")), []
+    for entry in entries:
+        if {"R", "C"} & set(entry[:2]):
+            next(entries, None)
+        # only what _copy_result writes: a README a person edits is not a run's
+        if Path(entry[3:]).name in ("result.json", "metrics.jsonl") or entry.endswith(".pt"):
+            left.append(entry[3:])
     if left:
         log(f"{len(left)} file(s) of finished runs are not committed (a sweep ended before its "
             f"commit?): {', '.join(left[:4])}{', ...' if len(left) > 4 else ''}; commit them "

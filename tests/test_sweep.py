@@ -271,6 +271,7 @@ def test_a_commit_holds_only_its_runs_files_from_any_working_directory(tmp_path,
     # a sweep that starts names what an earlier one copied and left uncommitted, and only that
     (folder.parent / "y").mkdir()
     (folder.parent / "y" / "result.json").write_text("{}")
+    (repo / "results" / "sweep" / "README.md").write_text("a person's notes\n")  # not a run's
     sweep.sweep([], results=repo / "results" / "sweep", work=tmp_path / "work", commit_repo=repo,
                 log=said.append)
     assert said == ["1 file(s) of finished runs are not committed (a sweep ended before its "

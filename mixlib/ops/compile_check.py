@@ -35,9 +35,11 @@ import inspect
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -92,17 +94,20 @@ def specialisations(full: bool) -> list[tuple[str, str, int, dict, int]]:
 def kernel_sources() -> dict[str, str]:
     """{name: sha256} of the code of every Triton function in ``triton_kernels`` (the kernels
     and the jitted helpers they call), docstrings and comments left out: what a compilation
-    record was made of. The same with TRITON_INTERPRET set or not."""
+    record was made of. The same with TRITON_INTERPRET set or not, and on every Python the
+    project allows. The kernels read no module-level constant and call no jitted function of
+    another module; one that did would need those hashed too."""
     import triton
 
     from . import triton_kernels
 
     def code(function) -> str:
-        tree = ast.parse(inspect.getsource(function).lstrip())
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
         body = tree.body[0].body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
             body.pop(0)  # the docstring
-        return ast.dump(tree)
+        return ast.unparse(tree)  # not ast.dump, whose fields differ between Pythons
 
     return {name: hashlib.sha256(code(value.fn).encode()).hexdigest()
             for name, value in sorted(vars(triton_kernels).items())
@@ -202,7 +207,8 @@ def format_table(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--all", action="store_true", help="every specialisation, not the CI subset")
+    parser.add_argument("--all", action="store_true",
+                        help="every specialisation (708; CI runs it), not the quick subset of 48")
     parser.add_argument("--archs", default=",".join(map(str, ARCHS)),
                         help="compute capabilities, e.g. 75,80,90")
     parser.add_argument("--sizes", default=",".join(map(str, KERNEL_SIZES)),
@@ -211,9 +217,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     archs = tuple(int(a) for a in args.archs.split(","))
-    start = time.perf_counter()
     sizes = tuple(int(k) for k in args.sizes.split(","))
-    results = run(args.all, archs, args.workers, sizes)
+    workers = args.workers or os.cpu_count() or 1
+    if args.json:  # read before compiling: an edit made meanwhile is not recorded as compiled
+        from ..provenance import code_commit
+        made_of = {"commit": code_commit(), "kernel_sources": kernel_sources()}
+    start = time.perf_counter()
+    results = run(args.all, archs, workers, sizes)
     print(format_table(results))
     failed = [r for r in results if "error" in r or r["atomics"]]
     for r in failed:
@@ -221,19 +231,17 @@ def main(argv=None) -> int:
     print(f"{len(results)} specialisations, {len(failed)} failed, "
           f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.json:
-        import platform
-
         import torch
         import triton
 
-        from ..provenance import code_commit
-        record = {"command": " ".join(["python -m mixlib.ops.compile_check",
-                                       *(sys.argv[1:] if argv is None else argv)]),
-                  "triton": triton.__version__, "torch": torch.__version__,
-                  "python": platform.python_version(), "commit": code_commit(),
-                  "seconds": round(time.perf_counter() - start), "kernel_sources": kernel_sources(),
+        from ..files import atomic_write
+        from ..provenance import environment
+        record = {"command": shlex.join(["python", "-m", "mixlib.ops.compile_check",
+                                         *(sys.argv[1:] if argv is None else argv)]),
+                  "triton": triton.__version__, **environment(torch.device("cpu")),
+                  "workers": workers, **made_of, "seconds": round(time.perf_counter() - start),
                   "results": results}
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     return 1 if failed else 0
 
 
