@@ -41,7 +41,8 @@ def test_every_kernel_compiles_for_three_gpu_generations(tmp_path):
 
     def usage(rows):
         return {(r["kernel"], r["dtype"], r["k"], json.dumps(r["variant"], sort_keys=True),
-                 r["arch"]): (r["registers"], r["local_bytes"], r["stack_bytes"]) for r in rows}
+                 r["arch"]): (r["registers"], r["local_bytes"], r["stack_bytes"],
+                              r["shared_bytes"], r["num_warps"]) for r in rows}
 
     assert len(results) == 708 and usage(record["results"]) == usage(results)
 
@@ -67,9 +68,13 @@ def test_the_record_of_every_specialisation_is_of_these_kernels():
 
     from mixlib.ops import compile_check
     record = json.loads((ROOT / "results" / "bench" / "triton-compile.json").read_text())
-    again = "the kernels changed since the record: run compile_check --all again"
-    assert record["kernel_sources"] == compile_check.kernel_sources(), again
-    assert record["triton"] == triton.__version__, "the record is another Triton's"
+    command = "python -m mixlib.ops.compile_check --all --json results/bench/triton-compile.json"
+    now = compile_check.kernel_sources()
+    changed = sorted({name for name, _ in set(now.items()) ^ set(record["kernel_sources"].items())})
+    assert not changed, (f"Triton functions {changed} differ from the record's (commit "
+                         f"{record['commit']}): run {command}")
+    assert record["triton"] == triton.__version__, (
+        f"the record is of Triton {record['triton']}, this is {triton.__version__}: run {command}")
 
     def key(kernel, dtype, k, variant, arch):
         return kernel, dtype, k, json.dumps(variant, sort_keys=True), arch
@@ -77,7 +82,9 @@ def test_the_record_of_every_specialisation_is_of_these_kernels():
     assert sorted(key(r["kernel"], r["dtype"], r["k"], r["variant"], r["arch"])
                   for r in record["results"]) == sorted(
         key(kernel, dtype, k, variant, f"sm_{arch}")
-        for kernel, dtype, k, variant, arch in compile_check.specialisations(full=True)), again
+        for kernel, dtype, k, variant, arch in compile_check.specialisations(full=True)), (
+        f"the specialisations (compile_check.specialisations, launch_tile) differ from the "
+        f"record's: run {command}")
     for r in record["results"]:
         assert "error" not in r and not r["atomics"], r
         assert r["local_bytes"] == 0 and r["registers"] <= 128, r
