@@ -205,7 +205,7 @@ def _points(value: float, margin: float) -> str:
     """`value` (points) with its sign to two decimals, or to as many more as keep it off a line a
     verdict is drawn at (0, ±`margin`) that it does not lie on: -0.0036 prints as -0.004, not
     as -0.00, which would read as an interval reaching zero."""
-    for digits in range(2, 7):
+    for digits in range(2, 11):
         text = f"{value:+.{digits}f}"
         if not any(float(text) == line and abs(value - line) > _ROUNDING
                    for line in (0.0, -margin, margin)):

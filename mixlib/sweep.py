@@ -16,7 +16,7 @@ SIGTERM or SIGINT (Ctrl-C) to the sweep reaches its runs, which stop at the end 
 with a checkpoint; the sweep starts nothing more and holds its lock until they have exited, so
 a sweep started meanwhile is refused rather than finding a run's folder still in use. A
 hang-up (a closed terminal) does the same unless the sweep ignores it (``nohup``); a training
-that outlived a killed sweep is left to finish, and a later sweep copies its result. The
+that outlived a killed sweep is left to finish, and a sweep copies its result once it has. The
 trainings run in sessions of their own, so pausing a sweep means pausing them, its children:
 ``pkill -STOP -P <sweep's pid>``, and ``pkill -CONT -P <sweep's pid>`` to go on.
 With ``--commit``, each finished run is committed on its own (only its files). With
@@ -568,8 +568,8 @@ def sweep(runs: list[protocol.Run] | Callable[[], list[protocol.Run]], *, result
                     if run.name not in held:
                         held.add(run.name)
                         log(f"not starting {run.name}: a training still holds "
-                            f"{work / run.name} (from a sweep that was killed?); a later "
-                            f"sweep copies its result")
+                            f"{work / run.name} (from a sweep that was killed?); its result "
+                            f"is copied once it has finished")
                     continue
                 # estimate_s reads every results file: once per run and pick
                 estimate = estimate_s(run, results, work) if deadline is not None else None

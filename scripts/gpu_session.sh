@@ -30,7 +30,7 @@ mkdir -p "$pack"
 stamp=$(mktemp)  # weights newer than this were made by this session
 export PYTHON=${PYTHON:-python3} PYTHONUNBUFFERED=1
 [[ -n ${MIXLIB_DATA:-} ]] && export MIXLIB_DATA=$(realpath "$MIXLIB_DATA")  # steps cd elsewhere
-work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu}
+work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu$([[ ${QUICK:-0} == 1 ]] && echo -quick)}
 results=${RESULTS:-results/sweep-gpu}
 [[ ${QUICK:-0} == 1 ]] && results=${RESULTS:-$work/results}
 weights=${WEIGHTS:-results/weights-gpu}  # where sweep_gpu.sh writes seed 0's weights

@@ -21,6 +21,8 @@ workers=${WORKERS:-8}
 sweep_args=()
 if [[ ${QUICK:-0} == 1 ]]; then
   export MIXLIB_QUICK=1
+  # a folder of its own: quick checkpoints in the real one would stop its runs' resumes
+  work=${WORK:-${TMPDIR:-/tmp}/mixlib-sweep-gpu-quick}
   results=${RESULTS:-$work/results}
   weights=$work/weights
   workers=2

@@ -16,7 +16,7 @@ CHAPTERS = [ROOT / "notebooks" / name
             for name in ("06_conv_meets_attention.ipynb", "08_side_by_side.ipynb")]
 # the book writes differences with a sign, two decimals (an interval's end more where two would
 # put it on 0 or ±1: results._points), "−" for minus
-SIGNED = r"[+−-]\d+\.\d{2,6}"
+SIGNED = r"[+−-]\d+\.\d{2,10}"
 # "+0.64 points [−4.10, +5.38]", "(−3.70 points, [−7.19, −0.20])", "+1.17 [−0.08, +2.42]"
 INTERVAL = re.compile(rf"({SIGNED})(?: points)?,? \[({SIGNED}), ({SIGNED})\]")
 BARE_INTERVAL = re.compile(rf"\[({SIGNED}), ({SIGNED})\]")  # "interval [−4.03, −2.80]"

@@ -240,7 +240,7 @@ def test_a_sweep_leaves_a_run_that_another_training_holds(tmp_path, monkeypatch)
     assert trained == [free.name]
     assert [m for m in messages if held.name in m] == [
         f"not starting {held.name}: a training still holds {work / held.name} (from a sweep "
-        f"that was killed?); a later sweep copies its result"]
+        f"that was killed?); its result is copied once it has finished"]
 
 
 def test_a_commit_holds_only_its_runs_files_from_any_working_directory(tmp_path, monkeypatch):
@@ -616,7 +616,7 @@ def test_quick_runs_are_refused_where_the_protocols_runs_go(tmp_path, monkeypatc
         _assert_usage_error(argv, "MIXLIB_QUICK=1 trains on a few hundred images: ")
         _assert_usage_error(argv, said)
     monkeypatch.setattr(sweep, "sweep", lambda runs, **kw: 0)
-    assert sweep.main(["run", *scratch]) == 0  # a scratch folder of its own, as sweep_gpu.sh
+    assert sweep.main(["run", *scratch]) == 0  # scratch folders of its own, as sweep_gpu.sh's
 
 
 def test_the_weights_go_beside_the_results_and_must_be_committable(tmp_path, monkeypatch, capsys):
