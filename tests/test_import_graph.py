@@ -6,7 +6,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mixlib"
 # rank of each part of mixlib; a module may import only parts of a lower or equal rank
-RANK = {"ops": 0, "layers": 0, "files": 0, "paths": 0, "mixers": 1, "models": 2}
+# (files, paths and provenance import nothing of mixlib: leaves that any part may use)
+RANK = {"ops": 0, "layers": 0, "files": 0, "paths": 0, "provenance": 0, "mixers": 1, "models": 2}
 TOOLS = 3  # everything else: train, bench, flops, cards, data, results, sweep, viz, ...
 
 
