@@ -68,7 +68,7 @@ import torch
 from . import protocol
 from .data import DATASETS, quick_mode
 from .files import atomic_write, save_torch
-from .paths import cache_root
+from .paths import cache_root, results_folder
 from .provenance import environment
 from .results import load_run, load_runs
 
@@ -668,7 +668,10 @@ def main(argv: list[str] | None = None) -> int:
     # (every column under results/, the GPU's too), and their checkpoints in the shared work
     # folder would stop the real runs' resumes
     if args.command == "run" and quick_mode():
-        columns = Path(__file__).resolve().parents[1] / "results"
+        try:  # the book's results: beside this checkout, or $MIXLIB_RESULTS
+            columns = results_folder(fetch=False).resolve()
+        except FileNotFoundError:  # a pip-installed mixlib with no results fetched
+            columns = None
         quick = "MIXLIB_QUICK=1 trains on a few hundred images"
         if args.commit:
             parser.error(f"{quick}: --commit would commit them; unset one of the two")
@@ -676,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{quick}: name a scratch --work (the default, "
                          f"{str(_default_work())!r}, holds the protocol's checkpoints)")
         if args.results == parser.get_default("results") or \
-                args.results.resolve().is_relative_to(columns):
+                (columns is not None and args.results.resolve().is_relative_to(columns)):
             parser.error(f"{quick}: --results {str(args.results)!r} is where the protocol's "
                          f"runs go ({columns}); name a scratch folder")
     work = args.work or _default_work()
