@@ -145,6 +145,9 @@ def budget(run: dict, *, goal: float, seconds: float) -> dict:
     if not seconds > 0:
         raise ValueError(f"seconds must be a positive training time, got {seconds}")
     history = run["history"]
+    if not history:  # max() and median() of nothing would fail without naming the run
+        raise ValueError(f"the run of {run.get('model')!r} with seed {run.get('seed')!r} has no "
+                         f"finished epoch in its history: no budget to read")
     inside = [h for h in history if h["train_time_s"] <= seconds]
     return {"reached": first_reaching(history, goal),
             "inside": inside[-1] if inside else None,
@@ -280,14 +283,10 @@ def accuracies(runs: list[dict], model: str, *, epochs: int, dataset: str) -> di
     return {r["seed"]: r["test_acc"] for r in _at_budget(runs, model, epochs, dataset)}
 
 
-def machines(runs: list[dict], model: str, *, epochs: int, dataset: str) -> dict[int, tuple]:
-    """{seed: the processors (GPU or CPU models) its run trained on, in order, each once} of
-    `model`'s runs at one budget. A run resumed on another machine names both; runs recorded
-    before ``machines`` was kept name only the last, their ``hardware``'s."""
-    return {r["seed"]: _trained_on(r) for r in _at_budget(runs, model, epochs, dataset)}
-
-
-def _trained_on(run: dict) -> tuple[str, ...]:
+def trained_on(run: dict) -> tuple[str, ...]:
+    """The processors (GPU or CPU models) `run` trained on, in order, each once: a run resumed
+    on another machine names both. A start recorded before runs kept ``machines`` is not
+    known, so such a run names fewer: at least the last, its ``hardware``'s."""
     names = [m for m in run.get("machines") or [] if m]  # None: a start before they were kept
     names.append(machine_name(run.get("hardware", {})))  # the last: in every record
     return tuple(dict.fromkeys(names))
@@ -355,9 +354,10 @@ def pilot(runs: list[dict]) -> dict:
 
 def verdicts(runs: list[dict], claims=None) -> list[dict]:
     """One row per claim of the protocol (`mixlib.protocol.CLAIMS` unless `claims` is given):
-    its paired differences a − b (one per rival), and the verdict the protocol's rule gives.
+    its paired differences a − b (one per rival), and the verdict the protocol's rule gives
+    with the ``"margin"`` and number of ``"seeds"`` the row also records (the protocol's).
     A difference is marked ``"two_machines"`` when one of its pairs was trained on two
-    processors, its two runs on different ones or one run resumed on another (`machines`; the
+    processors, its two runs on different ones or one run resumed on another (`trained_on`; the
     column has run on more than one machine: results/protocol.md), and lists under
     ``"diverged"`` the seeds of its pairs with a run that diverged (scored at chance).
     CIFAR-10 claims compare runs at the E the pilot among `runs` decided (`pilot`), at the
@@ -376,7 +376,7 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
             chosen = [r for r in _at_budget(runs, protocol.model_name(preset, claim.data), epochs,
                                             claim.data) if r["seed"] in protocol.SEEDS]
             return ({r["seed"]: r["test_acc"] for r in chosen},
-                    {r["seed"]: _trained_on(r) for r in chosen},
+                    {r["seed"]: trained_on(r) for r in chosen},
                     {r["seed"] for r in chosen if "diverged" in r})
 
         a_acc, a_machine, a_diverged = side(claim.a)  # once, not once per rival
@@ -392,6 +392,7 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
         differences = [difference(rival) for rival in claim.rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
                      "a": claim.a, "kind": claim.kind, "epochs": epochs, "differences": differences,
+                     "margin": protocol.MARGIN, "seeds": len(protocol.SEEDS),
                      "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN,
                                         seeds=len(protocol.SEEDS))})
     return rows
@@ -402,12 +403,10 @@ def format_verdicts(rows: list[dict]) -> str:
     the pair a − b, its statement), the mean paired difference in test-accuracy points, its 95%
     interval, the number of paired seeds (with * when a pair was trained on two machines, †
     when a run of a pair diverged and is scored at chance), and the claim's verdict. An
-    interval's end that two decimals would round onto 0 or ±`protocol.MARGIN` gets more
+    interval's end that two decimals would round onto 0 or ± the row's margin gets more
     (`_points`). It reads as plain text too; a notebook shows it as a table with
     ``IPython.display.Markdown``. Four narrow number columns leave the claim's column the
     page's width, where its words wrap."""
-    from . import protocol  # the margin the verdicts are drawn at
-
     lines = ["| claim (a − b) | mean (points) | 95% interval | seeds | verdict |",
              "|:--|--:|--:|--:|:--|"]
     for row in rows:
@@ -417,22 +416,23 @@ def format_verdicts(rows: list[dict]) -> str:
             claim, said = ((f"`{row['claim']}` {pair}: {row['statement']}", row["verdict"])
                            if i == 0 else (pair, ""))
             mean = f"{d['mean']:+.2f}" if d["n"] else "–"
-            interval = (f"[{_points(d['low'], protocol.MARGIN)}, "
-                        f"{_points(d['high'], protocol.MARGIN)}]" if d["n"] > 1 else "–")
+            interval = (f"[{_points(d['low'], row['margin'])}, "
+                        f"{_points(d['high'], row['margin'])}]" if d["n"] > 1 else "–")
             seeds = (f"{d['n']}{'*' if d.get('two_machines') else ''}"
                      f"{'†' if d.get('diverged') else ''}")
             lines.append(f"| {claim} | {mean} | {interval} | {seeds} | {said} |")
     return "\n".join(lines)
 
 
-def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
+def verdicts_in_words(rows: list[dict]) -> str:
     """`verdicts`' rows read out as Markdown, one bullet per decided claim: its verdict, each
     seed's difference (a wide interval is often one seed), and what the interval says beyond
     the verdict (the direction of an undecided difference), then one bullet naming the pending
     claims. A pending "best" claim whose verdict a finished rival has already fixed (its
     interval wholly below zero: the rule's "contradicts", whatever the missing seeds give) is
-    named as such. `margin` and `seeds` are the protocol's (`MARGIN`, `len(SEEDS)`)."""
-    def span(a, d):
+    named as such. Each row is read with the margin and number of seeds its verdict was drawn
+    with (its ``"margin"`` and ``"seeds"``)."""
+    def span(a, d, margin):
         by_seed = ", ".join(f"{value:+.2f}" for value in d["per_seed"])
         if d.get("diverged"):
             by_seed += (f"; seed{'s' if len(d['diverged']) > 1 else ''} "
@@ -440,10 +440,10 @@ def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
         return (f"{a} − {d['b']} = {d['mean']:+.2f} points [{_points(d['low'], margin)}, "
                 f"{_points(d['high'], margin)}] (by seed: {by_seed})")
 
-    within = f"±{margin:g} point{'' if margin == 1 else 's'}"
-
     said, pending = [], []
     for row in rows:
+        margin, seeds = row["margin"], row["seeds"]
+        within = f"±{margin:g} point{'' if margin == 1 else 's'}"
         key, a, kind, ds = f"`{row['claim']}`", row["a"], row["kind"], row["differences"]
         if row["verdict"] == "pending":
             fixed = [d for d in ds if kind == "best" and d["n"] >= seeds and d["high"] < 0]
@@ -454,12 +454,12 @@ def verdicts_in_words(rows: list[dict], *, margin: float, seeds: int) -> str:
         head = f"- {key}, **{row['verdict']}**: {row['statement']}."
         if kind == "best":
             beaten = [d for d in ds if d["high"] < 0]
-            detail = ("; ".join(span(a, d) for d in (beaten or ds))
+            detail = ("; ".join(span(a, d, margin) for d in (beaten or ds))
                       + (f": {', '.join(d['b'] for d in beaten)} did better than {a}" if beaten
                          else ""))
         else:
             (d,) = ds
-            detail = span(a, d)
+            detail = span(a, d, margin)
             undecided = row["verdict"].startswith("undecided")
             if row["verdict"] == "contradicts":
                 detail += (f": {d['b']} did better than {a}" if kind == "better"

@@ -122,6 +122,9 @@ def test_load_run_without_evaluation_and_bad_budgets(tmp_path):
         results.budget(run, goal=90, seconds=3600)
     with pytest.raises(FileNotFoundError, match="empty"):
         results.load_run(tmp_path / "empty")
+    # a run with no finished epoch (one that diverged in its first) has no budget to read
+    with pytest.raises(ValueError, match="no finished epoch.*no budget"):
+        results.describe_budget({**run, "history": []})
 
 
 def test_t_interval_matches_the_t_table():
@@ -208,16 +211,15 @@ def test_verdicts_read_the_protocols_claims_off_runs():
     resumed = [{**r, "hardware": {"cpu": "A"}, "machines": ["B", "A"] if r["seed"] == 1 else ["A"]}
                for r in runs]
     assert verdicts(resumed, [claim])[0]["differences"][0]["two_machines"]
-    assert results.machines(resumed, "dwconv_cifar", epochs=protocol.EPOCHS,
-                            dataset="cifar10") == {0: ("A",), 1: ("B", "A"), 2: ("A",)}
+    assert [results.trained_on(r) for r in resumed if r["model"] == "dwconv_cifar"] == [
+        ("A",), ("B", "A"), ("A",)]
     # a pair with a diverged run (scored at chance) is listed and marked, in both readings
     scored = [{**r, **({"test_acc": 0.1, "diverged": {"epoch": 3}}
                        if (r["model"], r["seed"]) == ("dwconv_cifar", 1) else {})} for r in runs]
     (flagged,) = verdicts(scored, [claim])
     assert flagged["differences"][0]["diverged"] == [1] and not row["differences"][0]["diverged"]
     assert "| 3† |" in results.format_verdicts([flagged])
-    assert "; seed 1 diverged, scored at chance)" in results.verdicts_in_words(
-        [flagged], margin=protocol.MARGIN, seeds=3)
+    assert "; seed 1 diverged, scored at chance)" in results.verdicts_in_words([flagged])
     # one resumed from a checkpoint that predates the list names its last machine only
     older = [{**r, "hardware": {"cpu": "A"}, "machines": [None, "A"]} for r in runs]
     assert not verdicts(older, [claim])[0]["differences"][0]["two_machines"]
@@ -236,23 +238,23 @@ def test_an_interval_end_never_prints_onto_a_line_it_is_off(value, printed):
     # the table and the words print the ends this way
     d = {"b": "b", "mean": value, "low": value, "high": 5.0, "n": 3, "per_seed": [value] * 3}
     row = {"claim": "c", "statement": "s", "a": "a", "kind": "better", "differences": [d],
-           "verdict": "reproduces"}
+           "margin": 1.0, "seeds": 3, "verdict": "reproduces"}
     assert f"[{printed}, +5.00]" in results.format_verdicts([row])
-    assert f"[{printed}, +5.00]" in results.verdicts_in_words([row], margin=1.0, seeds=3)
+    assert f"[{printed}, +5.00]" in results.verdicts_in_words([row])
 
 
 def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
     from mixlib.results import verdict, verdicts_in_words
 
-    def row(key, kind, *diffs):
+    def row(key, kind, *diffs, margin=1.0, seeds=3):
         differences = [{"b": b, "mean": (low + high) / 2, "low": low, "high": high, "n": n,
                         "per_seed": [low, (low + high) / 2, high][:n]} for b, low, high, n in diffs]
         return {"claim": key, "statement": f"{key} holds", "a": "a", "kind": kind,
-                "differences": differences,
-                "verdict": verdict(differences, kind, margin=1.0, seeds=3)}
+                "differences": differences, "margin": margin, "seeds": seeds,
+                "verdict": verdict(differences, kind, margin=margin, seeds=seeds)}
 
     def said(one):
-        (line,) = verdicts_in_words([one], margin=1.0, seeds=3).splitlines()
+        (line,) = verdicts_in_words([one]).splitlines()
         return line
 
     assert said(row("up", "better", ("b", 0.5, 2.0, 3))) == (
@@ -280,6 +282,14 @@ def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
         "- Pending (a side still lacks seeds): `wait`.")
     assert said(row("wait", "better", ("b", -3.0, -1.0, 2))) == (
         "- Pending (a side still lacks seeds): `wait`.")
+    # each row is read with the margin and seeds its verdict was drawn with
+    assert said(row("eq", "equal", ("b", -0.5, 9.0, 3), margin=2.5)).endswith(
+        "reaches beyond ±2.5 points, so these seeds cannot tell whether the two are within "
+        "2.5 points of each other.")
+    assert said(row("wait", "best", ("b", -3.0, -1.0, 3), ("c", 0.0, 1.0, 3), seeds=5)) == (
+        "- Pending (a side still lacks seeds): `wait`.")  # 3 of 5 seeds: b's interval can move
+    assert said(row("wait", "best", ("b", -3.0, -1.0, 2), ("c", 0.0, 1.0, 2), seeds=2)).startswith(
+        "- `wait`, **contradicts**")
 
 
 def test_verdicts_compare_cifar_runs_at_the_e_the_pilot_decided():
