@@ -139,7 +139,10 @@ def render(names: list[str] | None = None) -> str:
              "seed-0 run, once that run has finished (`results/weights/`), and",
              "`mixlib.models.convert_checkpoint(name, state_dict)` converts a paper's released",
              "checkpoint for `load_state_dict`. The Imagenette presets are listed at their own",
-             "160 px; chapter 8 trains them at 128 px (`--image-size 128`).", ""]
+             "160 px; chapter 8 trains them at 128 px (`--image-size 128`), where every preset has",
+             "fewer FLOPs, and the global filter and the presets with relative attention have",
+             "fewer parameters (their filters and bias tables follow the map); `trained` builds",
+             "them at that size.", ""]
     for group in ("The papers' ImageNet models", "The book's small models (CIFAR-10 and Imagenette)",
                   "Reference networks"):
         members = [c for c in cards if _group(c["name"]) == group]

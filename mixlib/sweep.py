@@ -292,6 +292,9 @@ def export_weights(run: protocol.Run, work: Path, folder: Path) -> Path:
     weights = checkpoint["ema"] if checkpoint["ema"] is not None else checkpoint["model"]
     record = {"model": run.model, "run": run.name, "test_acc": result["test_acc"],
               "commit": result["commit"],
+              # the side it trained at (Imagenette's 128 px): a global filter's weights and
+              # a window's shifts follow the map, so `models.trained` builds at this size
+              "image_size": result.get("config", {}).get("image_size"),
               "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}}
     path = weights_path(run, folder)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,43 @@ def test_init_torch_keeps_pytorchs_default_for_the_paper_models():
         models.build("convnext_t", init="xavier")
 
 
+def test_trained_weights_build_the_preset_at_the_size_it_trained_at(tmp_path):
+    """Imagenette's presets train at 128 px, not the 160 px `build` gives them: a global filter
+    made for 128 px (its weights follow the map) loads, at 128 px, only if the record's
+    ``image_size`` is read."""
+    from mixlib.files import save_torch
+    net = models.build("global_filter_imagenette", image_size=128)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    save_torch(tmp_path / "global_filter_imagenette.pt",
+               {"model": "global_filter_imagenette", "image_size": 128, "state_dict": state})
+    model = models.trained("global_filter_imagenette", folder=tmp_path)
+    assert model.trained_from["image_size"] == 128
+    assert {k: v.shape for k, v in model.state_dict().items()} == {
+        k: v.shape for k, v in net.state_dict().items()}
+    assert model(torch.randn(1, 3, 128, 128)).shape == (1, 10)
+    # a 160-px build of the same preset is another shape: the size is what made it load
+    assert models.build("global_filter_imagenette").state_dict().keys() == state.keys()
+    assert any(models.build("global_filter_imagenette").state_dict()[k].shape != v.shape
+               for k, v in state.items())
+
+
+def test_every_committed_weights_file_loads_as_its_run_trained():
+    """Each file under results/weights builds with `trained` and names its run; an Imagenette
+    preset's records the image size its run's result.json trained at."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "results"
+    files = sorted((root / "weights").glob("*.pt"))
+    assert files
+    for path in files:
+        model = models.trained(path.stem, folder=root / "weights")
+        record = model.trained_from
+        data = "imagenette" if path.stem.endswith("_imagenette") else "cifar10"
+        result = json.loads((root / "sweep" / data / record["run"] / "result.json").read_text())
+        assert record["test_acc"] == result["test_acc"], path
+        assert record.get("image_size") == result["config"].get("image_size"), path
+
+
 def test_trained_weights_are_found_where_the_chapters_find_the_results(tmp_path, monkeypatch):
     """Without folder=, trained() reads ``MIXLIB_WEIGHTS``, else the results folder's weights
     (``paths.results_folder``, a clone for a pip-installed mixlib): no chapter has to say where.

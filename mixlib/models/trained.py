@@ -41,8 +41,10 @@ def weights_folder() -> Path:
 
 
 def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.Module:
-    """Small preset `name` with the sweep's trained weights (float32, eval mode); its record
-    (the run, its test accuracy, the commit) is the model's ``trained_from`` attribute.
+    """Small preset `name` with the sweep's trained weights (float32, eval mode), built at the
+    image size its run trained at (the record's ``image_size``: 128 px for the Imagenette
+    presets); its record (the run, its test accuracy, the commit, the image size) is the
+    model's ``trained_from`` attribute.
     `folder`: where the weights are (default `weights_folder()`)."""
     small.sync_presets()
     if name not in small.PRESETS:  # before looking anywhere (a pip install would fetch)
@@ -61,7 +63,10 @@ def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.M
     record = load_checked(path, ValueError, what="trained weights ", map_location="cpu",
                           weights_only=True, remedy="restore it from the repository "
                           "(git checkout -- results/weights) or fetch it again")
-    model = build(name)
+    # built at the side it trained at: Imagenette's presets train at 128 px, not the 160 px
+    # `build` gives them, and a global filter's weights and a window's shifts follow the map
+    size = record.get("image_size")
+    model = build(name, **({"image_size": size} if size else {}))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
                            for k, v in record.pop("state_dict").items()})
     model.trained_from = record
