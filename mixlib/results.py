@@ -146,7 +146,7 @@ def budget(run: dict, *, goal: float, seconds: float) -> dict:
         raise ValueError(f"seconds must be a positive training time, got {seconds}")
     history = run["history"]
     if not history:  # max() and median() of nothing would fail without naming the run
-        raise ValueError(f"the run of {run.get('model')!r} with seed {run.get('seed')!r} has no "
+        raise ValueError(f"the run of {run.get('model')} with seed {run.get('seed')} has no "
                          f"finished epoch in its history: no budget to read")
     inside = [h for h in history if h["train_time_s"] <= seconds]
     return {"reached": first_reaching(history, goal),
@@ -365,6 +365,7 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
     from . import protocol  # the protocol is data about runs; results only reads it
 
     cifar_epochs = pilot(runs)["epochs"] or protocol.EPOCHS
+    margin, seeds = protocol.MARGIN, len(protocol.SEEDS)  # each row records what it was drawn with
     rows = []
     for claim in claims if claims is not None else protocol.CLAIMS:
         epochs = cifar_epochs if claim.data == "cifar10" else protocol.IMAGENETTE_EPOCHS
@@ -392,9 +393,8 @@ def verdicts(runs: list[dict], claims=None) -> list[dict]:
         differences = [difference(rival) for rival in claim.rivals]
         rows.append({"claim": claim.key, "statement": claim.statement, "paper": claim.paper,
                      "a": claim.a, "kind": claim.kind, "epochs": epochs, "differences": differences,
-                     "margin": protocol.MARGIN, "seeds": len(protocol.SEEDS),
-                     "verdict": verdict(differences, claim.kind, margin=protocol.MARGIN,
-                                        seeds=len(protocol.SEEDS))})
+                     "margin": margin, "seeds": seeds,
+                     "verdict": verdict(differences, claim.kind, margin=margin, seeds=seeds)})
     return rows
 
 

@@ -174,20 +174,25 @@ def test_trained_weights_build_the_preset_at_the_size_it_trained_at(tmp_path):
 
 
 def test_every_committed_weights_file_loads_as_its_run_trained():
-    """Each file under results/weights builds with `trained` and names its run; an Imagenette
-    preset's records the image size its run's result.json trained at."""
+    """Each file under results/weights (and the GPU column's weights-gpu) builds with `trained`
+    at the image size its run trained at, and names its run; an Imagenette preset's record
+    holds the size its run's result.json trained at."""
     import json
     from pathlib import Path
+    from mixlib.models.small import IMAGE_SIZE
     root = Path(__file__).resolve().parents[1] / "results"
-    files = sorted((root / "weights").glob("*.pt"))
-    assert files
-    for path in files:
-        model = models.trained(path.stem, folder=root / "weights")
-        record = model.trained_from
-        data = "imagenette" if path.stem.endswith("_imagenette") else "cifar10"
-        result = json.loads((root / "sweep" / data / record["run"] / "result.json").read_text())
-        assert record["test_acc"] == result["test_acc"], path
-        assert record.get("image_size") == result["config"].get("image_size"), path
+    for weights, sweep in (("weights", "sweep"), ("weights-gpu", "sweep-gpu")):
+        files = sorted((root / weights).glob("*.pt"))
+        assert files, weights
+        for path in files:
+            model = models.trained(path.stem, folder=root / weights)
+            record = model.trained_from
+            data = "imagenette" if path.stem.endswith("_imagenette") else "cifar10"
+            result = json.loads((root / sweep / data / record["run"] / "result.json").read_text())
+            assert record["test_acc"] == result["test_acc"], path
+            size = result["config"].get("image_size")
+            assert record.get("image_size") == size, path
+            assert model.image_size == (size or IMAGE_SIZE[data.removesuffix("10")]), path
 
 
 def test_trained_weights_are_found_where_the_chapters_find_the_results(tmp_path, monkeypatch):

@@ -123,7 +123,7 @@ def test_load_run_without_evaluation_and_bad_budgets(tmp_path):
     with pytest.raises(FileNotFoundError, match="empty"):
         results.load_run(tmp_path / "empty")
     # a run with no finished epoch (one that diverged in its first) has no budget to read
-    with pytest.raises(ValueError, match="no finished epoch.*no budget"):
+    with pytest.raises(ValueError, match=r"of a_cifar with seed 0 has no finished epoch.*no budget"):
         results.describe_budget({**run, "history": []})
 
 
@@ -241,6 +241,10 @@ def test_an_interval_end_never_prints_onto_a_line_it_is_off(value, printed):
            "margin": 1.0, "seeds": 3, "verdict": "reproduces"}
     assert f"[{printed}, +5.00]" in results.format_verdicts([row])
     assert f"[{printed}, +5.00]" in results.verdicts_in_words([row])
+    # and each row's own margin: an end 0.0036 off ±2 gets the decimals that ±1 would not give it
+    wide = {**row, "margin": 2.0, "differences": [{**d, "low": -2.0036}]}
+    assert "[-2.004, +5.00]" in results.format_verdicts([wide])
+    assert "[-2.004, +5.00]" in results.verdicts_in_words([wide])
 
 
 def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
@@ -288,8 +292,9 @@ def test_verdicts_in_words_say_the_verdict_and_what_the_interval_adds():
         "2.5 points of each other.")
     assert said(row("wait", "best", ("b", -3.0, -1.0, 3), ("c", 0.0, 1.0, 3), seeds=5)) == (
         "- Pending (a side still lacks seeds): `wait`.")  # 3 of 5 seeds: b's interval can move
-    assert said(row("wait", "best", ("b", -3.0, -1.0, 2), ("c", 0.0, 1.0, 2), seeds=2)).startswith(
-        "- `wait`, **contradicts**")
+    assert said(row("wait", "best", ("b", -3.0, -1.0, 2), ("c", 0.0, 1.0, 1), seeds=2)) == (
+        "- Pending (a side still lacks seeds): `wait` (can only end as contradicts: b already "
+        "beat a: an interval over every seed wholly below zero).")  # 2 of 2 seeds: b is done
 
 
 def test_verdicts_compare_cifar_runs_at_the_e_the_pilot_decided():

@@ -843,6 +843,7 @@ def test_a_sweep_trains_what_is_missing_copies_it_and_skips_it_next_time(tmp_pat
     assert path.stat().st_size < 5 * 2 ** 20
     record = torch.load(path, weights_only=True)
     assert record["run"] == kept.name and record["state_dict"]["head.fc.weight"].dtype == torch.float16
+    assert "image_size" in record and record["image_size"] == result["config"].get("image_size")
     model = models.trained("pooling_cifar", folder=weights)
     ema = torch.load(work / run.name / "checkpoint.pt", weights_only=False)["ema"]
     assert torch.allclose(model.state_dict()["head.fc.weight"], ema["head.fc.weight"], atol=1e-3, rtol=1e-3)

@@ -43,8 +43,9 @@ def weights_folder() -> Path:
 def trained(name: str, *, folder: str | os.PathLike | None = None) -> torch.nn.Module:
     """Small preset `name` with the sweep's trained weights (float32, eval mode), built at the
     image size its run trained at (the record's ``image_size``: 128 px for the Imagenette
-    presets); its record (the run, its test accuracy, the commit, the image size) is the
-    model's ``trained_from`` attribute.
+    presets); its record (the preset, the run, its test accuracy, the commit and, where the
+    run set one, the image size: absent or None for the preset's own) is the model's
+    ``trained_from`` attribute.
     `folder`: where the weights are (default `weights_folder()`)."""
     small.sync_presets()
     if name not in small.PRESETS:  # before looking anywhere (a pip install would fetch)
