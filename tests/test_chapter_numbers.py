@@ -167,3 +167,41 @@ def test_the_relations_page_quotes_each_chapters_current_output():
                            (quoted[:-7] + "5.5e-10", True)):
         old = relations[:at + 1] + [changed] + relations[at + 2:]
         assert stale_quotes(old, chapters) == ([f"ch. 6: {changed}"] if stale else []), changed
+
+
+NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen"]
+# "Of the sixteen claims, twelve are decided: one reproduces, four are contradicted and seven
+# are undecided at this scale; four are pending"
+TALLY = re.compile(r"Of the (\w+) claims, (\w+) (?:are|is) decided: (.*?)(?:\.|$)")
+COUNTED = {"reproduces": r"(\w+) reproduces?", "contradicts": r"(\w+) (?:are|is) contradicted",
+           "undecided": r"(\w+) (?:are|is) undecided", "pending": r"(\w+) (?:are|is) pending"}
+
+
+def tally_said(prose: str) -> dict[str, int]:
+    """The counts of claims a chapter's tally sentence gives, by verdict (a verdict it does
+    not name: none), with "claims" and "decided"."""
+    found = TALLY.search(" ".join(prose.split()))
+    assert found, "no tally sentence (\"Of the N claims, M are decided: ...\")"
+    words = {"claims": found.group(1), "decided": found.group(2)}
+    words |= {verdict: (re.search(pattern, found.group(3)) or [None, "no"])[1]
+              for verdict, pattern in COUNTED.items()}
+    return {key: NUMBER_WORDS.index(word.lower()) for key, word in words.items()}
+
+
+def tally_given(runs: list[dict]) -> dict[str, int]:
+    verdicts = [row["verdict"].split()[0] for row in results.verdicts(runs)]  # "undecided at..."
+    counts = {verdict: verdicts.count(verdict) for verdict in COUNTED}
+    return counts | {"claims": len(verdicts), "decided": len(verdicts) - counts["pending"]}
+
+
+def test_chapter_8s_tally_of_verdicts_is_the_runs(runs):
+    # the Summary counts the verdicts in words: a run that decides a pending claim must move it
+    prose = _prose(CHAPTERS[1])
+    assert tally_said(prose) == tally_given(runs)
+    # the check reads a stale tally as one
+    given = tally_given(runs)
+    other = NUMBER_WORDS[(given["decided"] + 1) % len(NUMBER_WORDS)]
+    stale = (f"Of the {NUMBER_WORDS[given['claims']]} claims, {other} are decided: one "
+             f"reproduces, four are contradicted; five are pending.")
+    assert tally_said(stale) != given
