@@ -11,6 +11,9 @@ steps see them):
 - `gain`: the root mean square of the mixer's output over that of its input (the block's
   normalised map), how much larger than its input each I-D-DW makes its branch.
 
+The same gain is measured for the 7×7 DW conv's presets, the static mixer I-D-DW is compared
+with, for scale.
+
 It writes results/runs/idw-init/init.json with its provenance. It trains nothing (seconds).
 
     python scripts/idw_init.py
@@ -23,29 +26,35 @@ import torch.nn.functional as F
 
 from mixlib import data as mdata, protocol
 from mixlib.files import atomic_write
-from mixlib.mixers import InhomogeneousDWConv
+from mixlib.mixers import DWConv, InhomogeneousDWConv
 from mixlib.provenance import code_commit, environment
 from mixlib.train import TrainConfig, _build_model
 
 PRESETS = (("idwconv_cifar", "cifar10", None), ("idwconv_imagenette", "imagenette",
+                                                protocol.IMAGENETTE_SIZE),
+           # the static 7×7 DW conv's branch, for scale (its weights have no spread)
+           ("dwconv_cifar", "cifar10", None), ("dwconv_imagenette", "imagenette",
                                                 protocol.IMAGENETTE_SIZE))
 IMAGES = 256
 OUT = Path("results/runs/idw-init/init.json")
 
 
 def measure(model: torch.nn.Module, x: torch.Tensor) -> list[dict]:
-    """Each I-D-DW block's spread and gain on the batch `x`, in block order."""
+    """Each I-D-DW or DW conv block's gain (and I-D-DW's spread) on the batch `x`, in block
+    order."""
     rows = []
+    rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
 
     def hook(mixer, inputs, output):
-        w = mixer.aggregation_weights(inputs[0])  # (B, G, K, H, W)
-        average = w.mean(0, keepdim=True)  # over the images of the batch
-        rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
-        rows.append({"spread": rms(w - average) / rms(average),
-                     "gain": rms(output) / rms(inputs[0]), "map": inputs[0].shape[-1]})
+        row = {"gain": rms(output) / rms(inputs[0]), "map": inputs[0].shape[-1]}
+        if isinstance(mixer, InhomogeneousDWConv):
+            w = mixer.aggregation_weights(inputs[0])  # (B, G, K, H, W)
+            average = w.mean(0, keepdim=True)  # over the images of the batch
+            row["spread"] = rms(w - average) / rms(average)
+        rows.append(row)
 
     for block in model.modules():
-        if isinstance(block, InhomogeneousDWConv):
+        if isinstance(block, (InhomogeneousDWConv, DWConv)):
             block.register_forward_hook(hook)
     with torch.no_grad():
         model.train()(x)
