@@ -22,13 +22,12 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from mixlib import data as mdata, protocol
 from mixlib.files import atomic_write
 from mixlib.mixers import DWConv, InhomogeneousDWConv
 from mixlib.provenance import code_commit, environment
-from mixlib.train import TrainConfig, _build_model
+from mixlib.train import TrainConfig, _build_model, _prepare
 
 PRESETS = (("idwconv_cifar", "cifar10", None), ("idwconv_imagenette", "imagenette",
                                                 protocol.IMAGENETTE_SIZE),
@@ -68,10 +67,8 @@ def main() -> None:
               "hardware": environment(torch.device("cpu")), "presets": {}}
     for model, data, size in PRESETS:
         test = mdata.load(data, "test").sample(IMAGES, seed=0)
-        x = mdata.normalize(test.images, test.spec)
-        if size:  # as train.py resizes Imagenette's stored 160 px images for a 128 px run
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False)
+        # normalised, and resized for a 128 px run, as train.py prepares a test batch
+        x = _prepare(test.images, test.spec, False, size, train=False)
         seeds = {}
         for seed in protocol.SEEDS:
             torch.manual_seed(seed)  # as train.py seeds before it builds the model
