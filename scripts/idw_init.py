@@ -4,7 +4,7 @@
 nearly all ten. This probe builds each protocol seed's network as `mixlib.train` builds it
 (`torch.manual_seed(seed)`, then the preset at the run's image size), untrained, and measures
 in every I-D-DW block, on 256 test images in training mode (batch statistics, as the first
-steps see them):
+steps see them), with `models.mixer_gains`:
 
 - `spread`: how far each image's generated weights are from the batch's average, relative to
   that average (the root mean square of each), as chapter 8's cell measures it;
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from mixlib import data as mdata, protocol
+from mixlib import data as mdata, models, protocol
 from mixlib.files import atomic_write
 from mixlib.mixers import DWConv, InhomogeneousDWConv
 from mixlib.provenance import code_commit, environment
@@ -38,45 +38,23 @@ IMAGES = 256
 OUT = Path("results/runs/idw-init/init.json")
 
 
-def measure(model: torch.nn.Module, x: torch.Tensor) -> list[dict]:
-    """Each I-D-DW or DW conv block's gain (and I-D-DW's spread) on the batch `x`, in block
-    order."""
-    rows = []
-    rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
-
-    def hook(mixer, inputs, output):
-        row = {"gain": rms(output) / rms(inputs[0]), "map": inputs[0].shape[-1]}
-        if isinstance(mixer, InhomogeneousDWConv):
-            w = mixer.aggregation_weights(inputs[0])  # (B, G, K, H, W)
-            average = w.mean(0, keepdim=True)  # over the images of the batch
-            row["spread"] = rms(w - average) / rms(average)
-        rows.append(row)
-
-    for block in model.modules():
-        if isinstance(block, (InhomogeneousDWConv, DWConv)):
-            block.register_forward_hook(hook)
-    with torch.no_grad():
-        model.train()(x)
-    return rows
-
-
 def main() -> None:
     commit = code_commit()
     torch.set_num_threads(1)
     record = {"images": IMAGES, "sample_seed": 0, "commit": commit,
               "hardware": environment(torch.device("cpu")), "presets": {}}
-    for model, data, size in PRESETS:
+    for name, data, size in PRESETS:
         test = mdata.load(data, "test").sample(IMAGES, seed=0)
         # normalised, and resized for a 128 px run, as train.py prepares a test batch
         x = _prepare(test.images, test.spec, False, size, train=False)
         seeds = {}
         for seed in protocol.SEEDS:
             torch.manual_seed(seed)  # as train.py seeds before it builds the model
-            config = TrainConfig(model=model, data=data, seed=seed, image_size=size)
-            seeds[str(seed)] = measure(_build_model(config, len(test.spec.classes),
-                                                    torch.device("cpu")), x)
-            print(model, seed, " ".join(f"{r['gain']:.2f}" for r in seeds[str(seed)]), flush=True)
-        record["presets"][model] = {"data": data, "image_size": size, "seeds": seeds}
+            config = TrainConfig(model=name, data=data, seed=seed, image_size=size)
+            net = _build_model(config, len(test.spec.classes), torch.device("cpu"))
+            seeds[str(seed)] = models.mixer_gains(net.train(), x, (InhomogeneousDWConv, DWConv))
+            print(name, seed, " ".join(f"{r['gain']:.2f}" for r in seeds[str(seed)]), flush=True)
+        record["presets"][name] = {"data": data, "image_size": size, "seeds": seeds}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(OUT, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
 

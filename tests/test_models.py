@@ -163,6 +163,29 @@ def test_init_torch_keeps_pytorchs_default():
         models.build("dwconv_cifar", init="kaiming")
 
 
+def test_mixer_gains_measures_each_mixer_and_leaves_no_hook():
+    dw, dynamic = mixers.build("dwconv", 8, kernel_size=3), mixers.build("ddwconv", 8,
+                                                                          kernel_size=3)
+    with torch.no_grad():
+        dw.conv.weight.zero_()
+        dw.conv.weight[:, 0, 1, 1] = 3.0  # the centre tap alone: y = 3x
+        dw.conv.bias.zero_()
+    net = nn.Sequential(dw, dynamic).train()
+    x = torch.randn(4, 8, 6, 6)
+    rows = models.mixer_gains(net, x, (mixers.DWConv, mixers.DynamicDWConv))
+    assert [r["map"] for r in rows] == [6, 6]
+    assert rows[0]["gain"] == pytest.approx(3.0, rel=1e-5)
+    assert "spread" not in rows[0]  # one kernel for every image
+    w = dynamic.aggregation_weights(3 * x)  # what the second mixer saw
+    average = w.mean(0, keepdim=True)
+    spread = (w - average).pow(2).mean().sqrt() / average.pow(2).mean().sqrt()
+    assert rows[1]["spread"] == pytest.approx(spread.item(), rel=1e-4)
+    assert rows[1]["gain"] == pytest.approx((dynamic(3 * x).pow(2).mean()
+                                             / (3 * x).pow(2).mean()).sqrt().item(), rel=1e-4)
+    assert models.mixer_gains(net, x, mixers.Pooling) == []
+    assert not dw._forward_hooks and not dynamic._forward_hooks
+
+
 @pytest.mark.parametrize("name", ["ddwconv", "idwconv"])
 def test_generated_kernels_start_at_a_depthwise_kernels_scale(name):
     # the mixers' own init of their generator's last layer, which init="torch" keeps: taps of

@@ -12,9 +12,11 @@
 """
 from .backbone import Backbone, ClassifierHead, FeatureInfo, FeatureMaps, PositionEmbedding, hierarchy
 from .convert import convert_checkpoint
+from .init import mixer_gains
 from . import reference, small  # noqa: F401  (register the small presets and the reference networks)
 from .presets import available, build, register_model
 from .trained import trained
 
 __all__ = ["Backbone", "ClassifierHead", "FeatureInfo", "FeatureMaps", "PositionEmbedding",
-           "hierarchy", "available", "build", "convert_checkpoint", "register_model", "trained"]
+           "hierarchy", "available", "build", "convert_checkpoint", "mixer_gains", "register_model",
+           "trained"]

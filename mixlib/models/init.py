@@ -14,9 +14,10 @@ kernel with std 0.082.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
-__all__ = ["INITS", "init_weights"]
+__all__ = ["INITS", "init_weights", "mixer_gains"]
 
 INITS = ("trunc_normal", "torch")
 
@@ -38,3 +39,37 @@ def init_weights(model: nn.Module, init: str = "trunc_normal", *, std: float = 0
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
     return model
+
+
+def mixer_gains(model: nn.Module, x: torch.Tensor, kinds: type | tuple[type, ...]) -> list[dict]:
+    """How each mixer of type `kinds` in `model` treats the batch `x`, in the order they run.
+
+    One dict per mixer: ``gain``, the root mean square of its output over that of its input
+    (how much larger than its input it makes the block's branch); ``map``, its input's width;
+    and, for a mixer whose ``aggregation_weights`` are made per image (D-DW, I-D-DW),
+    ``spread``: how far each image's weights are from the batch's average, relative to that
+    average (the root mean square of each). The model runs once, without gradients, in the
+    mode it is in (``train()`` shows what the first steps see: batch statistics).
+    """
+    def rms(t: torch.Tensor) -> float:
+        return t.pow(2).mean().sqrt().item()
+
+    rows: list[dict] = []
+
+    def record(mixer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        row = {"gain": rms(output) / rms(inputs[0]), "map": inputs[0].shape[-1]}
+        if hasattr(mixer, "aggregation_weights"):
+            w = mixer.aggregation_weights(inputs[0])  # (B or 1, G, K, H or 1, W or 1)
+            if w.shape[0] > 1:  # per image: a static kernel has no spread
+                average = w.mean(0, keepdim=True)  # over the images of the batch
+                row["spread"] = rms(w - average) / rms(average)
+        rows.append(row)
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
