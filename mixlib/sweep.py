@@ -70,7 +70,7 @@ from .data import DATASETS, quick_mode
 from .files import atomic_write, save_torch
 from .paths import cache_root, results_folder
 from .provenance import environment
-from .results import load_run, load_runs
+from .results import load_run, load_runs, pilot
 
 __all__ = ["state", "pending", "estimate_s", "run_one", "sweep", "export_weights",
            "score_diverged", "main", "SweepLocked"]
@@ -241,11 +241,11 @@ def estimate_s(run: protocol.Run, results: Path, work: Path) -> float | None:
 
 
 def decided_epochs(results: Path) -> int:
-    """E as the pilot's finished runs in `results` decide it (`protocol.pilot_epochs`); the
-    protocol's E while one of them is missing."""
-    accuracy = {(run.preset, run.epochs): load_run(results / run.data / run.name)["test_acc"]
-                for run in protocol.PILOT_RUNS if _done(run, results)}
-    return protocol.pilot_epochs(accuracy) or protocol.EPOCHS
+    """E as the pilot's finished runs in `results` decide it (`results.pilot`, as chapter 8
+    reads it); the protocol's E while one of them is missing."""
+    finished = [load_run(results / run.data / run.name)
+                for run in protocol.PILOT_RUNS if _done(run, results)]
+    return pilot(finished)["epochs"] or protocol.EPOCHS
 
 
 def select(only: list[str] | None, *, results: Path | None = None) -> list[protocol.Run]:

@@ -110,6 +110,12 @@ def test_at_2e_every_cifar_run_after_the_pilot_moves_and_nothing_else_does():
         protocol.runs(cifar_epochs=20)
 
 
+def _record(run: protocol.Run, test_acc: float) -> str:
+    """A result.json of `run` with what the pilot reads of it."""
+    return json.dumps({"model": run.model, "seed": run.seed, "epochs": run.epochs,
+                       "dataset": run.data, "test_acc": test_acc})
+
+
 def test_the_sweep_plans_at_the_e_its_finished_pilot_decided(tmp_path):
     results = tmp_path / "results"
     first, second = protocol.PILOT
@@ -118,12 +124,12 @@ def test_the_sweep_plans_at_the_e_its_finished_pilot_decided(tmp_path):
     for run in protocol.PILOT_RUNS[:3]:
         (results / run.data / run.name).mkdir(parents=True)
         (results / run.data / run.name / "result.json").write_text(
-            json.dumps({"test_acc": flipped[(run.preset, run.epochs)]}))
+            _record(run, flipped[(run.preset, run.epochs)]))
     assert sweep.decided_epochs(results) == protocol.EPOCHS  # three of four: E for now
     assert sweep.select(["lka_cifar"], results=results)[0].epochs == protocol.EPOCHS
     last = protocol.PILOT_RUNS[3]
     (results / last.data / last.name).mkdir(parents=True)
-    (results / last.data / last.name / "result.json").write_text(json.dumps({"test_acc": 0.86}))
+    (results / last.data / last.name / "result.json").write_text(_record(last, 0.86))
     assert sweep.decided_epochs(results) == 2 * protocol.EPOCHS
     assert {r.epochs for r in sweep.select(["lka_cifar"], results=results)} == {2 * protocol.EPOCHS}
     assert sweep.keeps_weights(protocol.Run("lka", 0, 2 * protocol.EPOCHS), cifar_epochs=2 * protocol.EPOCHS)
@@ -145,10 +151,10 @@ def test_the_pilots_last_run_keeps_the_weights_at_the_budget_it_decides(tmp_path
     for run, acc in accuracy.items():
         (work / run.name).mkdir(parents=True)
         for name in ("metrics.jsonl", "result.json"):
-            (work / run.name / name).write_text(json.dumps({"test_acc": acc}))
+            (work / run.name / name).write_text(_record(run, acc))
     for run in protocol.PILOT_RUNS[:3]:  # finished before
         (results / run.data / run.name).mkdir(parents=True)
-        (results / run.data / run.name / "result.json").write_text(json.dumps({"test_acc": accuracy[run]}))
+        (results / run.data / run.name / "result.json").write_text(_record(run, accuracy[run]))
     calls = []
     monkeypatch.setattr(sweep, "export_weights", lambda run, work, folder: calls.append(run.name) or folder)
     sweep._copy_result(protocol.PILOT_RUNS[3], work, results, weights, log=pytest.fail)
