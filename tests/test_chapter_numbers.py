@@ -172,8 +172,10 @@ def test_the_relations_page_quotes_each_chapters_current_output():
 NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
                 "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen"]
 # "Of the sixteen claims, twelve are decided: one reproduces, four are contradicted and seven
-# are undecided at this scale; four are pending"
-TALLY = re.compile(r"Of the (\w+) claims, (\w+) (?:are|is) decided: (.*?)(?:\.|$)")
+# are undecided at this scale; four are pending", or once none is pending "All sixteen claims
+# are decided: ..."
+TALLY = re.compile(r"(?:Of the (\w+) claims, (\w+) (?:are|is)|All (\w+) claims are) decided: "
+                   r"(.*?)(?:\.|$)")
 COUNTED = {"reproduces": r"(\w+) reproduces?", "contradicts": r"(\w+) (?:are|is) contradicted",
            "undecided": r"(\w+) (?:are|is) undecided", "pending": r"(\w+) (?:are|is) pending"}
 
@@ -183,8 +185,9 @@ def tally_said(prose: str) -> dict[str, int]:
     not name: none), with "claims" and "decided"."""
     found = TALLY.search(" ".join(prose.split()))
     assert found, "no tally sentence (\"Of the N claims, M are decided: ...\")"
-    words = {"claims": found.group(1), "decided": found.group(2)}
-    words |= {verdict: (re.search(pattern, found.group(3)) or [None, "no"])[1]
+    of_the, decided, all_of, counts = found.groups()
+    words = {"claims": of_the or all_of, "decided": decided or all_of}
+    words |= {verdict: (re.search(pattern, counts) or [None, "no"])[1]
               for verdict, pattern in COUNTED.items()}
     return {key: NUMBER_WORDS.index(word.lower()) for key, word in words.items()}
 
@@ -205,3 +208,8 @@ def test_chapter_8s_tally_of_verdicts_is_the_runs(runs):
     stale = (f"Of the {NUMBER_WORDS[given['claims']]} claims, {other} are decided: one "
              f"reproduces, four are contradicted; five are pending.")
     assert tally_said(stale) != given
+    # "All N claims are decided" says none is pending, whatever the runs give
+    done = tally_said("All sixteen claims are decided: one reproduces, five are contradicted "
+                      "and ten are undecided at this scale.")
+    assert done == {"claims": 16, "decided": 16, "reproduces": 1, "contradicts": 5,
+                    "undecided": 10, "pending": 0}
